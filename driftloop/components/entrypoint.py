@@ -1,0 +1,105 @@
+"""The command line every component container shares.
+
+``python -m driftloop.components.<name> --mode train|serve`` with one ``--input-<channel>`` and
+``--output-<channel>`` option per channel of ``driftloop.pipelines.COMPONENT_IO``; each defaults
+to SageMaker's container path, so the images need no arguments on AWS, and the local runner and
+tests point them anywhere. Settings come from ``--config FILE`` (JSON; the training job's
+hyperparameters file by default) and/or ``--settings JSON``.
+
+SageMaker starts a training image as ``<image> train``: a bare ``train`` means ``--mode train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from driftloop.config import Mode
+from driftloop.pipelines import COMPONENT_IO, TRAINING_HYPERPARAMETERS, Component, JobKind, container_path
+
+log = logging.getLogger("driftloop")
+
+
+class ComponentError(Exception):
+    """A run that cannot go on, with a message that says what to do. Exit code 2, no traceback."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    mode: Mode
+    inputs: dict[str, Path]
+    outputs: dict[str, Path]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+Runner = Callable[[Invocation], object]
+
+
+def configure_process() -> None:
+    """Process-wide settings that must precede the first TensorFlow import (see DESIGN.md)."""
+    # transformers (pulled in by alibi-detect) flips this when imported if unset; pin it first.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def build_parser(component: Component) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m driftloop.components.{component}")
+    parser.add_argument("--mode", choices=["train", "serve"], required=True)
+    parser.add_argument("--config", type=Path, help="JSON settings file")
+    parser.add_argument("--settings", default="{}", help="JSON settings (override --config)")
+    channels: dict[str, set[str]] = {"input": set(), "output": set()}
+    for (comp, _mode), io in COMPONENT_IO.items():
+        if comp is component:
+            channels["input"].update(io.inputs)
+            channels["output"].update(io.outputs)
+    for direction, names in channels.items():
+        for name in sorted(names):
+            parser.add_argument(f"--{direction}-{name}", type=Path, dest=f"{direction}_{name}")
+    return parser
+
+
+def parse_invocation(component: Component, argv: Sequence[str]) -> Invocation:
+    argv = list(argv)
+    if argv[:1] == ["train"]:  # SageMaker training-job convention
+        argv = ["--mode", "train", *argv[1:]]
+    args = build_parser(component).parse_args(argv)
+    mode: Mode = args.mode
+    io = COMPONENT_IO[(component, mode)]
+
+    def path_for(direction: str, channel: str) -> Path:
+        given = getattr(args, f"{direction}_{channel}")
+        return Path(given) if given else Path(str(container_path(component, mode, direction, channel)))
+
+    settings: dict[str, Any] = {}
+    config = args.config
+    if config is None and io.job is JobKind.TRAINING and Path(str(TRAINING_HYPERPARAMETERS)).exists():
+        config = Path(str(TRAINING_HYPERPARAMETERS))
+    if config is not None:
+        settings.update(json.loads(Path(config).read_text()))
+    settings.update(json.loads(args.settings))
+    return Invocation(
+        mode=mode,
+        inputs={c: path_for("input", c) for c in io.inputs},
+        outputs={c: path_for("output", c) for c in io.outputs},
+        settings=settings,
+    )
+
+
+def run_component(component: Component, runners: Mapping[str, Runner], argv: Sequence[str] | None = None) -> int:
+    """Parse, run the mode's runner, turn a ``ComponentError`` into a clear message and exit 2."""
+    configure_process()
+    invocation = parse_invocation(component, sys.argv[1:] if argv is None else argv)
+    try:
+        runners[invocation.mode](invocation)
+    except ComponentError as error:
+        print(f"driftloop {component} ({invocation.mode}): {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,101 @@
+"""Typed settings for every component, in one place.
+
+Each dataclass is frozen and has defaults that make the local simulation work on a 2-core
+machine. Components read them from JSON (SageMaker hyperparameters or a ``--config`` file) with
+``from_mapping``, which rejects unknown keys so that a typo is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self, TypeVar
+
+Mode = Literal["train", "serve"]
+FeatureKind = Literal["uae", "embeddings"]
+Correction = Literal["bonferroni", "fdr"]
+
+T = TypeVar("T")
+
+
+class _FromMapping:
+    """Build a frozen dataclass from a JSON-like mapping, coercing SageMaker's string values."""
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None = None) -> Self:
+        values = dict(values or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(fields)}")
+        kwargs: dict[str, Any] = {}
+        for name, raw in values.items():
+            default = getattr(cls(), name)
+            kwargs[name] = _coerce(raw, type(default))
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path | None) -> Self:
+        if path is None or not Path(path).exists():
+            return cls()
+        return cls.from_mapping(json.loads(Path(path).read_text()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+
+def _coerce(raw: Any, kind: type) -> Any:
+    """SageMaker passes every hyperparameter as a string; turn it back into the default's type."""
+    if kind is bool and isinstance(raw, str):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if kind in (int, float) and isinstance(raw, str):
+        return kind(raw)
+    return raw
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessingConfig(_FromMapping):
+    image_size: int = 64
+    shard_size: int = 256
+    # Decompression-bomb guard: images with more pixels than this are skipped, not decoded.
+    max_pixels: int = 40_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig(_FromMapping):
+    architecture: str = "small_cnn"  # or "mobilenet_v2" (needs weights_path for pretrained weights)
+    weights_path: str = ""
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 6
+    seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftConfig(_FromMapping):
+    features: FeatureKind = "uae"
+    correction: Correction = "bonferroni"
+    p_val: float = 0.05
+    encoding_dim: int = 32
+    min_batch_size: int = 20
+    max_reference: int = 2000
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainConfig(_FromMapping):
+    n_explain: int = 8
+    n_background: int = 32
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionPolicy(_FromMapping):
+    """When a drift report should start a retrain (see ``driftloop.decision``)."""
+
+    min_batch_size: int = 20
+    # Serve runs to wait after a retrain before another one may start (0: none).
+    cooldown_runs: int = 0

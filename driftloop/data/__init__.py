@@ -1,0 +1,1 @@
+"""Data sets: the seeded synthetic image set and the seven drift stages."""

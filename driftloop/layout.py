@@ -1,0 +1,75 @@
+"""Parameter names and the object-store layout: the only place either is spelled out.
+
+The same names are used by the local runner (SQLite parameters, a directory as object store), by
+the CDK stacks (SSM parameters, one S3 bucket) and by the drift-decision Lambda.
+
+Object layout (keys are relative to the bucket or the local store's root)::
+
+    data/<stage>/{train,val,test}/<class>/<image>   data sets as users upload them
+    batches/<name>/<image>                           new unlabelled serve batches
+    runs/train/<run_id>/<artifact>/...               everything one train run wrote
+    runs/serve/<run_id>/<artifact>/...               everything one serve run wrote
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+DEFAULT_PARAMETER_PREFIX: Final = "/driftloop"
+
+PipelineName = Literal["train", "serve"]
+SPLITS: Final = ("train", "val", "test")
+
+
+class ParameterNames:
+    """Parameter Store keys under one prefix (``/driftloop`` unless a deployment names another)."""
+
+    def __init__(self, prefix: str = DEFAULT_PARAMETER_PREFIX) -> None:
+        if not prefix.startswith("/") or prefix.endswith("/"):
+            raise ValueError(f"parameter prefix must start with '/' and not end with one: {prefix!r}")
+        self.prefix = prefix
+
+    @property
+    def train_latest(self) -> str:
+        """The promoted (current) model, detector and explainer, and the data they came from."""
+        return f"{self.prefix}/train/latest"
+
+    @property
+    def train_last_attempt(self) -> str:
+        """The newest train run, promoted or not, with challenger and champion accuracies."""
+        return f"{self.prefix}/train/last-attempt"
+
+    @property
+    def serve_latest(self) -> str:
+        """The newest complete serve run: its drift report, predictions and explanations."""
+        return f"{self.prefix}/serve/latest"
+
+    @property
+    def simulation_position(self) -> str:
+        """Index of the next test set in the simulation's stage cycle."""
+        return f"{self.prefix}/simulation/position"
+
+    def all(self) -> tuple[str, ...]:
+        return (self.train_latest, self.train_last_attempt, self.serve_latest, self.simulation_position)
+
+
+def data_prefix(stage: str, split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return f"data/{stage}/{split}"
+
+
+def run_prefix(pipeline: PipelineName, run_id: str) -> str:
+    return f"runs/{pipeline}/{run_id}"
+
+
+def artifact_prefix(pipeline: PipelineName, run_id: str, artifact: str) -> str:
+    return f"{run_prefix(pipeline, run_id)}/{artifact}"
+
+
+def stage_of_data_prefix(prefix: str) -> str | None:
+    """``data/stage-3/test`` -> ``stage-3``; anything else -> None (not a simulation data set)."""
+    parts = prefix.strip("/").split("/")
+    if len(parts) >= 3 and parts[0] == "data" and parts[2] in SPLITS:
+        return parts[1]
+    return None

@@ -1,0 +1,226 @@
+"""The train and serve pipelines, defined once, as data.
+
+``stacks/`` renders these definitions as Step Functions states (each step a SageMaker job) and
+``driftloop.runner`` executes them locally; neither spells out a step of its own.
+
+Vocabulary:
+
+* a *channel* is a named input or output folder of a component in one mode (``COMPONENT_IO``);
+  inside a container it is ``/opt/ml/processing/{input,output}/<channel>`` (processing jobs) or
+  ``/opt/ml/input/data/<channel>`` and ``/opt/ml/model`` (the training job);
+* an *artifact* is a named folder of one pipeline run (``runs/<pipeline>/<run_id>/<artifact>``,
+  see ``driftloop.layout``), or an *external* input given when the run starts (the raw images),
+  or a *resolved* input read from the current train record (the model, detector, explainer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Final
+
+from driftloop.config import Mode
+
+
+class Component(StrEnum):
+    PROCESSING = "processing"
+    ALGORITHM = "algorithm"
+    MONITORING = "monitoring"
+    EXPLAINABILITY = "explainability"
+
+
+class JobKind(StrEnum):
+    PROCESSING = "processing"  # SageMaker Processing job
+    TRAINING = "training"  # SageMaker Training job
+
+
+@dataclass(frozen=True)
+class ComponentIO:
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    job: JobKind = JobKind.PROCESSING
+
+
+# What each component reads and writes in each mode. The component entrypoints build their
+# command-line options from this table, so a channel cannot be renamed in one place only.
+COMPONENT_IO: Final[dict[tuple[Component, Mode], ComponentIO]] = {
+    (Component.PROCESSING, "train"): ComponentIO(inputs=("train", "val"), outputs=("train", "val")),
+    (Component.PROCESSING, "serve"): ComponentIO(inputs=("batch",), outputs=("batch",)),
+    (Component.ALGORITHM, "train"): ComponentIO(
+        inputs=("train", "val"), outputs=("model",), job=JobKind.TRAINING
+    ),
+    (Component.ALGORITHM, "serve"): ComponentIO(inputs=("data", "model"), outputs=("predictions",)),
+    (Component.MONITORING, "train"): ComponentIO(inputs=("train", "model"), outputs=("detector",)),
+    (Component.MONITORING, "serve"): ComponentIO(inputs=("batch", "detector", "model"), outputs=("report",)),
+    (Component.EXPLAINABILITY, "train"): ComponentIO(inputs=("train", "model"), outputs=("explainer",)),
+    (Component.EXPLAINABILITY, "serve"): ComponentIO(
+        inputs=("batch", "model", "explainer", "predictions"), outputs=("explanations",)
+    ),
+}
+
+PROCESSING_INPUT_ROOT: Final = PurePosixPath("/opt/ml/processing/input")
+PROCESSING_OUTPUT_ROOT: Final = PurePosixPath("/opt/ml/processing/output")
+TRAINING_INPUT_ROOT: Final = PurePosixPath("/opt/ml/input/data")
+TRAINING_MODEL_DIR: Final = PurePosixPath("/opt/ml/model")
+TRAINING_HYPERPARAMETERS: Final = PurePosixPath("/opt/ml/input/config/hyperparameters.json")
+
+
+def container_path(component: Component, mode: Mode, direction: str, channel: str) -> PurePosixPath:
+    """Where a channel lives inside the container, by SageMaker's conventions."""
+    io = COMPONENT_IO[(component, mode)]
+    names = io.inputs if direction == "input" else io.outputs
+    if channel not in names:
+        raise KeyError(f"{component}/{mode} has no {direction} channel {channel!r}; it has {names}")
+    if io.job is JobKind.TRAINING:
+        return TRAINING_INPUT_ROOT / channel if direction == "input" else TRAINING_MODEL_DIR
+    root = PROCESSING_INPUT_ROOT if direction == "input" else PROCESSING_OUTPUT_ROOT
+    return root / channel
+
+
+@dataclass(frozen=True)
+class Step:
+    """One component run: which channel reads or writes which artifact."""
+
+    name: str
+    component: Component
+    mode: Mode
+    inputs: tuple[tuple[str, str], ...]  # (channel, artifact)
+    outputs: tuple[tuple[str, str], ...]  # (channel, artifact)
+    # The step runs only when every artifact named here exists (e.g. there is a champion model).
+    only_if: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        io = COMPONENT_IO[(self.component, self.mode)]
+        if tuple(c for c, _ in self.inputs) != io.inputs or tuple(c for c, _ in self.outputs) != io.outputs:
+            raise ValueError(f"step {self.name}: channels must be exactly {io}")
+
+    @property
+    def job(self) -> JobKind:
+        return COMPONENT_IO[(self.component, self.mode)].job
+
+    def input_artifacts(self) -> tuple[str, ...]:
+        return tuple(a for _, a in self.inputs)
+
+    def output_artifacts(self) -> tuple[str, ...]:
+        return tuple(a for _, a in self.outputs)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str  # "train" or "serve"
+    # Folders given when a run starts (e.g. the raw images).
+    external: tuple[str, ...]
+    # Artifacts read from the current train record (parameter ``train/latest``).
+    resolved: tuple[str, ...]
+    steps: tuple[Step, ...]
+
+    def __post_init__(self) -> None:
+        available = set(self.external) | set(self.resolved)
+        for step in self.steps:
+            missing = set(step.input_artifacts()) - available
+            if missing:
+                raise ValueError(f"{self.name}/{step.name} reads {sorted(missing)} before anything writes it")
+            available |= set(step.output_artifacts())
+
+    def produced(self) -> tuple[str, ...]:
+        return tuple(a for step in self.steps for a in step.output_artifacts())
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)
+
+
+TRAIN_PIPELINE: Final = Pipeline(
+    name="train",
+    external=("raw_train", "raw_val"),
+    resolved=("champion_model",),
+    steps=(
+        Step(
+            "process",
+            Component.PROCESSING,
+            "train",
+            inputs=(("train", "raw_train"), ("val", "raw_val")),
+            outputs=(("train", "train_shards"), ("val", "val_shards")),
+        ),
+        Step(
+            "train_model",
+            Component.ALGORITHM,
+            "train",
+            inputs=(("train", "train_shards"), ("val", "val_shards")),
+            outputs=(("model", "model"),),
+        ),
+        # The current model on the new validation set: the champion's side of champion/challenger.
+        Step(
+            "evaluate_champion",
+            Component.ALGORITHM,
+            "serve",
+            inputs=(("data", "val_shards"), ("model", "champion_model")),
+            outputs=(("predictions", "champion_eval"),),
+            only_if=("champion_model",),
+        ),
+        Step(
+            "learn_reference",
+            Component.MONITORING,
+            "train",
+            inputs=(("train", "train_shards"), ("model", "model")),
+            outputs=(("detector", "detector"),),
+        ),
+        Step(
+            "explain_background",
+            Component.EXPLAINABILITY,
+            "train",
+            inputs=(("train", "train_shards"), ("model", "model")),
+            outputs=(("explainer", "explainer"),),
+        ),
+    ),
+)
+
+SERVE_PIPELINE: Final = Pipeline(
+    name="serve",
+    external=("raw_batch",),
+    resolved=("model", "detector", "explainer"),
+    steps=(
+        Step(
+            "process",
+            Component.PROCESSING,
+            "serve",
+            inputs=(("batch", "raw_batch"),),
+            outputs=(("batch", "batch_shards"),),
+        ),
+        Step(
+            "detect_drift",
+            Component.MONITORING,
+            "serve",
+            inputs=(("batch", "batch_shards"), ("detector", "detector"), ("model", "model")),
+            outputs=(("report", "drift_report"),),
+        ),
+        Step(
+            "predict",
+            Component.ALGORITHM,
+            "serve",
+            inputs=(("data", "batch_shards"), ("model", "model")),
+            outputs=(("predictions", "predictions"),),
+        ),
+        Step(
+            "explain",
+            Component.EXPLAINABILITY,
+            "serve",
+            inputs=(
+                ("batch", "batch_shards"),
+                ("model", "model"),
+                ("explainer", "explainer"),
+                ("predictions", "predictions"),
+            ),
+            outputs=(("explanations", "explanations"),),
+        ),
+    ),
+)
+
+PIPELINES: Final = {p.name: p for p in (TRAIN_PIPELINE, SERVE_PIPELINE)}
+
+# File names inside artifacts that the pipeline glue (record step, decision) reads.
+DRIFT_REPORT_FILE: Final = "drift_report.json"  # in drift_report
+TRAIN_METRICS_FILE: Final = "metrics.json"  # in model
+EVALUATION_FILE: Final = "evaluation.json"  # in predictions / champion_eval, when labels are known
+PREDICTIONS_FILE: Final = "predictions.csv"  # in predictions
+MANIFEST_FILE: Final = "manifest.csv"  # in every processing output

@@ -1,0 +1,148 @@
+"""Processed image shards: the format between the processing component and the others.
+
+A processed folder holds ``shard-00000.npz``, ``shard-00001.npz``, ... and ``summary.json``.
+Each shard has ``images`` (uint8, N×H×W×3), ``labels`` (int64, -1 where the class is unknown)
+and ``files`` (the source file names). Readers stream one shard at a time, so memory is bounded
+by the shard size, not by the number of images.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SUMMARY_FILE = "summary.json"
+SHARD_GLOB = "shard-*.npz"
+UNKNOWN_LABEL = -1
+
+
+@dataclass(frozen=True)
+class Shard:
+    images: np.ndarray  # uint8 (N, H, W, 3)
+    labels: np.ndarray  # int64 (N,), UNKNOWN_LABEL where unlabelled
+    files: np.ndarray  # str (N,)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def labelled(self) -> bool:
+        return bool(len(self)) and bool(np.all(self.labels != UNKNOWN_LABEL))
+
+
+@dataclass(frozen=True)
+class ShardSummary:
+    classes: list[str]
+    image_size: int
+    n_images: int
+    n_skipped: int
+    n_shards: int
+    labelled: bool
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class ShardWriter:
+    """Collects images and writes a shard whenever ``shard_size`` of them are buffered."""
+
+    def __init__(self, out_dir: Path, shard_size: int, image_size: int) -> None:
+        if shard_size < 1:
+            raise ValueError("shard_size must be at least 1")
+        self.out_dir = out_dir
+        self.shard_size = shard_size
+        self.image_size = image_size
+        self._images: list[np.ndarray] = []
+        self._labels: list[int] = []
+        self._files: list[str] = []
+        self.n_images = 0
+        self.n_shards = 0
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    def add(self, image: np.ndarray, label: int, file: str) -> None:
+        expected = (self.image_size, self.image_size, 3)
+        if image.shape != expected or image.dtype != np.uint8:
+            raise ValueError(f"{file}: expected uint8 {expected}, got {image.dtype} {image.shape}")
+        self._images.append(image)
+        self._labels.append(label)
+        self._files.append(file)
+        if len(self._images) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._images:
+            return
+        path = self.out_dir / f"shard-{self.n_shards:05d}.npz"
+        np.savez(
+            path,
+            images=np.stack(self._images),
+            labels=np.asarray(self._labels, dtype=np.int64),
+            files=np.asarray(self._files, dtype=str),
+        )
+        self.n_images += len(self._images)
+        self.n_shards += 1
+        self._images, self._labels, self._files = [], [], []
+
+    def close(self, classes: list[str], n_skipped: int, **extra: object) -> ShardSummary:
+        self.flush()
+        summary = ShardSummary(
+            classes=classes,
+            image_size=self.image_size,
+            n_images=self.n_images,
+            n_skipped=n_skipped,
+            n_shards=self.n_shards,
+            labelled=bool(classes) and self.n_images > 0,
+            extra=dict(extra),
+        )
+        (self.out_dir / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2))
+        return summary
+
+
+def write_shards(
+    out_dir: Path, items: Iterable[tuple[np.ndarray, int, str]], *, shard_size: int, image_size: int,
+    classes: list[str], n_skipped: int = 0,
+) -> ShardSummary:
+    writer = ShardWriter(out_dir, shard_size, image_size)
+    for image, label, file in items:
+        writer.add(image, label, file)
+    return writer.close(classes, n_skipped)
+
+
+def read_summary(folder: Path) -> ShardSummary:
+    path = folder / SUMMARY_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{folder} is not a processed folder (no {SUMMARY_FILE}); run the processing component first"
+        )
+    return ShardSummary(**json.loads(path.read_text()))
+
+
+def shard_paths(folder: Path) -> list[Path]:
+    return sorted(folder.glob(SHARD_GLOB))
+
+
+def iter_shards(folder: Path) -> Iterator[Shard]:
+    """Yield the shards of a processed folder one at a time, in order."""
+    for path in shard_paths(folder):
+        with np.load(path, allow_pickle=False) as data:
+            yield Shard(images=data["images"], labels=data["labels"], files=data["files"])
+
+
+def load_all(folder: Path, limit: int | None = None) -> Shard:
+    """Concatenate shards (for training and small reference sets); ``limit`` caps the count."""
+    images, labels, files = [], [], []
+    count = 0
+    for shard in iter_shards(folder):
+        take = len(shard) if limit is None else min(len(shard), limit - count)
+        images.append(shard.images[:take])
+        labels.append(shard.labels[:take])
+        files.append(shard.files[:take])
+        count += take
+        if limit is not None and count >= limit:
+            break
+    if not images:
+        size = read_summary(folder).image_size
+        return Shard(np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0, str))
+    return Shard(np.concatenate(images), np.concatenate(labels), np.concatenate(files))

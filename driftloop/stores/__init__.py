@@ -1,0 +1,1 @@
+"""Parameter and object stores: one interface each, local and AWS implementations."""
