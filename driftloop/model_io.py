@@ -1,0 +1,69 @@
+"""Saving and loading the classifier, wherever it was written.
+
+A model folder holds ``model.keras`` and ``classes.json`` (and ``metrics.json`` after training).
+On AWS the training job's model arrives as ``model.tar.gz`` in the folder: ``load_model`` unpacks it.
+The model takes float32 images with raw pixel values in [0, 255] (it rescales inside), and its
+penultimate layer is named ``embedding`` so that monitoring can use it as a feature extractor.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MODEL_FILE = "model.keras"
+CLASSES_FILE = "classes.json"
+SAGEMAKER_ARCHIVE = "model.tar.gz"
+EMBEDDING_LAYER = "embedding"
+
+
+class ModelNotFound(FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any  # tf.keras.Model
+    classes: list[str]
+
+
+def save_model(model: Any, classes: list[str], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir / MODEL_FILE)
+    (out_dir / CLASSES_FILE).write_text(json.dumps(classes))
+
+
+def resolve_model_dir(model_dir: Path) -> Path:
+    """The folder holding ``model.keras``: unpack SageMaker's ``model.tar.gz`` if that is what came."""
+    if (model_dir / MODEL_FILE).exists():
+        return model_dir
+    archive = model_dir / SAGEMAKER_ARCHIVE
+    if archive.exists():
+        target = model_dir / "unpacked"
+        if not (target / MODEL_FILE).exists():
+            with tarfile.open(archive) as tar:
+                tar.extractall(target, filter="data")
+        return target
+    raise ModelNotFound(
+        f"no model in {model_dir} (expected {MODEL_FILE} or {SAGEMAKER_ARCHIVE}); "
+        "run the train pipeline first so that the parameter store points at a model"
+    )
+
+
+def load_model(model_dir: Path) -> LoadedModel:
+    import tensorflow as tf
+
+    folder = resolve_model_dir(model_dir)
+    model = tf.keras.models.load_model(folder / MODEL_FILE)
+    classes = json.loads((folder / CLASSES_FILE).read_text())
+    return LoadedModel(model=model, classes=classes)
+
+
+def embedding_model(model: Any) -> Any:
+    """A model that outputs the classifier's penultimate (``embedding``) layer."""
+    import tensorflow as tf
+
+    return tf.keras.Model(inputs=model.inputs, outputs=model.get_layer(EMBEDDING_LAYER).output)
