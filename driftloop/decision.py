@@ -1,0 +1,113 @@
+"""The two decisions of the loop, as pure functions (the local runner and the Lambdas call these).
+
+* ``decide_retrain``: a drift report and a policy -> retrain or not, why, and on which data. The
+  seed's rule: drift on stage k's test set retrains on stage k's train and validation sets.
+* ``decide_promotion``: champion/challenger. A retrained model replaces the current one only if its
+  accuracy on the new validation set is at least the current model's accuracy on that same set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from driftloop.config import DecisionPolicy
+from driftloop.drift_report import DriftReport
+from driftloop.layout import data_prefix, stage_of_data_prefix
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    retrain: bool
+    reason: str
+    stage: str | None = None
+    # Object-store keys (prefixes) of the data to train on, when ``retrain``.
+    train_data: str | None = None
+    val_data: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promote: bool
+    reason: str
+    challenger_accuracy: float
+    champion_accuracy: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide_retrain(
+    report: DriftReport,
+    *,
+    batch_source: str,
+    policy: DecisionPolicy,
+    runs_since_retrain: int | None = None,
+) -> RetrainDecision:
+    """Decide whether the batch read from ``batch_source`` (an object-store key prefix) retrains.
+
+    ``runs_since_retrain`` counts serve runs since the last retrain started (None: never), for the
+    optional cool-down.
+    """
+    if report.too_small or report.batch_size < policy.min_batch_size:
+        return RetrainDecision(
+            False,
+            f"batch of {report.batch_size} images is below the minimum of "
+            f"{max(policy.min_batch_size, report.min_batch_size)}: too small to judge",
+        )
+    if not report.is_drift:
+        return RetrainDecision(
+            False, f"no drift: smallest p-value {report.statistic:.3g} >= threshold {report.threshold:.3g}"
+        )
+    if runs_since_retrain is not None and runs_since_retrain < policy.cooldown_runs:
+        return RetrainDecision(
+            False,
+            f"drift, but in cool-down: {runs_since_retrain} run(s) since the last retrain, "
+            f"policy waits {policy.cooldown_runs}",
+        )
+    stage = stage_of_data_prefix(batch_source)
+    if stage is None:
+        return RetrainDecision(
+            False,
+            f"drift, but {batch_source!r} is not a stage's data set (data/<stage>/test), so there is "
+            "no matching train and validation data: upload it and start the train pipeline",
+        )
+    return RetrainDecision(
+        True,
+        f"drift on {stage}: smallest p-value {report.statistic:.3g} < threshold {report.threshold:.3g}",
+        stage=stage,
+        train_data=data_prefix(stage, "train"),
+        val_data=data_prefix(stage, "val"),
+    )
+
+
+def decide_promotion(
+    challenger_metrics: dict[str, Any], champion_evaluation: dict[str, Any] | None
+) -> PromotionDecision:
+    """Compare the new model's validation accuracy with the current model's on the same set.
+
+    ``challenger_metrics`` is the training metrics (``val_accuracy``); ``champion_evaluation`` is the
+    current model's evaluation on the new validation set (``accuracy``), None when there is no
+    current model (the first training always promotes).
+    """
+    challenger = float(challenger_metrics["val_accuracy"])
+    if champion_evaluation is None:
+        return PromotionDecision(True, "no current model: the first model is promoted", challenger, None)
+    if "accuracy" not in champion_evaluation:
+        raise ValueError(
+            "the champion's evaluation has no accuracy (were the validation images labelled with the "
+            f"model's classes?): {champion_evaluation.get('reason', champion_evaluation)}"
+        )
+    champion = float(champion_evaluation["accuracy"])
+    if challenger >= champion:
+        return PromotionDecision(
+            True, f"challenger {challenger:.3f} >= champion {champion:.3f} on the new validation set",
+            challenger, champion,
+        )
+    return PromotionDecision(
+        False, f"challenger {challenger:.3f} < champion {champion:.3f} on the new validation set: kept champion",
+        challenger, champion,
+    )
