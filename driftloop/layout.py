@@ -19,6 +19,8 @@ DEFAULT_PARAMETER_PREFIX: Final = "/driftloop"
 
 PipelineName = Literal["train", "serve"]
 SPLITS: Final = ("train", "val", "test")
+# The seven data sets, in the order the simulation feeds their test sets to the serve pipeline.
+STAGE_NAMES: Final = ("original", "stage-1", "stage-2", "stage-3", "stage-4", "stage-5", "noisy")
 
 
 class ParameterNames:
@@ -57,6 +59,11 @@ def data_prefix(stage: str, split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return f"data/{stage}/{split}"
+
+
+def simulation_test_set(position: int) -> str:
+    """The test set the simulation feeds at a cycle position (Original, Stage-1, …, Noisy, Original, …)."""
+    return data_prefix(STAGE_NAMES[position % len(STAGE_NAMES)], "test")
 
 
 def run_prefix(pipeline: PipelineName, run_id: str) -> str:
