@@ -1,0 +1,153 @@
+"""The simulation's HTML report: one self-contained page with its pictures embedded."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from driftloop.layout import STAGE_NAMES
+from driftloop.stores.objects import ObjectNotFound, ObjectStore
+
+if TYPE_CHECKING:
+    from driftloop.simulation import RunRow, SimulationResult
+
+SHAP_GRID_FILE = "grid.png"
+
+
+def _png(figure: object) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # type: ignore[attr-defined]
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _drift_figure(rows: list[RunRow]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    x = range(len(rows))
+    ax.semilogy(x, [max(r.statistic, 1e-300) for r in rows], "o-", label="smallest feature p-value (statistic)")
+    ax.semilogy(x, [r.threshold for r in rows], "k--", label="corrected threshold")
+    for i, r in enumerate(rows):
+        if r.drift:
+            ax.annotate("drift", (i, max(r.statistic, 1e-300)), textcoords="offset points", xytext=(0, 8),
+                        ha="center", color="crimson")
+    ax.set_xticks(list(x), [f"{r.time}\n{r.test_set}" for r in rows], fontsize=8)
+    ax.set_ylabel("p-value (log)")
+    ax.set_title("Drift statistic against its threshold, per hourly run (below the line = drift)")
+    ax.legend(fontsize=8)
+    encoded = _png(fig)
+    plt.close(fig)
+    return encoded
+
+
+def _accuracy_figure(rows: list[RunRow]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    x = list(range(len(rows)))
+    accuracy = [100 * r.accuracy if r.accuracy is not None else float("nan") for r in rows]
+    ax.plot(x, accuracy, "o-", label="accuracy of the serving model")
+    for i, r in enumerate(rows):
+        if r.retrained:
+            ax.axvline(i + 0.5, color="green" if r.promoted else "grey", linestyle=":")
+            ax.annotate(f"retrained on {r.retrained_on}" + ("" if r.promoted else " (kept)"),
+                        (i + 0.5, min(a for a in accuracy if a == a) if any(a == a for a in accuracy) else 0),
+                        rotation=90, fontsize=7, color="green" if r.promoted else "grey", va="bottom")
+    ax.set_xticks(x, [f"{r.time}\n{r.test_set}" for r in rows], fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Accuracy per hourly run (labels known only because this is a simulation)")
+    encoded = _png(fig)
+    plt.close(fig)
+    return encoded
+
+
+def _matrix_figure(matrix: dict[str, dict[str, dict[str, float]]]) -> str:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = list(matrix)
+    values = np.array([[100 * matrix[m][s]["accuracy"] for s in STAGE_NAMES] for m in labels])
+    fig, ax = plt.subplots(figsize=(9, 0.8 + 0.6 * len(labels)))
+    image = ax.imshow(values, cmap="RdYlGn", vmin=max(0.0, float(values.min()) - 5), vmax=100, aspect="auto")
+    for i in range(len(labels)):
+        for j in range(len(STAGE_NAMES)):
+            ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(STAGE_NAMES)), STAGE_NAMES, fontsize=8)
+    ax.set_yticks(range(len(labels)), [f"trained on {m}" for m in labels], fontsize=8)
+    ax.set_title("Accuracy (%) of each model on each stage's test set")
+    fig.colorbar(image, ax=ax)
+    encoded = _png(fig)
+    plt.close(fig)
+    return encoded
+
+
+def _shap_samples(rows: list[RunRow], objects: ObjectStore) -> list[tuple[str, str]]:
+    """The SHAP grid of the first run and of every run that drifted."""
+    chosen = [rows[0]] + [r for r in rows[1:] if r.drift] if rows else []
+    pictures = []
+    for row in chosen:
+        try:
+            data = objects.get_bytes(f"{objects.key_from_uri(row.explanations)}/{SHAP_GRID_FILE}")
+        except ObjectNotFound:
+            continue
+        pictures.append((f"{row.time} on {row.test_set} (model trained on {row.model_trained_on})",
+                         base64.b64encode(data).decode()))
+    return pictures
+
+
+def _table(headers: list[str], body: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def write_report(result: SimulationResult, objects: ObjectStore, path: Path) -> None:
+    rows = result.runs
+    timeline = _table(
+        ["Time", "Input test set", "Detector trained on", "Drift", "Statistic", "Threshold", "Retrained",
+         "Accuracy", "Loss", "Images (skipped)"],
+        [[r.time, r.test_set, r.reference_trained_on, "TRUE" if r.drift else "false", f"{r.statistic:.3g}",
+          f"{r.threshold:.3g}",
+          (f"on {r.retrained_on}, " + ("promoted" if r.promoted else "champion kept")) if r.retrained else "-",
+          "-" if r.accuracy is None else f"{100 * r.accuracy:.1f}%",
+          "-" if r.loss is None else f"{r.loss:.3f}", f"{r.n_images} ({r.n_skipped})"] for r in rows],
+    )
+    matrix = _table(
+        ["Model trained on", "Metric", *STAGE_NAMES],
+        [[label, metric, *(f"{100 * v[s][metric]:.1f}" if metric == "accuracy" else f"{v[s][metric]:.3f}"
+                           for s in STAGE_NAMES)]
+         for label, v in result.matrix.items() for metric in ("accuracy", "loss")],
+    )
+    shap = "".join(
+        f"<figure><img src='data:image/png;base64,{data}' alt='SHAP overlays'>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for caption, data in _shap_samples(rows, objects)
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>driftloop simulation</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1000px; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }}
+th {{ background: #f3f3f3; }} img {{ max-width: 100%; }} figure {{ margin: 1rem 0; }}
+</style></head><body>
+<h1>driftloop: seven-stage drift simulation</h1>
+<p>The train pipeline ran once on the Original set, then the serve pipeline ran hourly on the test sets
+Original → Stage-1 → … → Noisy → Original. Drift on stage k's test set retrains on stage k's train and
+validation sets; a retrained model replaces the current one only if it is at least as accurate on that
+validation set.</p>
+<h2>Timeline</h2>{timeline}
+<img src="data:image/png;base64,{_drift_figure(rows)}" alt="drift statistic per hour">
+<img src="data:image/png;base64,{_accuracy_figure(rows)}" alt="accuracy per hour">
+<h2>Every model on every test set</h2>
+<img src="data:image/png;base64,{_matrix_figure(result.matrix)}" alt="accuracy matrix">{matrix}
+<h2>Explanations (SHAP)</h2>{shap or "<p>No explanation pictures were found.</p>"}
+</body></html>
+"""
+    path.write_text(page)

@@ -1,0 +1,247 @@
+"""The seven-stage simulation: the seed's experiment, on one machine, on a simulated clock.
+
+The train pipeline runs once on the Original set; then the serve pipeline runs "hourly" (11:05,
+12:05, … — no real waiting) on the test sets Original → Stage-1 → … → Noisy → Original, retraining
+as the drift decision says (drift on stage k's test set retrains on stage k's train and validation
+sets). Labels are known in a simulation, so each run's accuracy is recorded too, and at the end every
+model the run trained is evaluated on every stage's test set (the accuracy matrix).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from driftloop.components.entrypoint import Invocation
+from driftloop.layout import STAGE_NAMES, data_prefix, simulation_test_set
+from driftloop.pipelines import EVALUATION_FILE, Component
+from driftloop.runner import LocalSystem, Settings, component_runner
+
+# The seed blog's date; the initial training runs at 10:05 and the first serve run at 11:05.
+SIMULATION_START = datetime(2023, 2, 5, 10, 5, tzinfo=UTC)
+DATA_MARKER = ".driftloop-data.json"
+HARM_POINTS = 0.05  # an accuracy drop this large should have been flagged as drift
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SimulationOptions:
+    workdir: Path
+    data: Path | None = None
+    cycles: int = 1
+    seed: int = 0
+    size: str = "blog"
+    settings: Settings = field(default_factory=Settings)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class RunRow:
+    time: str
+    test_set: str
+    reference_trained_on: str
+    drift: bool
+    statistic: float
+    threshold: float
+    retrained: bool
+    retrained_on: str | None
+    promoted: bool | None
+    accuracy: float | None
+    loss: float | None
+    n_images: int
+    n_skipped: int
+    reason: str
+    model_trained_on: str
+    # Accuracy of the current model on the test set of the stage it was trained on, minus this run's.
+    accuracy_drop: float | None = None
+    explanations: str = ""
+
+
+@dataclass
+class SimulationResult:
+    runs: list[RunRow]
+    matrix: dict[str, dict[str, dict[str, float]]]
+    workdir: Path
+
+    def to_json(self) -> dict[str, Any]:
+        return {"runs": [asdict(r) for r in self.runs], "matrix": self.matrix}
+
+
+def ensure_data(options: SimulationOptions) -> Path:
+    """The stages folder: the user's, or the synthetic set, made once per (seed, size)."""
+    if options.data is not None:
+        missing = [s for s in STAGE_NAMES if not (options.data / s).is_dir()]
+        if missing:
+            raise FileNotFoundError(
+                f"{options.data} lacks the stage folders {missing}; make them with "
+                "`driftloop data stages --src ORIG --out DIR` or `driftloop data make --out DIR`"
+            )
+        return options.data
+    from driftloop.data.synthetic import make_dataset
+
+    folder = options.workdir / "data"
+    wanted = {"seed": options.seed, "size": options.size}
+    marker = folder / DATA_MARKER
+    if not (marker.exists() and json.loads(marker.read_text()) == wanted):
+        shutil.rmtree(folder, ignore_errors=True)
+        make_dataset(folder, seed=options.seed, size=options.size)
+        marker.write_text(json.dumps(wanted))
+    return folder
+
+
+class _Evaluator:
+    """Accuracy and loss of a model folder on each stage's test set (test sets processed once)."""
+
+    def __init__(self, system: LocalSystem, data: Path, scratch: Path) -> None:
+        self.system = system
+        self.data = data
+        self.scratch = scratch
+
+    def processed(self, stage: str) -> Path:
+        out = self.scratch / "processed" / stage
+        if not (out / "summary.json").exists():
+            component_runner(Component.PROCESSING, "serve")(Invocation(
+                mode="serve", inputs={"batch": self.data / stage / "test"}, outputs={"batch": out},
+                settings=self.system.settings.processing.to_dict(),
+            ))
+        return out
+
+    def evaluate(self, model_dir: Path, stage: str, label: str) -> dict[str, float]:
+        out = self.scratch / "evaluations" / label / stage
+        component_runner(Component.ALGORITHM, "serve")(Invocation(
+            mode="serve", inputs={"data": self.processed(stage), "model": model_dir},
+            outputs={"predictions": out}, settings={},
+        ))
+        evaluation = json.loads((out / EVALUATION_FILE).read_text())
+        return {"accuracy": float(evaluation["accuracy"]), "loss": float(evaluation["loss"])}
+
+
+def simulate(options: SimulationOptions) -> SimulationResult:
+    data = ensure_data(options)
+    state = options.workdir / "state"
+    shutil.rmtree(state, ignore_errors=True)  # every simulation starts from an empty system
+    system = LocalSystem(state, settings=options.settings)
+    for stage in STAGE_NAMES:
+        system.import_dataset(data / stage, stage)
+
+    n_runs = options.cycles * len(STAGE_NAMES) + 1
+    bar = tqdm(total=n_runs + 2, desc="simulation", unit="step", disable=not options.progress)
+    bar.set_postfix_str("initial training on original")
+    first = system.train(data_prefix("original", "train"), data_prefix("original", "val"),
+                         stage="original", when=SIMULATION_START)
+    bar.update()
+    models = {first.run_id: "original"}  # train run id -> matrix label
+    rows: list[RunRow] = []
+    for position in range(n_runs):
+        when = SIMULATION_START + timedelta(hours=position + 1)
+        test_key = simulation_test_set(position)
+        test_set = test_key.split("/")[1]
+        bar.set_postfix_str(f"{when:%H:%M} serve on {test_set}")
+        outcome = system.serve(test_key, when=when)
+        if outcome.retrain is not None:
+            models[outcome.retrain.run_id] = _label(outcome.retrain.stage or "?", models)
+        rows.append(RunRow(
+            time=when.strftime("%H:%M"),
+            test_set=test_set,
+            reference_trained_on=outcome.report.detector.trained_on,
+            drift=outcome.report.is_drift,
+            statistic=outcome.report.statistic,
+            threshold=outcome.report.threshold,
+            retrained=outcome.retrain is not None,
+            retrained_on=outcome.retrain.stage if outcome.retrain else None,
+            promoted=outcome.retrain.promoted if outcome.retrain else None,
+            accuracy=outcome.evaluation["accuracy"] if outcome.evaluation else None,
+            loss=outcome.evaluation["loss"] if outcome.evaluation else None,
+            n_images=outcome.record.n_images,
+            n_skipped=outcome.record.n_skipped,
+            reason=outcome.decision.reason,
+            model_trained_on=models[outcome.record.model_run_id],
+            explanations=outcome.record.explanations,
+        ))
+        bar.update()
+
+    bar.set_postfix_str("accuracy matrix")
+    matrix = _accuracy_matrix(system, data, models, options.workdir)
+    bar.update()
+    bar.close()
+    rows = [_with_drop(row, matrix) for row in rows]
+    result = SimulationResult(runs=rows, matrix=matrix, workdir=options.workdir)
+    write_outputs(result, system)
+    print(timeline_table(rows))
+    print(f"\nwrote {options.workdir / 'simulation.json'}, accuracy_matrix.csv and report.html")
+    return result
+
+
+def _label(stage: str, models: dict[str, str]) -> str:
+    """Matrix row label: the stage trained on, with #2, #3 … when a stage is trained on again."""
+    taken = set(models.values())
+    if stage not in taken:
+        return stage
+    n = 2
+    while f"{stage}#{n}" in taken:
+        n += 1
+    return f"{stage}#{n}"
+
+
+def _accuracy_matrix(system: LocalSystem, data: Path, models: dict[str, str], workdir: Path,
+                     ) -> dict[str, dict[str, dict[str, float]]]:
+    scratch = workdir / "evaluation"
+    shutil.rmtree(scratch, ignore_errors=True)
+    evaluator = _Evaluator(system, data, scratch)
+    matrix: dict[str, dict[str, dict[str, float]]] = {}
+    for run_id, label in models.items():
+        model_dir = scratch / "models" / label
+        system.objects.download_dir(f"runs/train/{run_id}/model", model_dir)
+        matrix[label] = {stage: evaluator.evaluate(model_dir, stage, label) for stage in STAGE_NAMES}
+    return matrix
+
+
+def _with_drop(row: RunRow, matrix: dict[str, dict[str, dict[str, float]]]) -> RunRow:
+    if row.accuracy is None:
+        return row
+    own_stage = row.model_trained_on.split("#")[0]
+    reference = matrix[row.model_trained_on][own_stage]["accuracy"]
+    values = asdict(row) | {"accuracy_drop": round(reference - row.accuracy, 6)}
+    return RunRow(**values)
+
+
+def missed_harm(rows: list[RunRow]) -> list[RunRow]:
+    """Runs whose accuracy fell by HARM_POINTS or more but that were not flagged as drift."""
+    return [r for r in rows if r.accuracy_drop is not None and r.accuracy_drop >= HARM_POINTS and not r.drift]
+
+
+def timeline_table(rows: list[RunRow]) -> str:
+    header = ("Time", "Input test set", "Detector trained on", "Drift", "Retrained", "Accuracy")
+    lines = [header] + [
+        (r.time, r.test_set, r.reference_trained_on, "TRUE" if r.drift else "false",
+         f"on {r.retrained_on} ({'promoted' if r.promoted else 'kept champion'})" if r.retrained else "-",
+         "-" if r.accuracy is None else f"{100 * r.accuracy:.1f}%")
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = [" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
+    out.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def write_outputs(result: SimulationResult, system: LocalSystem) -> None:
+    from driftloop.report import write_report
+
+    workdir = result.workdir
+    (workdir / "simulation.json").write_text(json.dumps(result.to_json(), indent=2))
+    with (workdir / "accuracy_matrix.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["model_trained_on", "metric", *STAGE_NAMES])
+        for label, row in result.matrix.items():
+            for metric in ("accuracy", "loss"):
+                writer.writerow([label, metric, *(f"{row[s][metric]:.4f}" for s in STAGE_NAMES)])
+    write_report(result, system.objects, workdir / "report.html")
