@@ -1,0 +1,233 @@
+"""The processing component: raw image folders in, shards + manifest out (train and serve modes).
+
+Train mode reads ``train`` and ``val`` laid out as ``<folder>/<class>/<image>``; the classes are
+train's sorted class folders, and val may only use those (its labels index the same list).
+Serve mode reads ``batch``: flat images (unlabelled), or ``<class>/<image>`` folders (labelled,
+as the simulation's test sets are; classes are the batch's own sorted folder names and consumers
+map them by name). Files are walked in sorted path order, so the output is deterministic.
+
+Every input file gets one ``manifest.csv`` row (file, class, status ok|skipped, reason); a bad
+file is recorded and skipped (rules in ``driftloop.images``), never fatal. A file directly under
+the top of a folder that has class folders is skipped as ``no_class_folder``: its label is
+unknown and a shard is either labelled or not. A folder with no usable image at all is a
+``ComponentError`` (exit 2). Images stream through in windows, so memory is bounded by the
+shard size, not the folder; large inputs are decoded by a process pool, in order, giving the
+same shards as one process.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import multiprocessing
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from itertools import islice
+from pathlib import Path
+
+from driftloop.components.entrypoint import ComponentError, Invocation, run_component
+from driftloop.config import ProcessingConfig
+from driftloop.images import Decoded, SkipCode, decode_file, screen_name, skip_code, skip_reason
+from driftloop.pipelines import MANIFEST_FILE, Component
+from driftloop.shards import SHARD_GLOB, SUMMARY_FILE, UNKNOWN_LABEL, ShardSummary, ShardWriter
+
+log = logging.getLogger("driftloop.processing")
+
+MANIFEST_COLUMNS = ("file", "class", "status", "reason")
+# Decoding costs about 25 ms of CPU per MB of input (plus ~1 ms a file) and each spawned worker
+# about 0.5 s to start: below this many input bytes (~3 s of decoding) one process is as fast.
+PARALLEL_MIN_BYTES = 128 * 2**20
+# Images decoded per round trip to the pool; with the shard buffer this bounds memory.
+MIN_WINDOW = 128
+
+Decoder = Callable[[list[Path]], list[Decoded]]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One input file: where it is, its label, and a skip reason known before decoding."""
+
+    relative: Path
+    class_name: str
+    label: int
+    reason: str
+
+
+def class_folders(folder: Path) -> list[str]:
+    """Sorted names of the visible sub-folders: the classes of a labelled folder."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def list_entries(folder: Path, classes: Sequence[str] | None) -> Iterator[Entry]:
+    """Every file under ``folder`` in sorted order; ``classes`` None means a flat, unlabelled folder."""
+    index = {name: i for i, name in enumerate(classes or ())}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder)
+        reason = screen_name(relative)
+        class_name, label = "", UNKNOWN_LABEL
+        if classes is not None and not reason:
+            if len(relative.parts) == 1:
+                reason = skip_reason(SkipCode.NO_CLASS_FOLDER, "file is not inside a class folder")
+            else:
+                class_name = relative.parts[0]
+                label = index[class_name]
+        yield Entry(relative, class_name, label, reason)
+
+
+def _decode_in_order(
+    entries: Sequence[Entry], folder: Path, decode: Decoder, window: int
+) -> Iterator[tuple[Entry, Decoded]]:
+    """Each entry with its result, in input order; at most ``window`` decoded images in flight."""
+    pending = iter(entries)
+    while part := list(islice(pending, window)):
+        decoded = iter(decode([folder / e.relative for e in part if not e.reason]))
+        for entry in part:
+            yield entry, Decoded(None, entry.reason) if entry.reason else next(decoded)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # gone since it was listed: decoding will record it
+        return 0
+
+
+def _worker_count(paths: Sequence[Path]) -> int:
+    if sum(_size(p) for p in paths) < PARALLEL_MIN_BYTES:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def _decoder(config: ProcessingConfig, workers: int) -> Iterator[Decoder]:
+    """Decode a list of paths in order, in this process or in a pool of ``workers``."""
+    decode = partial(decode_file, image_size=config.image_size, max_pixels=config.max_pixels)
+    if workers <= 1:
+        yield lambda paths: [decode(p) for p in paths]
+        return
+    # spawn, not fork: the caller (tests, the local runner) may already run TensorFlow's threads.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield lambda paths: pool.map(decode, paths)
+
+
+def _clear_outputs(out_dir: Path) -> None:
+    """Remove this component's files from an earlier run into the same folder (a re-run)."""
+    stale = [*out_dir.glob(SHARD_GLOB), out_dir / SUMMARY_FILE, out_dir / MANIFEST_FILE]
+    for path in stale:
+        path.unlink(missing_ok=True)
+
+
+def process_folder(
+    folder: Path, out_dir: Path, config: ProcessingConfig, classes: Sequence[str] | None,
+    *, workers: int | None = None,
+) -> ShardSummary:
+    """Write shards, ``summary.json`` and ``manifest.csv`` for one input folder.
+
+    ``classes`` is the label list (None for a flat, unlabelled folder); ``workers`` None picks
+    one process for small inputs and all available cores for large ones.
+    """
+    entries = list(list_entries(folder, classes))
+    if workers is None:
+        workers = _worker_count([folder / e.relative for e in entries if not e.reason])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_outputs(out_dir)
+    writer = ShardWriter(out_dir, config.shard_size, config.image_size)
+    skipped: Counter[str] = Counter()
+    per_class: Counter[str] = Counter()
+    manifest_path = out_dir / MANIFEST_FILE
+    # surrogateescape: a file name that is not valid UTF-8 is still written, byte for byte.
+    with (
+        manifest_path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle,
+        _decoder(config, workers) as decode,
+    ):
+        manifest = csv.writer(handle)
+        manifest.writerow(MANIFEST_COLUMNS)
+        for entry, result in _decode_in_order(entries, folder, decode, max(config.shard_size, MIN_WINDOW)):
+            file = entry.relative.as_posix()
+            if result.image is None:
+                skipped[skip_code(result.reason)] += 1
+                manifest.writerow((file, entry.class_name, "skipped", result.reason))
+            else:
+                writer.add(result.image, entry.label, file)
+                per_class[entry.class_name] += 1
+                manifest.writerow((file, entry.class_name, "ok", ""))
+    n_ok = sum(per_class.values())
+    if n_ok == 0:
+        raise ComponentError(_nothing_usable(folder, len(entries), skipped, manifest_path))
+    extra: dict[str, object] = {"n_files": len(entries), "skipped_by_code": dict(sorted(skipped.items()))}
+    if classes is not None:
+        extra["images_per_class"] = {name: per_class[name] for name in classes}
+        empty = [name for name in classes if not per_class[name]]
+        if empty:
+            log.warning("%s: no usable images for class(es) %s", folder, empty)
+    summary = writer.close(list(classes or ()), n_skipped=sum(skipped.values()), **extra)
+    log.info(
+        "processed %s: %d images in %d shards, %d skipped %s (%d worker(s))",
+        folder, summary.n_images, summary.n_shards, summary.n_skipped, dict(skipped), workers,
+    )
+    return summary
+
+
+def _nothing_usable(folder: Path, n_files: int, skipped: Counter[str], manifest: Path) -> str:
+    if n_files == 0:
+        return f"no usable images in {folder}: it holds no files"
+    kinds = ", ".join(f"{code}: {count}" for code, count in sorted(skipped.items()))
+    return f"no usable images in {folder}: all {n_files} file(s) were skipped ({kinds}); reasons per file in {manifest}"
+
+
+def _config(invocation: Invocation) -> ProcessingConfig:
+    try:
+        config = ProcessingConfig.from_mapping(invocation.settings)
+    except (TypeError, ValueError) as error:
+        raise ComponentError(f"bad processing settings: {error}") from error
+    for name in ("image_size", "shard_size", "max_pixels"):
+        if getattr(config, name) < 1:
+            raise ComponentError(f"bad processing settings: {name} must be at least 1")
+    return config
+
+
+def _input(invocation: Invocation, channel: str) -> Path:
+    folder = invocation.inputs[channel]
+    if not folder.is_dir():
+        raise ComponentError(f"input folder for channel {channel!r} does not exist: {folder}")
+    return folder
+
+
+def run_train(invocation: Invocation) -> dict[str, ShardSummary]:
+    """Process train and val with train's classes."""
+    config = _config(invocation)
+    train, val = _input(invocation, "train"), _input(invocation, "val")
+    classes = class_folders(train)
+    if not classes:
+        raise ComponentError(f"train folder {train} has no class folders; expected {train}/<class>/<image>")
+    unknown = sorted(set(class_folders(val)) - set(classes))
+    if unknown:
+        raise ComponentError(f"val folder {val} has class folder(s) {unknown} that train does not have ({classes})")
+    return {
+        "train": process_folder(train, invocation.outputs["train"], config, classes),
+        "val": process_folder(val, invocation.outputs["val"], config, classes),
+    }
+
+
+def run_serve(invocation: Invocation) -> dict[str, ShardSummary]:
+    """Process one batch: labelled if it has class folders, unlabelled if its images are flat."""
+    config = _config(invocation)
+    batch = _input(invocation, "batch")
+    classes = class_folders(batch) or None
+    return {"batch": process_folder(batch, invocation.outputs["batch"], config, classes)}
+
+
+RUNNERS = {"train": run_train, "serve": run_serve}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_component(Component.PROCESSING, RUNNERS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
