@@ -9,6 +9,7 @@ by the shard size, not by the number of images.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,7 +76,7 @@ class ShardWriter:
         if not self._images:
             return
         path = self.out_dir / f"shard-{self.n_shards:05d}.npz"
-        np.savez(
+        _save_npz(
             path,
             images=np.stack(self._images),
             labels=np.asarray(self._labels, dtype=np.int64),
@@ -98,6 +99,15 @@ class ShardWriter:
         )
         (self.out_dir / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2))
         return summary
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Like ``np.savez``, but byte-reproducible: fixed member timestamps (np.savez stamps the time)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w") as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def write_shards(
