@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     data=args.data, workdir=args.workdir, cycles=args.cycles, seed=args.seed, size=args.size
                 )
             )
-    except ComponentError as error:
+    except (ComponentError, LookupError, FileNotFoundError) as error:
+        # Missing models, parameters or objects: their messages say what to do; no traceback.
         print(f"driftloop: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,243 @@
+"""Object store: artifacts and data under '/'-separated keys (a local folder, or one S3 bucket).
+
+Keys follow ``driftloop.layout``. Both implementations accept the same keys and reject the same
+ones (absolute, '..', '.', empty parts, backslashes), so a key that works locally works on AWS.
+A prefix passed to ``list``/``download_dir`` is a folder: ``data/stage-1`` does not match
+``data/stage-10/...``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, Final
+
+from botocore.exceptions import ClientError
+
+# Local writes go to a hidden temp file first; no valid key can start with this, so list() can skip them.
+_TEMP_PREFIX: Final = ".partial-"
+
+
+class ObjectNotFound(LookupError):
+    """No object under the key (the message names it)."""
+
+
+def check_key(key: str) -> None:
+    parts = key.split("/")
+    if (
+        not key
+        or "\\" in key
+        or any(part in ("", ".", "..") for part in parts)
+        or any(part.startswith(_TEMP_PREFIX) for part in parts)
+    ):
+        raise ValueError(f"object key must be a relative 'a/b/c' path without '.', '..' or empty parts: {key!r}")
+
+
+def _folder(prefix: str) -> str:
+    """'' (everything) or a checked folder prefix ending in '/'."""
+    prefix = prefix.strip("/")
+    if not prefix:
+        return ""
+    check_key(prefix)
+    return prefix + "/"
+
+
+class ObjectStore(ABC):
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> None: ...
+
+    @abstractmethod
+    def get_file(self, key: str, path: Path) -> None:
+        """Write the object to ``path`` (parents created); a failed download leaves no file behind."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Every key under the folder ``prefix`` (recursive), sorted."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def uri(self, key: str) -> str: ...
+
+    @abstractmethod
+    def key_from_uri(self, uri: str) -> str:
+        """The inverse of ``uri``; ValueError for a URI outside this store."""
+
+    def upload_dir(self, local_dir: Path, prefix: str) -> int:
+        """Put every file under ``local_dir`` at ``prefix/<relative path>``; returns the file count."""
+        local_dir = Path(local_dir)
+        if not local_dir.is_dir():
+            raise NotADirectoryError(f"cannot upload {local_dir}: not a directory")
+        folder = _folder(prefix)
+        files = sorted(p for p in local_dir.rglob("*") if p.is_file())
+        for path in files:
+            self.put_file(folder + path.relative_to(local_dir).as_posix(), path)
+        return len(files)
+
+    def download_dir(self, prefix: str, local_dir: Path) -> int:
+        """Get every object under ``prefix`` into ``local_dir``; returns the file count (0: nothing there)."""
+        folder = _folder(prefix)
+        keys = self.list(folder)
+        for key in keys:
+            relative = key[len(folder) :]
+            check_key(relative)  # a hostile key must not write outside local_dir
+            self.get_file(key, Path(local_dir, *relative.split("/")))
+        return len(keys)
+
+
+def _write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write into a temp file beside ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            write(out)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+class LocalObjectStore(ObjectStore):
+    """A folder; URIs are ``file://<absolute path>`` (not percent-encoded)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        check_key(key)
+        return self.root.joinpath(*key.split("/"))
+
+    def _existing(self, key: str) -> Path:
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFound(f"no object {key} in {self.root}")
+        return path
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        _write_atomically(self._path(key), lambda out: out.write(data))
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._existing(key).read_bytes()
+
+    def put_file(self, key: str, path: Path) -> None:
+        with open(path, "rb") as src:
+            _write_atomically(self._path(key), lambda out: shutil.copyfileobj(src, out))
+
+    def get_file(self, key: str, path: Path) -> None:
+        with open(self._existing(key), "rb") as src:
+            _write_atomically(Path(path), lambda out: shutil.copyfileobj(src, out))
+
+    def list(self, prefix: str = "") -> list[str]:
+        folder = _folder(prefix)
+        base = self.root.joinpath(*folder.split("/")[:-1]) if folder else self.root
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(_TEMP_PREFIX)
+        )
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def uri(self, key: str) -> str:
+        return f"file://{self._path(key)}"
+
+    def key_from_uri(self, uri: str) -> str:
+        base = f"file://{self.root}/"
+        if not uri.startswith(base):
+            raise ValueError(f"{uri} is not in the local object store {self.root}")
+        key = uri[len(base) :]
+        check_key(key)
+        return key
+
+
+class S3ObjectStore(ObjectStore):
+    """One S3 bucket; files go through boto3's managed transfers (multipart, streamed to disk)."""
+
+    def __init__(self, bucket: str, client: Any = None) -> None:
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.client("s3", config=Config(retries={"mode": "standard"}))
+        self.bucket = bucket
+        self.client = client
+
+    def _missing(self, key: str) -> ObjectNotFound:
+        return ObjectNotFound(f"no object {key} in s3://{self.bucket}")
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        check_key(key)
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        check_key(key)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _code(error) in ("NoSuchKey", "404"):
+                raise self._missing(key) from error
+            raise
+        return bytes(response["Body"].read())
+
+    def put_file(self, key: str, path: Path) -> None:
+        check_key(key)
+        self.client.upload_file(str(path), self.bucket, key)
+
+    def get_file(self, key: str, path: Path) -> None:
+        check_key(key)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Downloads into a temp file beside ``path`` and renames it, like LocalObjectStore.
+            self.client.download_file(self.bucket, key, str(path))
+        except ClientError as error:
+            if _code(error) in ("NoSuchKey", "404"):
+                raise self._missing(key) from error
+            raise
+
+    def list(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=_folder(prefix))
+        # Keys ending in '/' are the S3 console's empty "folder" markers, not objects.
+        keys = (obj["Key"] for page in pages for obj in page.get("Contents", []))
+        return sorted(key for key in keys if not key.endswith("/"))
+
+    def exists(self, key: str) -> bool:
+        check_key(key)
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _code(error) in ("NoSuchKey", "404"):
+                return False
+            raise
+        return True
+
+    def uri(self, key: str) -> str:
+        check_key(key)
+        return f"s3://{self.bucket}/{key}"
+
+    def key_from_uri(self, uri: str) -> str:
+        base = f"s3://{self.bucket}/"
+        if not uri.startswith(base):
+            raise ValueError(f"{uri} is not in the bucket s3://{self.bucket}")
+        key = uri[len(base) :]
+        check_key(key)
+        return key
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,209 @@
+"""Parameter store: small named values with every version kept (SQLite locally, SSM on AWS).
+
+Parameters hold pointers (run records as JSON), never artifacts. Both implementations enforce
+SSM's rules (hierarchical names, 1 byte to 8 KB values) so that a local run fails where AWS would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from abc import ABC, abstractmethod
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from botocore.exceptions import ClientError
+
+STANDARD_TIER_MAX_BYTES: Final = 4096
+MAX_VALUE_BYTES: Final = 8192  # SSM's advanced tier; nothing larger can be stored
+_NAME = re.compile(r"(/[A-Za-z0-9_.\-]+)+")
+
+
+class ParameterNotFound(LookupError):
+    """A parameter that was never written; the message says which run writes it."""
+
+
+@dataclass(frozen=True)
+class ParameterVersion:
+    version: int
+    value: str
+    modified: datetime  # timezone-aware, UTC
+
+
+def _hint(name: str) -> str:
+    for pipeline in ("train", "serve"):
+        if f"/{pipeline}/" in name:
+            return f"run the {pipeline} pipeline first, it writes this parameter when it completes"
+    return "put it first"
+
+
+def check_name(name: str) -> None:
+    """SSM's rule for hierarchical names: '/'-separated parts of letters, digits and '._-'."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"parameter name must look like '/a/b-c/d_e.f', got {name!r}")
+
+
+class ParameterStore(ABC):
+    """Named string values; every put is a new version. Implementations differ only in where."""
+
+    @abstractmethod
+    def _latest(self, name: str) -> str | None: ...
+
+    @abstractmethod
+    def _put(self, name: str, value: str) -> None: ...
+
+    @abstractmethod
+    def _history(self, name: str) -> list[ParameterVersion]: ...
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the parameters live, for error messages (a wrong workdir or region is a common slip)."""
+
+    def get_optional(self, name: str) -> str | None:
+        check_name(name)
+        return self._latest(name)
+
+    def get(self, name: str) -> str:
+        value = self.get_optional(name)
+        if value is None:
+            raise self._not_found(name)
+        return value
+
+    def put(self, name: str, value: str) -> None:
+        check_name(name)
+        size = len(value.encode())
+        if not 1 <= size <= MAX_VALUE_BYTES:
+            raise ValueError(
+                f"parameter {name} value is {size} bytes; it must be 1 to {MAX_VALUE_BYTES} bytes "
+                "(keep large data in the object store and put its URI here)"
+            )
+        self._put(name, value)
+
+    def history(self, name: str) -> list[ParameterVersion]:
+        """Every kept version, oldest first (SSM keeps the newest 100, SQLite keeps all)."""
+        check_name(name)
+        versions = self._history(name)
+        if not versions:
+            raise self._not_found(name)
+        return sorted(versions, key=lambda v: v.version)
+
+    def get_json(self, name: str) -> Any:
+        text = self.get(name)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"parameter {name} in {self.describe()} is not JSON: {error}") from error
+
+    def put_json(self, name: str, value: Any) -> None:
+        self.put(name, json.dumps(value, sort_keys=True, separators=(",", ":")))
+
+    def _not_found(self, name: str) -> ParameterNotFound:
+        return ParameterNotFound(f"no parameter {name} in {self.describe()}: {_hint(name)}")
+
+
+class SqliteParameterStore(ParameterStore):
+    """One SQLite file; each call is its own transaction, so several processes can share the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def describe(self) -> str:
+        return f"SQLite file {self.path}"
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE below, nothing implicit.
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS parameter_versions ("
+            " name TEXT NOT NULL, version INTEGER NOT NULL, value TEXT NOT NULL, modified TEXT NOT NULL,"
+            " PRIMARY KEY (name, version))"
+        )
+        return connection
+
+    def _latest(self, name: str) -> str | None:
+        with closing(self._connect()) as db:
+            row = db.execute(
+                "SELECT value FROM parameter_versions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _put(self, name: str, value: str) -> None:
+        with closing(self._connect()) as db:
+            # IMMEDIATE takes the write lock before reading the last version: no two writers get the same.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                (last,) = db.execute(
+                    "SELECT COALESCE(MAX(version), 0) FROM parameter_versions WHERE name = ?", (name,)
+                ).fetchone()
+                db.execute(
+                    "INSERT INTO parameter_versions (name, version, value, modified) VALUES (?, ?, ?, ?)",
+                    (name, last + 1, value, datetime.now(UTC).isoformat()),
+                )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _history(self, name: str) -> list[ParameterVersion]:
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT version, value, modified FROM parameter_versions WHERE name = ? ORDER BY version", (name,)
+            ).fetchall()
+        return [ParameterVersion(int(v), str(value), datetime.fromisoformat(m)) for v, value, m in rows]
+
+
+class SsmParameterStore(ParameterStore):
+    """AWS Systems Manager Parameter Store, String parameters, tier by size (Standard is free)."""
+
+    def __init__(self, client: Any = None) -> None:
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.client("ssm", config=Config(retries={"mode": "standard"}))
+        self.client = client
+
+    def describe(self) -> str:
+        return f"SSM Parameter Store ({self.client.meta.region_name})"
+
+    def _latest(self, name: str) -> str | None:
+        try:
+            response = self.client.get_parameter(Name=name)
+        except ClientError as error:
+            if _code(error) == "ParameterNotFound":
+                return None
+            raise
+        return str(response["Parameter"]["Value"])
+
+    def _put(self, name: str, value: str) -> None:
+        tier = "Standard" if len(value.encode()) <= STANDARD_TIER_MAX_BYTES else "Advanced"
+        try:
+            self.client.put_parameter(Name=name, Value=value, Type="String", Overwrite=True, Tier=tier)
+        except ClientError as error:
+            # SSM never moves an advanced parameter back to standard; it stays advanced.
+            if tier == "Advanced" or _code(error) != "ValidationException" or "downgrade" not in str(error):
+                raise
+            self.client.put_parameter(Name=name, Value=value, Type="String", Overwrite=True, Tier="Advanced")
+
+    def _history(self, name: str) -> list[ParameterVersion]:
+        versions = []
+        try:
+            for page in self.client.get_paginator("get_parameter_history").paginate(Name=name):
+                versions += [
+                    ParameterVersion(int(p["Version"]), str(p["Value"]), p["LastModifiedDate"].astimezone(UTC))
+                    for p in page["Parameters"]
+                ]
+        except ClientError as error:
+            if _code(error) == "ParameterNotFound":
+                return []
+            raise
+        return versions
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

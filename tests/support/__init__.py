@@ -1,0 +1,1 @@
+"""Test helpers shared by several suites (import as ``support.<module>``: tests/ is on sys.path)."""
