@@ -294,6 +294,8 @@ class LocalSystem:
                             evaluation=evaluation)
 
     def _serve_runs_since_retrain(self) -> int | None:
+        if self.params.get_optional(self.names.serve_latest) is None:
+            return None
         history = [ServeRecord.from_json(v.value) for v in self.params.history(self.names.serve_latest)]
         for count, record in enumerate(reversed(history)):
             if record.retrain:
