@@ -208,7 +208,7 @@ class LocalSystem:
                 external={"raw_train": train_key, "raw_val": val_key},
                 resolved=resolved,
                 scratch=Path(tmp),
-                extra_settings={"learn_reference": {"trained_on": trained_on},
+                extra_settings={"learn_reference": {"trained_on": trained_on, "run_id": run_id},
                                 "train_model": {"trained_on": trained_on}},
             )
             metrics = json.loads((result.local["model"] / TRAIN_METRICS_FILE).read_text())

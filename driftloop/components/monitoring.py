@@ -1,0 +1,159 @@
+"""The monitoring component: learn a drift reference (train) and judge a batch against it (serve).
+
+``python -m driftloop.components.monitoring --mode train|serve`` (channels in
+``driftloop.pipelines.COMPONENT_IO``). Train writes the detector folder (see ``driftloop.drift``);
+serve writes ``drift_report.json`` (``driftloop.drift_report.DriftReport``). The detector's own
+features, correction and p-value rule at serve time; of the serve settings only
+``min_batch_size`` applies there.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from driftloop import drift
+from driftloop.components.entrypoint import ComponentError, Invocation, run_component
+from driftloop.config import DriftConfig
+from driftloop.drift_report import DetectorIdentity, DriftReport
+from driftloop.model_io import ModelNotFound, embedding_model, load_model
+from driftloop.pipelines import DRIFT_REPORT_FILE, Component
+from driftloop.shards import ShardSummary, read_summary
+
+log = logging.getLogger("driftloop.monitoring")
+
+
+def _summary(folder: Path) -> ShardSummary:
+    try:
+        return read_summary(folder)
+    except FileNotFoundError as error:
+        raise ComponentError(str(error)) from error
+
+
+def _embedding_model(model_dir: Path) -> Any:
+    try:
+        return embedding_model(load_model(model_dir).model)
+    except ModelNotFound as error:
+        raise ComponentError(f"features 'embeddings' need the classifier: {error}") from error
+
+
+def run_train(invocation: Invocation) -> drift.DetectorMeta:
+    """Fit KSDrift on features of a seeded sample of the training images and save it."""
+    config = DriftConfig.from_mapping(invocation.settings)
+    if config.max_reference < 1:
+        raise ComponentError(f"max_reference must be at least 1, got {config.max_reference}")
+    train_dir = invocation.inputs["train"]
+    summary = _summary(train_dir)
+    keep = drift.reference_indices(summary.n_images, config.max_reference, config.seed)
+    if not len(keep):
+        raise ComponentError(f"{train_dir} holds no images: there is nothing to learn a drift reference from")
+
+    encoder = None
+    fingerprint = ""
+    if config.features == "uae":
+        encoder = drift.build_uae_encoder(summary.image_size, config.encoding_dim, config.seed)
+        feature_model = encoder
+    else:
+        feature_model = _embedding_model(invocation.inputs["model"])
+        fingerprint = drift.weights_fingerprint(feature_model)
+    n_features = int(feature_model.output_shape[-1])
+    features = drift.extract_features(feature_model, drift.iter_images(train_dir, keep), n_features)
+
+    meta = drift.DetectorMeta(
+        features=config.features,
+        correction=config.correction,
+        p_val=config.p_val,
+        trained_on=config.trained_on or str(train_dir),
+        reference_size=len(features),
+        n_features=n_features,
+        image_size=summary.image_size,
+        seed=config.seed,
+        run_id=config.run_id,
+        encoding_dim=config.encoding_dim if config.features == "uae" else 0,
+        model_fingerprint=fingerprint,
+        alibi_detect_version=version("alibi-detect"),
+    )
+    drift.save(invocation.outputs["detector"], drift.fit(features, config.p_val, config.correction), meta, encoder)
+    log.info("drift reference: %d images, %d %s features, %s", len(features), n_features, config.features,
+             config.correction)
+    return meta
+
+
+def _load_detector(detector_dir: Path) -> drift.LoadedDetector:
+    try:
+        return drift.load(detector_dir)
+    except drift.DetectorNotFound as error:
+        raise ComponentError(f"{error}; run the train pipeline first to learn a drift reference") from error
+
+
+def _serve_feature_model(detector: drift.LoadedDetector, model_dir: Path) -> Any:
+    if detector.encoder is not None:
+        return detector.encoder
+    model = _embedding_model(model_dir)
+    if drift.weights_fingerprint(model) != detector.meta.model_fingerprint:
+        raise ComponentError(
+            f"the model in {model_dir} is not the one the drift detector's reference embeddings came from; "
+            "serve with the model and detector of the same train run"
+        )
+    return model
+
+
+def run_serve(invocation: Invocation) -> DriftReport:
+    """Write the batch's drift report; a batch below ``min_batch_size`` is reported, not judged."""
+    config = DriftConfig.from_mapping(invocation.settings)
+    detector = _load_detector(invocation.inputs["detector"])
+    meta = detector.meta
+    batch_dir = invocation.inputs["batch"]
+    summary = _summary(batch_dir)
+    if summary.image_size != meta.image_size:
+        raise ComponentError(
+            f"batch images are {summary.image_size} px but the detector was trained on {meta.image_size} px; "
+            "process the batch with the same image_size as the training data"
+        )
+    identity = DetectorIdentity(
+        features=meta.features, trained_on=meta.trained_on, reference_size=meta.reference_size, run_id=meta.run_id
+    )
+    common: dict[str, Any] = dict(
+        correction=meta.correction, p_val=meta.p_val, min_batch_size=config.min_batch_size, detector=identity
+    )
+    if summary.n_images < config.min_batch_size:
+        report = DriftReport(
+            is_drift=False, too_small=True, threshold=meta.p_val / meta.n_features, statistic=1.0,
+            p_values=[], distances=[], batch_size=summary.n_images, **common,
+            message=f"batch of {summary.n_images} images is below min_batch_size={config.min_batch_size}: "
+            "no drift test was run",
+        )
+    else:
+        model = _serve_feature_model(detector, invocation.inputs["model"])
+        features = drift.extract_features(model, drift.iter_images(batch_dir), meta.n_features)
+        result = drift.score(detector.ks, features)
+        verdict = "drift" if result.is_drift else "no drift"
+        relation = "<" if result.is_drift else ">="
+        report = DriftReport(
+            is_drift=result.is_drift, too_small=False, threshold=result.threshold, statistic=result.statistic,
+            p_values=result.p_values.tolist(), distances=result.distances.tolist(), batch_size=len(features),
+            **common,
+            message=f"{verdict}: smallest p-value {result.statistic:.3g} {relation} threshold "
+            f"{result.threshold:.3g} ({meta.correction}, {meta.n_features} {meta.features} features, "
+            f"{len(features)} images)",
+        )
+    report.write(invocation.outputs["report"] / DRIFT_REPORT_FILE)
+    log.info("%s", report.message)
+    return report
+
+
+RUNNERS = {"train": run_train, "serve": run_serve}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # alibi-detect logs every config field it resolves at INFO; keep its warnings only.
+    logging.getLogger("alibi_detect").setLevel(logging.WARNING)
+    return run_component(Component.MONITORING, RUNNERS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

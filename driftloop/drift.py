@@ -1,0 +1,191 @@
+"""Drift features and the Kolmogorov-Smirnov detector: build, fit, save, load, score.
+
+The detector is alibi-detect's ``KSDrift`` fitted on *features*, not on images
+(``preprocess_fn=None``): features are computed shard by shard with a Keras model, so a serve
+batch of any size needs memory for one shard of images plus an ``n x n_features`` float matrix.
+The feature model depends on the kind:
+
+* ``uae``: an untrained, seeded convolutional encoder (alibi-detect's UAE pattern: Conv2D stack,
+  Flatten, Dense) that is independent of the classifier; it is saved beside the detector;
+* ``embeddings``: the classifier's penultimate ``embedding`` layer; the serve step takes the model
+  from the same train record, and a weight fingerprint guards against pairing the wrong one.
+
+A detector folder holds ``ks/`` (alibi-detect's ``save_detector``), ``encoder.keras`` (uae only)
+and ``detector.json`` (``DetectorMeta``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from driftloop.shards import iter_shards
+
+KS_DIR = "ks"
+ENCODER_FILE = "encoder.keras"
+META_FILE = "detector.json"
+PREDICT_BATCH = 64
+
+
+class DetectorNotFound(FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class DetectorMeta:
+    """What a saved detector is, and what it needs at serve time."""
+
+    features: str
+    correction: str
+    p_val: float
+    trained_on: str
+    reference_size: int
+    n_features: int
+    image_size: int
+    seed: int
+    run_id: str = ""
+    encoding_dim: int = 0  # uae only
+    # sha256 of the embedding model's weights (embeddings only): serve refuses another model.
+    model_fingerprint: str = ""
+    alibi_detect_version: str = ""
+
+
+@dataclass(frozen=True)
+class DriftScore:
+    """One KS test of a batch against the reference, summarised the way ``DriftReport`` needs."""
+
+    is_drift: bool
+    p_values: np.ndarray
+    distances: np.ndarray
+    threshold: float
+
+    @property
+    def statistic(self) -> float:
+        return float(self.p_values.min())
+
+
+@dataclass(frozen=True)
+class LoadedDetector:
+    ks: Any  # alibi_detect.cd.KSDrift
+    meta: DetectorMeta
+    encoder: Any  # tf.keras.Model for uae, None for embeddings (the classifier supplies it)
+
+
+def build_uae_encoder(image_size: int, encoding_dim: int, seed: int) -> Any:
+    """An untrained conv encoder: random projections that still keep spatial structure.
+
+    Seeded initialisers (not the global seed) make the weights a function of ``seed`` alone. The
+    channel widths are smaller than alibi-detect's CIFAR example (64/128/512) to keep a 1000-image
+    batch at 64 px to under two CPU-seconds; it takes raw [0, 255] pixels like the classifier.
+    """
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+
+    def init(offset: int) -> Any:
+        return tf.keras.initializers.GlorotUniform(seed=seed * 100 + offset)
+
+    return tf.keras.Sequential(
+        [
+            layers.InputLayer(input_shape=(image_size, image_size, 3)),
+            layers.Rescaling(1.0 / 255.0),
+            layers.Conv2D(32, 4, strides=2, padding="same", activation="relu", kernel_initializer=init(1)),
+            layers.Conv2D(64, 4, strides=2, padding="same", activation="relu", kernel_initializer=init(2)),
+            layers.Conv2D(128, 4, strides=2, padding="same", activation="relu", kernel_initializer=init(3)),
+            layers.Flatten(),
+            layers.Dense(encoding_dim, kernel_initializer=init(4)),
+        ],
+        name="uae_encoder",
+    )
+
+
+def weights_fingerprint(model: Any) -> str:
+    """sha256 over a model's weights: the same model gives the same value whatever file it came in."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        array = np.ascontiguousarray(weight)
+        digest.update(str((array.dtype, array.shape)).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def reference_indices(n_images: int, max_reference: int, seed: int) -> np.ndarray:
+    """A seeded, sorted sample of at most ``max_reference`` positions out of ``n_images``."""
+    if n_images <= max_reference:
+        return np.arange(n_images)
+    return np.sort(np.random.default_rng(seed).choice(n_images, size=max_reference, replace=False))
+
+
+def iter_images(folder: Path, keep: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Float32 image batches, one per shard, optionally only the global positions in ``keep``."""
+    offset = 0
+    for shard in iter_shards(folder):
+        images = shard.images
+        if keep is not None:
+            local = keep[(keep >= offset) & (keep < offset + len(shard))] - offset
+            offset += len(shard)
+            images = images[local]
+        if len(images):
+            yield images.astype(np.float32)
+
+
+def extract_features(model: Any, batches: Iterator[np.ndarray], n_features: int) -> np.ndarray:
+    """Run the feature model batch by batch; only the (small) feature matrix is kept."""
+    parts = [np.asarray(model.predict(batch, batch_size=PREDICT_BATCH, verbose=0), dtype=np.float32)
+             for batch in batches]
+    return np.concatenate(parts) if parts else np.zeros((0, n_features), np.float32)
+
+
+def fit(features: np.ndarray, p_val: float, correction: str) -> Any:
+    from alibi_detect.cd import KSDrift
+
+    return KSDrift(features, p_val=p_val, correction=correction, x_ref_preprocessed=True)
+
+
+def score(ks: Any, features: np.ndarray) -> DriftScore:
+    """KS-test the batch's features; the threshold is the one the smallest p-value is judged by.
+
+    Bonferroni: ``p_val / n_features``, as alibi-detect reports it. FDR (Benjamini-Hochberg):
+    alibi-detect reports the largest passing ``q * k / n`` on drift, and the whole array of
+    ``q * k / n`` otherwise; we keep a scalar by taking its first entry ``q / n`` then. Either way
+    ``is_drift == (statistic < threshold)`` with ``statistic = min(p_values)``.
+    """
+    result = ks.predict(features, drift_type="batch", return_p_val=True, return_distance=True)["data"]
+    threshold = np.atleast_1d(np.asarray(result["threshold"], dtype=np.float64))
+    return DriftScore(
+        is_drift=bool(result["is_drift"]),
+        p_values=np.asarray(result["p_val"], dtype=np.float64),
+        distances=np.asarray(result["distance"], dtype=np.float64),
+        threshold=float(threshold[0]),
+    )
+
+
+def save(out_dir: Path, ks: Any, meta: DetectorMeta, encoder: Any | None) -> None:
+    from alibi_detect.saving import save_detector
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_detector(ks, out_dir / KS_DIR)
+    if encoder is not None:
+        encoder.save(out_dir / ENCODER_FILE)
+    (out_dir / META_FILE).write_text(json.dumps(asdict(meta), indent=2))
+
+
+def load(detector_dir: Path) -> LoadedDetector:
+    meta_path = detector_dir / META_FILE
+    if not meta_path.exists():
+        raise DetectorNotFound(f"no drift detector in {detector_dir} (expected {META_FILE})")
+    from alibi_detect.saving import load_detector
+
+    meta = DetectorMeta(**json.loads(meta_path.read_text()))
+    encoder = None
+    if meta.features == "uae":
+        import tensorflow as tf
+
+        encoder = tf.keras.models.load_model(detector_dir / ENCODER_FILE)
+    return LoadedDetector(ks=load_detector(detector_dir / KS_DIR), meta=meta, encoder=encoder)
