@@ -1,0 +1,1 @@
+"""The drift-decision Lambdas (see ``handlers``)."""

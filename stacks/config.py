@@ -1,0 +1,204 @@
+"""The deployment's settings: one frozen dataclass, read from ``cdk.json`` context.
+
+``cdk.json`` holds the defaults under the ``driftloop`` key. Any setting can be overridden on the
+command line with a dotted key, e.g. ``npx cdk deploy -c driftloop.environment=production``
+or ``-c driftloop.training.instance_type=ml.m5.2xlarge`` (values are parsed as JSON when they
+can be, so ``-c driftloop.schedule_enabled=false`` is a boolean). Unknown keys are errors, so a
+typo never falls back to a default silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any, Final, Literal, Self, cast
+
+from driftloop.config import DecisionPolicy, DriftConfig, ExplainConfig, ProcessingConfig, TrainingConfig
+from driftloop.layout import ParameterNames
+from driftloop.pipelines import Component
+
+CONTEXT_KEY: Final = "driftloop"
+Environment = Literal["development", "production"]
+
+# Which typed settings each component's container reads (``--settings`` / hyperparameters).
+COMPONENT_SETTINGS: Final[dict[Component, type[Any]]] = {
+    Component.PROCESSING: ProcessingConfig,
+    Component.ALGORITHM: TrainingConfig,
+    Component.MONITORING: DriftConfig,
+    Component.EXPLAINABILITY: ExplainConfig,
+}
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS: Final = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
+
+
+class ConfigError(ValueError):
+    """A setting in cdk.json or on the command line that cannot be deployed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class JobResources:
+    """What one kind of SageMaker job runs on."""
+
+    instance_type: str
+    instance_count: int = 1
+    volume_size_gb: int = 30
+    max_runtime_minutes: int = 60
+
+    def validate(self, what: str) -> None:
+        if not self.instance_type.startswith("ml."):
+            raise ConfigError(f"{what}.instance_type must be a SageMaker type like ml.m5.large: {self.instance_type!r}")
+        if not 1 <= self.instance_count <= 100:
+            raise ConfigError(f"{what}.instance_count must be 1..100, got {self.instance_count}")
+        if not 1 <= self.volume_size_gb <= 16384:
+            raise ConfigError(f"{what}.volume_size_gb must be 1..16384, got {self.volume_size_gb}")
+        if not 1 <= self.max_runtime_minutes <= 5 * 24 * 60:
+            raise ConfigError(f"{what}.max_runtime_minutes must be 1..7200 (5 days), got {self.max_runtime_minutes}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeploymentConfig:
+    """Everything that differs between deployments; defaults are the development set-up."""
+
+    stack_name: str = "Driftloop"
+    # development: `cdk destroy` deletes everything, bucket contents included.
+    # production: the buckets (data, artifacts, access logs) and the log groups are retained.
+    environment: Environment = "development"
+    parameter_prefix: str = "/driftloop"
+    # EventBridge Scheduler expression for the serve pipeline, and whether it fires.
+    schedule_expression: str = "rate(1 hour)"
+    schedule_enabled: bool = True
+    # Simulation: each scheduled run serves the next stage's test set (data/<stage>/test).
+    # Otherwise each run serves ``batch_prefix`` (upload each new batch there).
+    simulation: bool = True
+    batch_prefix: str = "batches/incoming"
+    # Processing jobs (processing, monitoring, explainability; the champion's evaluation).
+    processing: JobResources = JobResources("ml.m5.large", 1, 30, 60)
+    # The training job (algorithm, train mode).
+    training: JobResources = JobResources("ml.m5.xlarge", 1, 30, 120)
+    # Serve-mode inference (algorithm, serve mode): more than one instance shards the batch by S3 key,
+    # which needs a component that writes per-host output files.
+    inference: JobResources = JobResources("ml.m5.large", 1, 30, 60)
+    # Non-default component settings by component name (see driftloop.config), e.g.
+    # {"monitoring": {"p_val": 0.01}, "algorithm": {"epochs": 20}}.
+    settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # When a drift report starts a retrain (driftloop.config.DecisionPolicy).
+    decision: dict[str, Any] = dataclasses.field(default_factory=lambda: DecisionPolicy().to_dict())
+    notification_email: str = ""
+    log_retention_days: int = 30
+    access_log_retention_days: int = 90
+    train_timeout_minutes: int = 360
+    serve_timeout_minutes: int = 180
+    # A job that failed for lack of instance capacity is started again (new name) this many times.
+    capacity_retries: int = 3
+    capacity_retry_wait_seconds: int = 300
+    tracing: bool = True
+    # Public SSM parameter that names the Powertools for AWS Lambda layer (pinned like requirements.txt).
+    powertools_layer_parameter: str = "/aws/service/powertools/python/x86_64/python3.14/3.37.0"
+
+    @property
+    def destroy_on_teardown(self) -> bool:
+        return self.environment == "development"
+
+    @property
+    def parameter_names(self) -> ParameterNames:
+        return ParameterNames(self.parameter_prefix)
+
+    @property
+    def decision_policy(self) -> DecisionPolicy:
+        return DecisionPolicy.from_mapping(self.decision)
+
+    def component_settings(self, component: Component) -> dict[str, Any]:
+        """The non-default settings of one component, validated against its typed config."""
+        values = self.settings.get(component.value, {})
+        COMPONENT_SETTINGS[component].from_mapping(values)
+        return dict(values)
+
+    @classmethod
+    def from_context(cls, base: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None) -> Self:
+        """Build from the ``driftloop`` context object and dotted ``driftloop.<key>`` overrides."""
+        values: dict[str, Any] = json.loads(json.dumps(dict(base or {})))
+        for dotted, raw in (overrides or {}).items():
+            path = dotted.split(".")[1:]
+            target = values
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = _parse(raw)
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {unknown} in context '{CONTEXT_KEY}'; known: {sorted(fields)}")
+        kwargs: dict[str, Any] = {}
+        for name, value in values.items():
+            default = getattr(cls(), name)
+            if isinstance(default, JobResources):
+                kwargs[name] = _job_resources(name, default, value)
+            elif isinstance(default, bool) and not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false, got {value!r}")
+            elif isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+            else:
+                kwargs[name] = value
+        config = cls(**kwargs)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.environment not in ("development", "production"):
+            raise ConfigError(f"environment must be 'development' or 'production', got {self.environment!r}")
+        try:
+            self.parameter_names  # noqa: B018 - validates the prefix
+            self.decision_policy  # noqa: B018
+            for component in Component:
+                self.component_settings(component)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+        unknown = sorted(set(self.settings) - {c.value for c in Component})
+        if unknown:
+            raise ConfigError(f"settings for unknown component(s) {unknown}; known: {[c.value for c in Component]}")
+        if not self.schedule_expression.startswith(("rate(", "cron(", "at(")):
+            raise ConfigError(
+                f"schedule_expression must be rate(...), cron(...) or at(...): {self.schedule_expression!r}"
+            )
+        if self.batch_prefix.startswith(("/", "s3://")) or self.batch_prefix.endswith("/"):
+            raise ConfigError(f"batch_prefix is a key prefix in the bucket, without s3:// or slashes at the ends: "
+                              f"{self.batch_prefix!r}")
+        for name in ("processing", "training", "inference"):
+            cast(JobResources, getattr(self, name)).validate(name)
+        if self.training.instance_count != 1:
+            raise ConfigError("training.instance_count must be 1: the algorithm trains on one instance")
+        for name in ("log_retention_days", "access_log_retention_days"):
+            if getattr(self, name) not in LOG_RETENTION_DAYS:
+                raise ConfigError(f"{name} must be one of {LOG_RETENTION_DAYS}")
+        if self.notification_email and "@" not in self.notification_email:
+            raise ConfigError(f"notification_email is not an e-mail address: {self.notification_email!r}")
+        if not 0 <= self.capacity_retries <= 10:
+            raise ConfigError("capacity_retries must be 0..10")
+
+
+def _job_resources(name: str, default: JobResources, value: Any) -> JobResources:
+    """``default`` with the given fields replaced, so one field can be overridden on its own."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be an object with instance_type, instance_count, ...; got {value!r}")
+    known = {f.name: type(getattr(default, f.name)) for f in dataclasses.fields(JobResources)}
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {unknown} in {name}; known: {sorted(known)}")
+    for key, item in value.items():
+        if not isinstance(item, known[key]) or isinstance(item, bool):
+            raise ConfigError(f"{name}.{key} must be of type {known[key].__name__}, got {item!r}")
+    return dataclasses.replace(default, **value)
+
+
+def _parse(raw: Any) -> Any:
+    """Command-line context values arrive as strings: JSON when they parse, else the string."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw

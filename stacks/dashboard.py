@@ -1,0 +1,66 @@
+"""One CloudWatch dashboard: drift, accuracy and how the executions end.
+
+Drift and accuracy come from the Lambdas' Powertools metrics (embedded metric format: no
+PutMetricData permission needed); execution outcomes from Step Functions' own metrics.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from driftloop import aws_glue
+
+PERIOD = Duration.hours(1)
+
+
+def loop_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=aws_glue.METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": aws_glue.METRICS_SERVICE},
+        statistic=statistic,
+        period=PERIOD,
+        label=label,
+    )
+
+
+class Dashboard(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, train: sfn.StateMachine, serve: sfn.StateMachine
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.days(7))
+        drift = cloudwatch.GraphWidget(
+            title="Drift: smallest p-value per serve run (drift when below the corrected threshold)",
+            left=[loop_metric(aws_glue.METRIC_DRIFT_STATISTIC, "Minimum", "smallest p-value")],
+            right=[loop_metric(aws_glue.METRIC_DRIFT_DETECTED, "Sum", "runs with drift")],
+            width=12,
+        )
+        accuracy = cloudwatch.GraphWidget(
+            title="Validation accuracy: new model (challenger) vs current model (champion)",
+            left=[
+                loop_metric(aws_glue.METRIC_CHALLENGER_ACCURACY, "Maximum", "challenger"),
+                loop_metric(aws_glue.METRIC_CHAMPION_ACCURACY, "Maximum", "champion"),
+            ],
+            right=[loop_metric(aws_glue.METRIC_PROMOTED, "Sum", "promoted")],
+            left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
+            width=12,
+        )
+        outcomes = [
+            cloudwatch.GraphWidget(
+                title=f"{name} executions",
+                left=[
+                    machine.metric_succeeded(period=PERIOD, statistic="Sum", label="succeeded"),
+                    machine.metric_failed(period=PERIOD, statistic="Sum", label="failed"),
+                    machine.metric_timed_out(period=PERIOD, statistic="Sum", label="timed out"),
+                    machine.metric_aborted(period=PERIOD, statistic="Sum", label="aborted"),
+                ],
+                width=12,
+            )
+            for name, machine in (("Serve", serve), ("Train", train))
+        ]
+        self.dashboard.add_widgets(drift, accuracy)
+        self.dashboard.add_widgets(*outcomes)

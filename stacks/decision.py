@@ -1,0 +1,125 @@
+"""The Lambdas of the loop (``lambdas/drift_decision``), each with its own least-privilege role.
+
+The code asset is the repository root reduced to an allow-list: the handlers plus the
+``driftloop`` package, whose modules the handlers import are pure Python (no numpy, no TF).
+Powertools for AWS Lambda comes from its public layer, whose ARN the deployment reads from
+the SSM parameter Powertools publishes per version (resolved by CloudFormation, not at synth).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Final
+
+from aws_cdk import Duration, IgnoreMode
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from driftloop.aws_glue import METRICS_NAMESPACE, METRICS_SERVICE
+from driftloop.layout import artifact_prefix
+from stacks.config import DeploymentConfig
+from stacks.logs import log_group
+from stacks.parameters import RunParameters
+
+HANDLER_MODULE: Final = "lambdas.drift_decision.handlers"
+# Docker-ignore patterns (later ones win; "!" keeps): everything but the handlers and the package.
+# Docker's matcher skips an excluded folder whole, so synth never walks .venv or node_modules.
+CODE_EXCLUDE: Final = ("*", "!lambdas", "!driftloop", "**/__pycache__", "**/*.pyc")
+RUNTIME: Final = lambda_.Runtime.PYTHON_3_14
+
+
+def runs_pattern(pipeline: str, artifact: str) -> str:
+    """Object keys of one artifact in every run: ``runs/<pipeline>/*/<artifact>/*``."""
+    return f"{artifact_prefix(pipeline, '*', artifact)}/*"  # type: ignore[arg-type]
+
+
+class DecisionFunctions(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        repo_root: Path,
+        bucket: s3.IBucket,
+        parameters: RunParameters,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+        self.code = lambda_.Code.from_asset(str(repo_root), exclude=list(CODE_EXCLUDE), ignore_mode=IgnoreMode.DOCKER)
+        self.layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "Powertools", ssm.StringParameter.value_for_string_parameter(self, config.powertools_layer_parameter)
+        )
+        self.environment = {
+            "PARAMETER_PREFIX": config.parameter_prefix,
+            "DECISION_POLICY": json.dumps(config.decision_policy.to_dict(), sort_keys=True),
+            "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+
+        # decide: reads the serve runs' drift reports and the previous serve record; writes nothing.
+        self.decide = self._function("Decide", "decide", "drift report -> retrain decision")
+        self._allow_get(self.decide, bucket, runs_pattern("serve", "drift_report"))
+        parameters.serve_latest.grant_read(self.decide)
+
+        # record_train: reads the new model's metrics and the champion's evaluation; writes the train records.
+        self.record_train = self._function("RecordTrain", "record_train", "champion/challenger, train records")
+        self._allow_get(
+            self.record_train, bucket, runs_pattern("train", "model"), runs_pattern("train", "champion_eval")
+        )
+        # Listing lets S3 answer "no such key" (not "access denied") for a missing evaluation.
+        self.record_train.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [runs_pattern("train", "champion_eval")]}},
+            )
+        )
+        parameters.train_latest.grant_write(self.record_train)
+        parameters.train_last_attempt.grant_write(self.record_train)
+
+        # next_batch (simulation only): reads and advances the cycle position.
+        self.next_batch: lambda_.Function | None = None
+        if config.simulation:
+            self.next_batch = self._function("NextBatch", "next_batch", "simulation: next stage's test set")
+            parameters.simulation_position.grant_read(self.next_batch)
+            parameters.simulation_position.grant_write(self.next_batch)
+
+    def _function(self, construct_id: str, handler: str, purpose: str) -> lambda_.Function:
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"driftloop {handler} Lambda",
+        )
+        logs = log_group(self, f"{construct_id}Logs", self.config)
+        logs.grant_write(role)
+        return lambda_.Function(
+            self,
+            construct_id,
+            description=f"driftloop: {purpose}",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            code=self.code,
+            handler=f"{HANDLER_MODULE}.{handler}",
+            layers=[self.layer],
+            memory_size=256,
+            timeout=Duration.seconds(60),
+            environment=self.environment,
+            role=role,
+            log_group=logs,
+        )
+
+    @staticmethod
+    def _allow_get(function: lambda_.Function, bucket: s3.IBucket, *patterns: str) -> None:
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[bucket.arn_for_objects(pattern) for pattern in patterns]
+            )
+        )
+

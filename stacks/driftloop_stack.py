@@ -1,0 +1,89 @@
+"""The one stack: composes the constructs and grants, where they meet, what each may do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final
+
+from aws_cdk import App, Aspects, CfnOutput, Stack
+from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
+
+from driftloop.layout import data_prefix, run_prefix
+from stacks import nag
+from stacks.config import CONTEXT_KEY, DeploymentConfig
+from stacks.dashboard import Dashboard
+from stacks.decision import DecisionFunctions
+from stacks.images import ComponentImages
+from stacks.notifications import Notifications
+from stacks.parameters import RunParameters
+from stacks.pipelines import PipelineStateMachines
+from stacks.sagemaker_role import SageMakerJobRole
+from stacks.schedule import ServeSchedule
+from stacks.storage import Storage
+
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+# Top-level folders of the bucket (driftloop.layout): users upload to data/ and batches/.
+DATA_FOLDER: Final = data_prefix("any", "test").split("/")[0]
+RUNS_FOLDER: Final = run_prefix("serve", "any").split("/")[0]
+BATCHES_FOLDER: Final = "batches"
+
+
+class DriftloopStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, repo_root: Path = REPO_ROOT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            scope, construct_id, description="driftloop: batch image classification that retrains on drift", **kwargs
+        )
+        self.config = config
+        self.storage = Storage(self, "Storage", config=config)
+        bucket = self.storage.bucket
+        self.parameters = RunParameters(self, "Parameters", names=config.parameter_names)
+        self.images = ComponentImages(self, "Images", repo_root=repo_root)
+        self.notifications = Notifications(self, "Notifications", email=config.notification_email)
+        readable = sorted({DATA_FOLDER, BATCHES_FOLDER, config.batch_prefix.split("/")[0]})
+        self.job_role = SageMakerJobRole(
+            self, "SageMaker", bucket=bucket, images=self.images.images, data_prefixes=tuple(readable),
+            runs_prefix=RUNS_FOLDER,
+        )
+        self.functions = DecisionFunctions(
+            self, "Lambdas", config=config, repo_root=repo_root, bucket=bucket, parameters=self.parameters
+        )
+        self.pipelines = PipelineStateMachines(
+            self,
+            "Pipelines",
+            config=config,
+            images=self.images.images,
+            bucket=bucket,
+            sagemaker_role=self.job_role.role,
+            parameters=self.parameters,
+            functions=self.functions,
+            topic=self.notifications.topic,
+        )
+        self.schedule = ServeSchedule(self, "Schedule", config=config, state_machine=self.pipelines.serve)
+        self.dashboard = Dashboard(self, "Dashboard", train=self.pipelines.train, serve=self.pipelines.serve)
+
+        CfnOutput(self, "BucketName", value=bucket.bucket_name, description="data and run artifacts")
+        CfnOutput(self, "TrainStateMachineArn", value=self.pipelines.train.state_machine_arn)
+        CfnOutput(self, "ServeStateMachineArn", value=self.pipelines.serve.state_machine_arn)
+        CfnOutput(self, "TopicArn", value=self.notifications.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=self.dashboard.dashboard.dashboard_name)
+        nag.suppress(self)
+
+
+def cdk_json_context(repo_root: Path = REPO_ROOT) -> dict[str, Any]:
+    """The context in cdk.json, so that ``python app.py`` synthesizes what ``cdk synth`` does."""
+    return dict(json.loads((repo_root / "cdk.json").read_text()).get("context", {}))
+
+
+def build(app: App) -> DriftloopStack:
+    """The stack from the app's context (cdk.json plus ``-c driftloop.<key>=<value>``), with cdk-nag."""
+    context = app.node.get_all_context()
+    overrides = {k: v for k, v in context.items() if k.startswith(f"{CONTEXT_KEY}.")}
+    config = DeploymentConfig.from_context(app.node.try_get_context(CONTEXT_KEY), overrides)
+    stack = DriftloopStack(app, config.stack_name, config=config)
+    Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+    return stack

@@ -1,0 +1,320 @@
+"""SageMaker job states rendered from ``driftloop.pipelines`` steps, and the IAM they need.
+
+Each step becomes one job: the training step a ``SageMakerCreateTrainingJob`` task (``RUN_JOB``,
+i.e. ``.sync``), every other step a ``createProcessingJob.sync`` task (there is no CDK task for
+it: a ``CustomState``). Channels map to SageMaker's container paths (``container_path``); the S3
+URIs come from the execution's state (see ``RunPaths``), so every run writes its own
+``runs/<pipeline>/<run_id>/<artifact>`` prefixes. Job names are ``<pipeline>-<step>-<uuid>``:
+unique per attempt, so a retried or re-started job never collides with an earlier one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aws_cdk import Duration, Size, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from driftloop.layout import artifact_prefix
+from driftloop.pipelines import Component, JobKind, Pipeline, Step, container_path
+from stacks.config import DeploymentConfig, JobResources
+
+# Errors of the SageMaker API calls that a later attempt can get past. SageMaker reports
+# throttling ("Rate exceeded") as the generic AmazonSageMakerException and quota exhaustion as
+# ResourceLimitExceededException. A job that *ran* and failed for want of instances surfaces as
+# States.TaskFailed with "CapacityError" in its cause: that is retried by ``capacity_retry``.
+RETRYABLE_API_ERRORS: Final = ("SageMaker.AmazonSageMakerException", "SageMaker.ResourceLimitExceededException")
+CAPACITY_ERROR_PATTERN: Final = "*CapacityError*"
+PROCESSING_EVENTS_RULE: Final = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
+# The train record (``driftloop.records.TrainRecord``) field each resolved artifact comes from.
+RESOLVED_FIELDS: Final = {"champion_model": "model", "model": "model", "detector": "detector", "explainer": "explainer"}
+UUID_LENGTH: Final = 36
+MAX_JOB_NAME: Final = 63
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a state machine keeps each artifact's S3 URI in its JSON state (no trailing slash).
+
+    * external inputs and processing outputs: ``$.uri.<artifact>``, set by the first state;
+    * training outputs: ``$.trained.<artifact>.uri`` (SageMaker writes ``<output>/<job>/output/``);
+    * resolved artifacts: fields of the current train record, ``$.current.record.<field>``.
+    """
+
+    pipeline: Pipeline
+
+    def trained(self) -> tuple[str, ...]:
+        return tuple(a for s in self.pipeline.steps if s.job is JobKind.TRAINING for a in s.output_artifacts())
+
+    def artifact(self, artifact: str) -> str:
+        if artifact in self.pipeline.resolved:
+            return f"$.current.record.{RESOLVED_FIELDS[artifact]}"
+        if artifact in self.trained():
+            return f"$.trained.{artifact}.uri"
+        return f"$.uri.{artifact}"
+
+    def output_location(self, artifact: str) -> str:
+        """Where a step writes ``artifact`` (for a training job: the output path it nests under)."""
+        return f"$.uri.{artifact}"
+
+    def uri_templates(self) -> dict[str, str]:
+        """``States.Format`` templates of the run's own artifact URIs, keyed by artifact."""
+        return {
+            artifact: artifact_prefix(self.pipeline.name, "{}", artifact)  # type: ignore[arg-type]
+            for artifact in self.pipeline.produced()
+        }
+
+
+def state_name(step: Step) -> str:
+    return "".join(part.title() for part in step.name.split("_"))
+
+
+def job_name_prefix(pipeline: Pipeline, step: Step) -> str:
+    prefix = f"{pipeline.name}-{step.name}".replace("_", "-")
+    if len(prefix) + 1 + UUID_LENGTH > MAX_JOB_NAME:
+        raise ValueError(f"job name prefix {prefix!r} is too long for SageMaker's {MAX_JOB_NAME} characters")
+    return prefix
+
+
+def resources_for(config: DeploymentConfig, pipeline: Pipeline, step: Step) -> JobResources:
+    if step.job is JobKind.TRAINING:
+        return config.training
+    if is_sharded_inference(pipeline, step):
+        return config.inference
+    return config.processing
+
+
+def is_sharded_inference(pipeline: Pipeline, step: Step) -> bool:
+    """Serve-mode inference of the serve pipeline scales out: its ``data`` input is sharded by S3 key."""
+    return pipeline.name == "serve" and step.component is Component.ALGORITHM and step.mode == "serve"
+
+
+class JobStates:
+    """Builds one pipeline's SageMaker job states; ``grant`` gives a state machine what they need."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        *,
+        pipeline: Pipeline,
+        config: DeploymentConfig,
+        images: dict[Component, ecr_assets.DockerImageAsset],
+        role: iam.Role,
+    ) -> None:
+        self.scope = scope
+        self.pipeline = pipeline
+        self.config = config
+        self.images = images
+        self.role = role
+        self.paths = RunPaths(pipeline)
+
+    def job(self, step: Step) -> sfn.TaskStateBase | sfn.CustomState:
+        if step.job is JobKind.TRAINING:
+            return self._training_job(step)
+        return sfn.CustomState(self.scope, state_name(step), state_json=self.processing_job_json(step))
+
+    def processing_job_json(self, step: Step) -> dict[str, Any]:
+        resources = resources_for(self.config, self.pipeline, step)
+        sharded = is_sharded_inference(self.pipeline, step)
+        settings = json.dumps(self.config.component_settings(step.component), separators=(",", ":"), sort_keys=True)
+        if len(settings) > 256:
+            raise ValueError(f"{step.component} settings are {len(settings)} characters; SageMaker allows 256 per "
+                             "container argument: keep only the settings that differ from the defaults")
+        inputs = [
+            {
+                "InputName": channel,
+                "S3Input": {
+                    "S3Uri.$": self.paths.artifact(artifact),
+                    "LocalPath": str(container_path(step.component, step.mode, "input", channel)),
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                    "S3DataDistributionType": "ShardedByS3Key" if sharded and channel == "data" else "FullyReplicated",
+                },
+            }
+            for channel, artifact in step.inputs
+        ]
+        outputs = [
+            {
+                "OutputName": channel,
+                "S3Output": {
+                    "S3Uri.$": self.paths.output_location(artifact),
+                    "LocalPath": str(container_path(step.component, step.mode, "output", channel)),
+                    "S3UploadMode": "EndOfJob",
+                },
+            }
+            for channel, artifact in step.outputs
+        ]
+        return {
+            "Type": "Task",
+            "Resource": Stack.of(self.scope).format_arn(
+                service="states", region="", account="", resource="sagemaker:createProcessingJob.sync"
+            ),
+            "Parameters": {
+                "ProcessingJobName.$": f"States.Format('{job_name_prefix(self.pipeline, step)}-{{}}', States.UUID())",
+                "RoleArn": self.role.role_arn,
+                "AppSpecification": {
+                    "ImageUri": self.images[step.component].image_uri,
+                    "ContainerArguments": ["--mode", step.mode, "--settings", settings],
+                },
+                "ProcessingResources": {
+                    "ClusterConfig": {
+                        "InstanceCount": resources.instance_count if sharded else 1,
+                        "InstanceType": resources.instance_type,
+                        "VolumeSizeInGB": resources.volume_size_gb,
+                    }
+                },
+                "StoppingCondition": {"MaxRuntimeInSeconds": resources.max_runtime_minutes * 60},
+                "ProcessingInputs": inputs,
+                "ProcessingOutputConfig": {"Outputs": outputs},
+                "Tags": self._tags(step),
+            },
+            "ResultSelector": {"job.$": "$.ProcessingJobName"},
+            "ResultPath": f"$.jobs.{step.name}",
+        }
+
+    def _tags(self, step: Step) -> list[dict[str, str]]:
+        return [
+            {"Key": "driftloop:pipeline", "Value": self.pipeline.name},
+            {"Key": "driftloop:step", "Value": step.name},
+        ]
+
+    def _training_job(self, step: Step) -> tasks.SageMakerCreateTrainingJob:
+        resources = resources_for(self.config, self.pipeline, step)
+        image = self.images[step.component]
+        (artifact,) = step.output_artifacts()
+        hyperparameters = {k: str(v) for k, v in self.config.component_settings(step.component).items()}
+        return tasks.SageMakerCreateTrainingJob(
+            self.scope,
+            state_name(step),
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            training_job_name=sfn.JsonPath.format(f"{job_name_prefix(self.pipeline, step)}-{{}}", sfn.JsonPath.uuid()),
+            # Its S3 locations are JSON paths: CDK would grant S3 on "*". The role's own policy suffices.
+            role=self.role.without_policy_updates(),
+            algorithm_specification=tasks.AlgorithmSpecification(
+                training_image=tasks.DockerImage.from_ecr_repository(image.repository, image.image_tag),
+                training_input_mode=tasks.InputMode.FILE,
+            ),
+            input_data_config=[
+                tasks.Channel(
+                    channel_name=channel,
+                    data_source=tasks.DataSource(
+                        s3_data_source=tasks.S3DataSource(
+                            s3_location=tasks.S3Location.from_json_expression(self.paths.artifact(source)),
+                            s3_data_type=tasks.S3DataType.S3_PREFIX,
+                            s3_data_distribution_type=tasks.S3DataDistributionType.FULLY_REPLICATED,
+                        )
+                    ),
+                )
+                for channel, source in step.inputs
+            ],
+            output_data_config=tasks.OutputDataConfig(
+                s3_output_location=tasks.S3Location.from_json_expression(self.paths.output_location(artifact))
+            ),
+            resource_config=tasks.ResourceConfig(
+                instance_count=resources.instance_count,
+                # The task adds SageMaker's "ml." prefix itself.
+                instance_type=ec2.InstanceType(resources.instance_type.removeprefix("ml.")),
+                volume_size=Size.gibibytes(resources.volume_size_gb),
+            ),
+            stopping_condition=tasks.StoppingCondition(max_runtime=Duration.minutes(resources.max_runtime_minutes)),
+            hyperparameters=hyperparameters or None,
+            tags={tag["Key"]: tag["Value"] for tag in self._tags(step)},
+            result_selector={
+                "job": sfn.JsonPath.string_at("$.TrainingJobName"),
+                # SageMaker writes model.tar.gz under <S3OutputPath>/<job name>/output/.
+                "uri": sfn.JsonPath.format(
+                    "{}/{}/output",
+                    sfn.JsonPath.string_at("$.OutputDataConfig.S3OutputPath"),
+                    sfn.JsonPath.string_at("$.TrainingJobName"),
+                ),
+            },
+            result_path=f"$.trained.{artifact}",
+        )
+
+    def grant(self, state_machine: sfn.StateMachine) -> None:
+        """What ``createProcessingJob.sync`` needs (the training task grants its own)."""
+        stack = Stack.of(self.scope)
+        processing = [s for s in self.pipeline.steps if s.job is JobKind.PROCESSING]
+        if not processing:
+            return
+        state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:CreateProcessingJob",
+                    "sagemaker:DescribeProcessingJob",
+                    "sagemaker:StopProcessingJob",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
+                ],
+                resources=[
+                    stack.format_arn(
+                        service="sagemaker",
+                        resource="processing-job",
+                        resource_name=f"{job_name_prefix(self.pipeline, step)}-*",
+                    )
+                    for step in processing
+                ],
+            )
+        )
+        state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                resources=[stack.format_arn(service="events", resource="rule", resource_name=PROCESSING_EVENTS_RULE)],
+            )
+        )
+        state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+
+
+def add_error_handling(
+    scope: Construct,
+    job: sfn.TaskStateBase | sfn.CustomState,
+    *,
+    step: Step,
+    config: DeploymentConfig,
+    on_failure: sfn.IChainable,
+) -> None:
+    """Retry throttling/quota API errors; start the job again on a capacity error; else ``on_failure``.
+
+    A retry of the same state evaluates the job name again, so every attempt has a fresh name.
+    The capacity loop counts its attempts in ``$.attempts.<step>.n`` (set to 0 by the first state).
+    """
+    job.add_retry(
+        errors=list(RETRYABLE_API_ERRORS), interval=Duration.seconds(30), max_attempts=4, backoff_rate=2.0
+    )
+    name = state_name(step)
+    counter = f"$.attempts.{step.name}.n"
+    again = sfn.Pass(
+        scope,
+        f"{name}CountAttempt",
+        parameters={"n": sfn.JsonPath.math_add(sfn.JsonPath.number_at(counter), 1)},
+        result_path=f"$.attempts.{step.name}",
+    )
+    pause = Duration.seconds(config.capacity_retry_wait_seconds)
+    wait = sfn.Wait(scope, f"{name}WaitForCapacity", time=sfn.WaitTime.duration(pause))
+    capacity = (
+        sfn.Choice(scope, f"{name}CapacityError?")
+        .when(sfn.Condition.not_(sfn.Condition.is_present("$.error.Cause")), on_failure)
+        .when(
+            sfn.Condition.and_(
+                sfn.Condition.string_matches("$.error.Cause", CAPACITY_ERROR_PATTERN),
+                sfn.Condition.number_less_than(counter, config.capacity_retries),
+            ),
+            again.next(wait).next(job),
+        )
+        .otherwise(on_failure)
+    )
+    job.add_catch(capacity, errors=["States.TaskFailed"], result_path="$.error")
+    job.add_catch(on_failure, errors=["States.ALL"], result_path="$.error")

@@ -1,0 +1,38 @@
+"""The Parameter Store keys of the loop (names from ``driftloop.layout``), with initial values.
+
+No record parameter may point at a model that does not exist, so each starts as the sentinel
+``{"status": "none"}`` that every reader treats as "no run yet".
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from driftloop.aws_glue import NO_RECORD
+from driftloop.layout import ParameterNames
+
+
+class RunParameters(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, names: ParameterNames) -> None:
+        super().__init__(scope, construct_id)
+        self.names = names
+
+        def parameter(construct_id: str, name: str, value: str, description: str) -> ssm.StringParameter:
+            return ssm.StringParameter(
+                self, construct_id, parameter_name=name, string_value=value, description=description
+            )
+
+        self.train_latest = parameter(
+            "TrainLatest", names.train_latest, NO_RECORD, "driftloop: the promoted model, detector and explainer"
+        )
+        self.train_last_attempt = parameter(
+            "TrainLastAttempt", names.train_last_attempt, NO_RECORD, "driftloop: the newest train run, promoted or not"
+        )
+        self.serve_latest = parameter(
+            "ServeLatest", names.serve_latest, NO_RECORD, "driftloop: the newest complete serve run"
+        )
+        self.simulation_position = parameter(
+            "SimulationPosition", names.simulation_position, "0", "driftloop: next test set in the simulation cycle"
+        )
+

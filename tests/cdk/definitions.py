@@ -1,0 +1,102 @@
+"""Read rendered state machine definitions out of a synthesized template.
+
+CDK writes ``DefinitionString`` as ``Fn::Join`` over strings and ``Ref``/``Fn::GetAtt`` tokens;
+``resolve`` replaces the tokens with well-formed placeholders (pseudo parameters by example
+values, ``.Arn`` attributes by ARN-shaped strings) so the definition parses as JSON and passes
+an ARN-checking validator.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+PARTITION = "aws"
+PSEUDO = {
+    "AWS::Partition": PARTITION,
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+
+
+def resolve(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(resolve(part) for part in parts)
+    if "Ref" in value:
+        return PSEUDO.get(value["Ref"], f"ref-{value['Ref']}")
+    if "Fn::GetAtt" in value:
+        logical_id, attribute = value["Fn::GetAtt"]
+        if attribute == "Arn":
+            return f"arn:{PARTITION}:service:us-east-1:123456789012:resource/{logical_id}"
+        return f"{logical_id}-{attribute}"
+    if "Fn::Sub" in value:
+        text = value["Fn::Sub"]
+        for name, example in PSEUDO.items():
+            text = text.replace("${" + name + "}", example)
+        return str(text)
+    raise ValueError(f"unexpected token in a definition: {value}")
+
+
+def definition_of(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    resource = template["Resources"][logical_id]
+    return json.loads(resolve(resource["Properties"]["DefinitionString"]))  # type: ignore[no-any-return]
+
+
+def successors(state: dict[str, Any]) -> list[str]:
+    """Every state a state can hand over to: Next, Choice branches and Default, Catch targets."""
+    found = [state["Next"]] if "Next" in state else []
+    found += [choice["Next"] for choice in state.get("Choices", [])]
+    found += [state["Default"]] if "Default" in state else []
+    found += [catch["Next"] for catch in state.get("Catch", [])]
+    return found
+
+
+def reachable(
+    definition: dict[str, Any], start: str, *, follow_catch: bool = True, stop: frozenset[str] = frozenset()
+) -> set[str]:
+    """States reachable from ``start``, not going on past any state in ``stop``."""
+    states = definition["States"]
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in stop:
+            continue
+        state = states[name]
+        nexts = successors(state) if follow_catch else [n for n in successors(state)
+                                                        if n not in {c["Next"] for c in state.get("Catch", [])}]
+        todo.extend(nexts)
+    return seen
+
+
+def happy_path(definition: dict[str, Any]) -> Iterator[str]:
+    """States in order along Next/Default (the path taken when every Choice takes its first branch
+    whose target is not a Fail state), ignoring Catch: the order the pipeline's jobs run in."""
+    states = definition["States"]
+    name: str | None = definition["StartAt"]
+    seen: set[str] = set()
+    while name is not None and name not in seen:
+        seen.add(name)
+        yield name
+        state = states[name]
+        if state["Type"] == "Choice":
+            options = [c["Next"] for c in state["Choices"]] + [state["Default"]]
+            name = next((o for o in options if states[o]["Type"] != "Fail" and o not in seen), None)
+        else:
+            name = state.get("Next")
+
+
+def sagemaker_jobs(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: state
+        for name, state in definition["States"].items()
+        if state["Type"] == "Task" and ":sagemaker:" in state["Resource"]
+    }

@@ -1,0 +1,262 @@
+"""Behaviour of the synthesized stack: who may do what, what runs when, what teardown leaves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import Stack
+from aws_cdk.assertions import Match, Template
+
+from driftloop.aws_glue import NO_RECORD
+from driftloop.layout import ParameterNames
+from driftloop.pipelines import Component
+
+from .conftest import REPO_ROOT, Synthesized
+from .definitions import resolve
+
+
+@pytest.fixture(scope="module")
+def dev(synthesized: Synthesized) -> Template:
+    return Template.from_stack(synthesized.development)
+
+
+@pytest.fixture(scope="module")
+def prod(synthesized: Synthesized) -> Template:
+    return Template.from_stack(synthesized.production)
+
+
+def logical_id(construct: Any) -> str:
+    return str(Stack.of(construct).resolve(construct.node.default_child.logical_id))
+
+
+def statements_of(template: Template, role: Any) -> list[dict[str, Any]]:
+    """Every statement of every inline policy attached to ``role``."""
+    role_id = logical_id(role)
+    found = []
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            found += policy["Properties"]["PolicyDocument"]["Statement"]
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_schedule_starts_the_serve_state_machine_hourly(synthesized: Synthesized, dev: Template) -> None:
+    serve = logical_id(synthesized.development.pipelines.serve)
+    dev.has_resource_properties(
+        "AWS::Scheduler::Schedule",
+        {
+            "ScheduleExpression": "rate(1 hour)",
+            "State": "ENABLED",
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "Target": {"Arn": {"Ref": serve}, "Input": "{}", "RoleArn": Match.any_value()},
+        },
+    )
+    (schedule,) = dev.find_resources("AWS::Scheduler::Schedule").values()
+    role_id = schedule["Properties"]["Target"]["RoleArn"]["Fn::GetAtt"][0]
+    role = dev.find_resources("AWS::IAM::Role")[role_id]
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "scheduler.amazonaws.com"
+    }
+    policies = [
+        p for p in dev.find_resources("AWS::IAM::Policy").values() if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    statements = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    assert statements == [{"Action": "states:StartExecution", "Effect": "Allow", "Resource": {"Ref": serve}}]
+
+
+def test_schedule_follows_config_outside_simulation(prod: Template) -> None:
+    prod.has_resource_properties(
+        "AWS::Scheduler::Schedule",
+        {"State": "DISABLED", "Target": {"Input": Match.serialized_json({"batch": "batches/incoming"})}},
+    )
+
+
+@pytest.mark.parametrize("variant", ["dev", "prod"])
+def test_buckets_are_encrypted_versioned_private_and_tls_only(variant: str, request: pytest.FixtureRequest) -> None:
+    template: Template = request.getfixturevalue(variant)
+    buckets = template.find_resources("AWS::S3::Bucket")
+    assert len(buckets) == 2
+    policies = {
+        p["Properties"]["Bucket"]["Ref"]: p["Properties"]["PolicyDocument"]["Statement"]
+        for p in template.find_resources("AWS::S3::BucketPolicy").values()
+    }
+    for bucket_id, bucket in buckets.items():
+        properties = bucket["Properties"]
+        rule = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+        assert set(properties["PublicAccessBlockConfiguration"].values()) == {True}
+        denies = [s for s in policies[bucket_id] if s["Effect"] == "Deny"]
+        assert any(s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false" for s in denies)
+    logged = [b for b in buckets.values() if "LoggingConfiguration" in b["Properties"]]
+    assert len(logged) == 1
+    target = logged[0]["Properties"]["LoggingConfiguration"]["DestinationBucketName"]["Ref"]
+    assert target in buckets and "LoggingConfiguration" not in buckets[target]["Properties"]
+
+
+def test_development_teardown_deletes_everything(dev: Template) -> None:
+    buckets = dev.find_resources("AWS::S3::Bucket")
+    assert {b["DeletionPolicy"] for b in buckets.values()} == {"Delete"}
+    emptied = {r["Properties"]["BucketName"]["Ref"] for r in dev.find_resources("Custom::S3AutoDeleteObjects").values()}
+    assert emptied == set(buckets)
+    assert {g["DeletionPolicy"] for g in dev.find_resources("AWS::Logs::LogGroup").values()} == {"Delete"}
+
+
+def test_production_teardown_retains_data(prod: Template) -> None:
+    assert {b["DeletionPolicy"] for b in prod.find_resources("AWS::S3::Bucket").values()} == {"Retain"}
+    assert prod.find_resources("Custom::S3AutoDeleteObjects") == {}
+    assert {g["DeletionPolicy"] for g in prod.find_resources("AWS::Logs::LogGroup").values()} == {"Retain"}
+
+
+def test_one_image_asset_per_component_with_a_lean_build_context(synthesized: Synthesized) -> None:
+    stack = synthesized.development
+    manifest = json.loads((synthesized.outdir / f"{stack.artifact_id}.assets.json").read_text())
+    images = manifest["dockerImages"].values()
+    assert sorted(image["source"]["dockerFile"] for image in images) == sorted(
+        f"containers/{c.value}/Dockerfile" for c in Component
+    )
+    for image in images:
+        assert image["source"]["platform"] == "linux/amd64"
+        context = synthesized.outdir / image["source"]["directory"]
+        assert (context / image["source"]["dockerFile"]).is_file()
+        assert (context / "driftloop" / "pipelines.py").is_file()
+        assert (context / "requirements.txt").is_file()
+        present = {p.name for p in context.iterdir()}
+        assert not present & {".venv", "node_modules", "tests", ".git", "runs", "cdk.out", "stacks"}
+        assert list(context.rglob("__pycache__")) == []
+
+
+def test_parameters_start_as_no_run_yet(dev: Template) -> None:
+    names = ParameterNames()
+    values = {
+        p["Properties"]["Name"]: p["Properties"]["Value"] for p in dev.find_resources("AWS::SSM::Parameter").values()
+    }
+    assert values == {
+        names.train_latest: NO_RECORD,
+        names.train_last_attempt: NO_RECORD,
+        names.serve_latest: NO_RECORD,
+        names.simulation_position: "0",
+    }
+
+
+def _parameter_names(template: Template) -> dict[str, str]:
+    return {lid: p["Properties"]["Name"] for lid, p in template.find_resources("AWS::SSM::Parameter").items()}
+
+
+def _s3_resources(statement: dict[str, Any]) -> list[str]:
+    return [resolve(r) for r in as_list(statement["Resource"])]
+
+
+def test_decide_lambda_reads_only_drift_reports_and_writes_nothing(synthesized: Synthesized, dev: Template) -> None:
+    functions = synthesized.development.functions
+    bucket = resolve({"Fn::GetAtt": [logical_id(synthesized.development.storage.bucket), "Arn"]})
+    statements = statements_of(dev, functions.decide.role)
+    s3 = [s for s in statements if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    assert len(s3) == 1 and s3[0]["Action"] == "s3:GetObject"
+    assert _s3_resources(s3[0]) == [f"{bucket}/runs/serve/*/drift_report/*"]
+    actions = {a for s in statements for a in as_list(s["Action"])}
+    assert not {a for a in actions if a.startswith("ssm:") and not a.startswith(("ssm:Get", "ssm:Describe"))}
+
+
+def test_lambdas_write_only_driftloop_parameters(synthesized: Synthesized, dev: Template) -> None:
+    functions = synthesized.development.functions
+    parameters = _parameter_names(dev)
+    names = ParameterNames()
+    written: dict[str, set[str]] = {}
+    for function in (functions.decide, functions.record_train, functions.next_batch):
+        assert function is not None
+        role_id = logical_id(function.role)
+        assert "ManagedPolicyArns" not in dev.find_resources("AWS::IAM::Role")[role_id]["Properties"]
+        for statement in statements_of(dev, function.role):
+            assert statement["Resource"] != "*"
+            if any(a.startswith("ssm:") for a in as_list(statement["Action"])):
+                for resource in as_list(statement["Resource"]):
+                    parts = resource["Fn::Join"][1]
+                    (ref,) = [p["Ref"] for p in parts if isinstance(p, dict) and p.get("Ref") in parameters]
+                    if "ssm:PutParameter" in as_list(statement["Action"]):
+                        written.setdefault(function.node.id, set()).add(parameters[ref])
+    assert written == {
+        "RecordTrain": {names.train_latest, names.train_last_attempt},
+        "NextBatch": {names.simulation_position},
+    }
+    assert all(name.startswith(names.prefix + "/") for name in parameters.values())
+
+
+def test_record_train_lambda_reads_only_the_models_and_evaluations(synthesized: Synthesized, dev: Template) -> None:
+    stack = synthesized.development
+    bucket = resolve({"Fn::GetAtt": [logical_id(stack.storage.bucket), "Arn"]})
+    statements = statements_of(dev, stack.functions.record_train.role)
+    gets = [r for s in statements if s["Action"] == "s3:GetObject" for r in _s3_resources(s)]
+    assert sorted(gets) == [f"{bucket}/runs/train/*/champion_eval/*", f"{bucket}/runs/train/*/model/*"]
+    s3_actions = {a for s in statements for a in as_list(s["Action"]) if a.startswith("s3:")}
+    assert s3_actions == {"s3:GetObject", "s3:ListBucket"}
+
+
+def test_sagemaker_jobs_write_only_under_runs(synthesized: Synthesized, dev: Template) -> None:
+    stack = synthesized.development
+    bucket = resolve({"Fn::GetAtt": [logical_id(stack.storage.bucket), "Arn"]})
+    statements = statements_of(dev, stack.job_role.role)
+    writes = [s for s in statements if "s3:PutObject" in as_list(s["Action"])]
+    assert [r for s in writes for r in _s3_resources(s)] == [f"{bucket}/runs/*"]
+    for statement in statements:
+        if statement["Resource"] == "*":
+            assert statement["Action"] == "ecr:GetAuthorizationToken"
+
+
+def test_lambdas_run_the_handlers_with_powertools(synthesized: Synthesized, dev: Template) -> None:
+    functions = dev.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.14"}})
+    handlers = sorted(f["Properties"]["Handler"] for f in functions.values())
+    assert handlers == [f"lambdas.drift_decision.handlers.{h}" for h in ("decide", "next_batch", "record_train")]
+    resolved = [p["Default"] for p in dev.to_json()["Parameters"].values() if "/powertools/" in p.get("Default", "")]
+    assert resolved == [synthesized.development.config.powertools_layer_parameter]
+    (function,) = [f for f in functions.values() if f["Properties"]["Handler"].endswith(".decide")]
+    asset = synthesized.outdir / f"asset.{function['Properties']['Code']['S3Key'].removesuffix('.zip')}"
+    assert (asset / "lambdas" / "drift_decision" / "handlers.py").is_file()
+    assert (asset / "driftloop" / "aws_glue.py").is_file()
+    assert {p.name for p in asset.iterdir()} == {"lambdas", "driftloop"}
+
+
+def test_state_machines_log_everything_and_trace(dev: Template) -> None:
+    machines = dev.find_resources("AWS::StepFunctions::StateMachine")
+    assert len(machines) == 2
+    for machine in machines.values():
+        assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
+        assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+    retention = {g["Properties"]["RetentionInDays"] for g in dev.find_resources("AWS::Logs::LogGroup").values()}
+    assert retention == {30}
+
+
+def test_topic_is_encrypted_tls_only_and_mails_when_configured(dev: Template, prod: Template) -> None:
+    (topic,) = dev.find_resources("AWS::SNS::Topic").values()
+    assert resolve(topic["Properties"]["KmsMasterKeyId"]).endswith(":alias/aws/sns")
+    dev.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                )
+            }
+        },
+    )
+    dev.resource_count_is("AWS::SNS::Subscription", 0)
+    prod.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
+
+
+def test_dashboard_shows_drift_accuracy_and_outcomes(dev: Template) -> None:
+    (dashboard,) = dev.find_resources("AWS::CloudWatch::Dashboard").values()
+    body = resolve(dashboard["Properties"]["DashboardBody"])
+    shown = ("DriftStatistic", "ChallengerAccuracy", "ChampionAccuracy", "ExecutionsFailed", "ExecutionsSucceeded")
+    assert [metric for metric in shown if metric not in body] == []
+
+
+def test_stacks_name_no_arn_literals() -> None:
+    sources = [*Path(REPO_ROOT, "stacks").glob("*.py"), REPO_ROOT / "app.py"]
+    offenders = [p.name for p in sources if "arn:aws:" in p.read_text()]
+    assert offenders == []
