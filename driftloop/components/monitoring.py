@@ -118,7 +118,9 @@ def run_serve(invocation: Invocation) -> DriftReport:
         features=meta.features, trained_on=meta.trained_on, reference_size=meta.reference_size, run_id=meta.run_id
     )
     common: dict[str, Any] = dict(
-        correction=meta.correction, p_val=meta.p_val, min_batch_size=config.min_batch_size, detector=identity
+        correction=meta.correction, p_val=meta.p_val, min_batch_size=config.min_batch_size, detector=identity,
+        # The serve record reports skipped images, and the decision Lambda may read only drift reports.
+        extra={"n_skipped": summary.n_skipped},
     )
     if summary.n_images < config.min_batch_size:
         report = DriftReport(
