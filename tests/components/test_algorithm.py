@@ -1,0 +1,239 @@
+"""The algorithm component: training, batch prediction and evaluation, as its entrypoint runs them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driftloop.components import algorithm
+from driftloop.components.entrypoint import ComponentError, Invocation
+from driftloop.model_io import CLASSES_FILE, MODEL_FILE, SAGEMAKER_ARCHIVE, load_model, save_model
+from driftloop.pipelines import EVALUATION_FILE, PREDICTIONS_FILE, TRAIN_METRICS_FILE
+from driftloop.shards import UNKNOWN_LABEL, write_shards
+
+from ._images import CLASSES, write_shape_shards
+
+FAST_TRAINING = {"epochs": "12", "batch_size": "16", "learning_rate": "0.003", "patience": "4", "seed": "7"}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("shapes")
+    write_shape_shards(root / "train", n_per_class=24, seed=1)
+    # val lists the classes in another order: labels must be mapped by name, not by index.
+    write_shape_shards(root / "val", n_per_class=6, seed=2, classes=list(reversed(CLASSES)))
+    write_shape_shards(root / "test", n_per_class=15, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(shapes: Path) -> Path:
+    """A model trained through the entrypoint, with SageMaker-style string hyperparameters."""
+    model_dir = shapes / "model"
+    config = shapes / "hyperparameters.json"
+    config.write_text(json.dumps({**FAST_TRAINING, "trained_on": "shapes/train"}))
+    argv = ["train", "--input-train", str(shapes / "train"), "--input-val", str(shapes / "val"),
+            "--output-model", str(model_dir), "--config", str(config)]
+    assert algorithm.main(argv) == 0
+    return model_dir
+
+
+def _serve(data: Path, model: Path, out: Path) -> dict:
+    return algorithm.run_serve(Invocation("serve", {"data": data, "model": model}, {"predictions": out}))
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with (out / PREDICTIONS_FILE).open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_training_writes_model_classes_and_metrics(trained: Path) -> None:
+    metrics = json.loads((trained / TRAIN_METRICS_FILE).read_text())
+    assert (trained / MODEL_FILE).exists()
+    assert json.loads((trained / CLASSES_FILE).read_text()) == list(CLASSES) == metrics["classes"]
+    assert (metrics["n_train"], metrics["n_val"]) == (96, 24)
+    assert 1 <= metrics["best_epoch"] <= metrics["epochs"] <= 12
+    assert metrics["trained_on"] == "shapes/train"
+    assert metrics["config"]["learning_rate"] == pytest.approx(0.003)
+    # The saved model is the restored best epoch: its val loss is the best one seen.
+    assert metrics["val_loss"] == pytest.approx(min(metrics["history"]["val_loss"]), rel=1e-4)
+    assert metrics["val_accuracy"] > 0.9
+    assert 50_000 < metrics["n_params"] < 300_000
+    model = load_model(trained).model
+    assert model.get_layer("embedding").output.shape[-1] > 0
+
+
+@pytest.mark.slow
+def test_trained_model_beats_90_percent_on_its_test_set(trained: Path, shapes: Path, tmp_path: Path) -> None:
+    result = _serve(shapes / "test", trained, tmp_path)
+    evaluation = json.loads((tmp_path / EVALUATION_FILE).read_text())
+    assert evaluation["n"] == result["n"] == 60
+    assert evaluation["accuracy"] > 0.9
+    assert np.asarray(evaluation["confusion_matrix"]).sum() == 60
+
+
+@pytest.mark.slow
+def test_predictions_have_one_row_per_image_and_probabilities_sum_to_one(
+    trained: Path, shapes: Path, tmp_path: Path
+) -> None:
+    _serve(shapes / "test", trained, tmp_path)
+    rows = _rows(tmp_path)
+    assert len(rows) == 60 and len({r["file"] for r in rows}) == 60
+    assert list(rows[0]) == ["file", "predicted_class", "confidence", *(f"p_{c}" for c in CLASSES)]
+    for row in rows:
+        probabilities = [float(row[f"p_{c}"]) for c in CLASSES]
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)
+        assert row["predicted_class"] == CLASSES[int(np.argmax(probabilities))]
+        assert float(row["confidence"]) == max(probabilities)
+
+
+@pytest.mark.slow
+def test_same_seed_gives_same_weights_and_metrics(shapes: Path, tmp_path: Path) -> None:
+    settings = {**FAST_TRAINING, "epochs": 2}
+    runs = []
+    for name in ("a", "b"):
+        inputs = {"train": shapes / "train", "val": shapes / "val"}
+        metrics = algorithm.run_train(Invocation("train", inputs, {"model": tmp_path / name}, settings))
+        runs.append((metrics, load_model(tmp_path / name).model.get_weights()))
+    (first, first_weights), (second, second_weights) = runs
+    assert first["val_loss"] == second["val_loss"] and first["history"] == second["history"]
+    assert all(np.array_equal(a, b) for a, b in zip(first_weights, second_weights, strict=True))
+
+
+# --- evaluation on a model whose outputs are known by hand --------------------------------------
+
+HAND_CLASSES = ["red", "green", "blue"]
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+SCALE = 5.0  # logit of the image's colour channel: p(colour) = e^5 / (e^5 + 2)
+
+
+@pytest.fixture(scope="module")
+def hand_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Softmax over SCALE * mean colour: a pure-colour image gets its colour with p = e^5/(e^5+2)."""
+    import tensorflow as tf
+
+    inputs = tf.keras.Input(shape=(4, 4, 3), dtype="float32")
+    x = tf.keras.layers.Rescaling(1.0 / 255.0)(inputs)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    x = tf.keras.layers.Dense(3, activation="linear", name="embedding")(x)
+    outputs = tf.keras.layers.Softmax()(x)
+    model = tf.keras.Model(inputs, outputs)
+    model.get_layer("embedding").set_weights([np.eye(3, dtype=np.float32) * SCALE, np.zeros(3, np.float32)])
+    folder = tmp_path_factory.mktemp("hand") / "model"
+    save_model(model, HAND_CLASSES, folder)
+    return folder
+
+
+def _colour_shards(out: Path, pairs: list[tuple[str, str | None]], classes: list[str]) -> Path:
+    """One 4x4 image of colour per pair; label = the paired class name (None: unlabelled)."""
+    items = [
+        (np.full((4, 4, 3), COLOURS[colour], np.uint8), classes.index(label) if label else UNKNOWN_LABEL, f"{i}.png")
+        for i, (colour, label) in enumerate(pairs)
+    ]
+    write_shards(out, items, shard_size=3, image_size=4, classes=classes)
+    return out
+
+
+# Two right (red as red, green as green), two wrong (blue labelled red, red labelled green).
+PAIRS: list[tuple[str, str | None]] = [("red", "red"), ("green", "green"), ("blue", "red"), ("red", "green")]
+
+
+@pytest.mark.parametrize(
+    "shard_classes",
+    [HAND_CLASSES, ["blue", "red", "green"], ["green", "red"]],
+    ids=["same-order", "permuted", "subset"],
+)
+def test_evaluation_matches_a_hand_computation(hand_model: Path, tmp_path: Path, shard_classes: list[str]) -> None:
+    data = _colour_shards(tmp_path / "data", PAIRS, shard_classes)
+    _serve(data, hand_model, tmp_path / "out")
+    evaluation = json.loads((tmp_path / "out" / EVALUATION_FILE).read_text())
+    right = math.exp(SCALE) / (math.exp(SCALE) + 2)
+    wrong = 1 / (math.exp(SCALE) + 2)
+    assert evaluation["classes"] == HAND_CLASSES and evaluation["n"] == 4
+    assert evaluation["accuracy"] == pytest.approx(0.5)
+    assert evaluation["loss"] == pytest.approx(-(2 * math.log(right) + 2 * math.log(wrong)) / 4, rel=1e-5)
+    # rows: true red, green, blue; columns: predicted red, green, blue
+    assert evaluation["confusion_matrix"] == [[1, 0, 1], [1, 1, 0], [0, 0, 0]]
+    assert [r["predicted_class"] for r in _rows(tmp_path / "out")] == ["red", "green", "blue", "red"]
+
+
+def test_unknown_class_names_skip_evaluation_with_a_reason(hand_model: Path, tmp_path: Path) -> None:
+    data = _colour_shards(tmp_path / "data", [("red", "red"), ("blue", "purple")], ["red", "purple"])
+    result = _serve(data, hand_model, tmp_path / "out")
+    evaluation = json.loads((tmp_path / "out" / EVALUATION_FILE).read_text())
+    assert "accuracy" not in evaluation and "class the model does not know" in evaluation["reason"]
+    assert result["evaluation"]["reason"] == evaluation["reason"]
+    assert len(_rows(tmp_path / "out")) == 2
+
+
+def test_unlabelled_input_gets_predictions_and_no_evaluation(hand_model: Path, tmp_path: Path) -> None:
+    data = _colour_shards(tmp_path / "data", [("red", None), ("green", None), ("blue", None)], [])
+    result = _serve(data, hand_model, tmp_path / "out")
+    assert not (tmp_path / "out" / EVALUATION_FILE).exists()
+    assert result["n"] == 3 and "evaluation" not in result
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["n"] == 3
+
+
+def test_sagemaker_model_archive_is_accepted(hand_model: Path, tmp_path: Path) -> None:
+    archived = tmp_path / "model"
+    archived.mkdir()
+    with tarfile.open(archived / SAGEMAKER_ARCHIVE, "w:gz") as tar:
+        for name in (MODEL_FILE, CLASSES_FILE):
+            tar.add(hand_model / name, arcname=name)
+    data = _colour_shards(tmp_path / "data", PAIRS, HAND_CLASSES)
+    _serve(data, archived, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / EVALUATION_FILE).read_text())["accuracy"] == pytest.approx(0.5)
+
+
+def test_missing_model_says_to_train_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _colour_shards(tmp_path / "data", PAIRS, HAND_CLASSES)
+    argv = ["--mode", "serve", "--input-data", str(data), "--input-model", str(tmp_path / "none"),
+            "--output-predictions", str(tmp_path / "out")]
+    assert algorithm.main(argv) == 2
+    assert "run the train pipeline first" in capsys.readouterr().err
+
+
+def test_empty_training_set_is_an_error(tmp_path: Path) -> None:
+    write_shards(tmp_path / "train", [], shard_size=4, image_size=8, classes=["a", "b"])
+    write_shape_shards(tmp_path / "val", n_per_class=1, seed=0, size=8, kinds=["hstripes", "vstripes"],
+                       classes=["a", "b"])
+    inputs = {"train": tmp_path / "train", "val": tmp_path / "val"}
+    with pytest.raises(ComponentError, match="holds no images"):
+        algorithm.run_train(Invocation("train", inputs, {"model": tmp_path / "model"}))
+
+
+def test_validation_class_unknown_to_training_is_an_error(tmp_path: Path) -> None:
+    write_shape_shards(tmp_path / "train", n_per_class=2, seed=0, size=8, kinds=["hstripes", "vstripes"])
+    write_shape_shards(tmp_path / "val", n_per_class=1, seed=0, size=8, kinds=["hstripes", "ring"])
+    inputs = {"train": tmp_path / "train", "val": tmp_path / "val"}
+    with pytest.raises(ComponentError, match="class the training set lacks"):
+        algorithm.run_train(Invocation("train", inputs, {"model": tmp_path / "model"}))
+
+
+def test_serve_runs_as_a_module_in_a_subprocess(hand_model: Path, tmp_path: Path) -> None:
+    data = _colour_shards(tmp_path / "data", PAIRS, HAND_CLASSES)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "driftloop.components.algorithm", "--mode", "serve",
+               "--input-data", str(data), "--input-model", str(hand_model), "--output-predictions", str(out),
+               "--settings", json.dumps({"batch_size": 2})]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert len(_rows(out)) == 4
+    assert json.loads((out / EVALUATION_FILE).read_text())["accuracy"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("settings", [{"architecture": "resnet"}, {"epoch": 3}, {"batch_size": 0}])
+def test_bad_settings_are_clear_errors(hand_model: Path, tmp_path: Path, settings: dict) -> None:
+    data = _colour_shards(tmp_path / "data", PAIRS, HAND_CLASSES)
+    inputs = {"data": data, "model": hand_model}
+    with pytest.raises(ComponentError, match="bad training settings"):
+        algorithm.run_serve(Invocation("serve", inputs, {"predictions": tmp_path / "out"}, settings))
