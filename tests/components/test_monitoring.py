@@ -128,6 +128,7 @@ def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _train(train: Path, model: Path, out: Path, **settings: object) -> int:
+    settings.setdefault("features", "uae")  # the model-independent choice; embeddings tests say so
     return monitoring.main([
         "--mode", "train", "--input-train", str(train), "--input-model", str(model),
         "--output-detector", str(out), "--settings", json.dumps(settings),
@@ -271,7 +272,7 @@ def test_fresh_process_loads_and_saves_identically(data: dict[str, Path], uae_de
              "--input-model", str(tmp_path / "none"), "--output-report", str(tmp_path / "fresh")]
     train = ["--mode", "train", "--input-train", str(data["train"]), "--input-model", str(tmp_path / "none"),
              "--output-detector", str(tmp_path / "det"), "--settings",
-             json.dumps({"encoding_dim": UAE_DIM, "run_id": "run-7", "trained_on": "synthetic"})]
+             json.dumps({"features": "uae", "encoding_dim": UAE_DIM, "run_id": "run-7", "trained_on": "synthetic"})]
     cut = len(serve) + 1
     script = (
         "import sys; from driftloop.components.monitoring import main; "
