@@ -1,0 +1,66 @@
+"""A small end-to-end simulation: the main job, on the small synthetic set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from driftloop.layout import STAGE_NAMES
+from driftloop.runner import Settings
+from driftloop.simulation import SimulationOptions, SimulationResult, simulate
+
+pytestmark = pytest.mark.slow
+
+RUN_FIELDS = {"time", "test_set", "reference_trained_on", "drift", "statistic", "threshold", "retrained",
+              "retrained_on", "promoted", "accuracy", "loss", "n_images", "n_skipped"}
+
+
+@pytest.fixture(scope="module")
+def simulation(tmp_path_factory: pytest.TempPathFactory, small_data: Path, fast_settings: Settings,
+               ) -> SimulationResult:
+    workdir = tmp_path_factory.mktemp("simulation")
+    return simulate(SimulationOptions(workdir=workdir, data=small_data, settings=fast_settings, progress=False))
+
+
+def test_plays_the_seven_test_sets_in_order_then_original_again(simulation: SimulationResult) -> None:
+    assert [r.test_set for r in simulation.runs] == [*STAGE_NAMES, "original"]
+    assert [r.time for r in simulation.runs][:3] == ["11:05", "12:05", "13:05"]
+
+
+def test_writes_simulation_json_matrix_csv_and_report(simulation: SimulationResult) -> None:
+    workdir = simulation.workdir
+    data = json.loads((workdir / "simulation.json").read_text())
+    assert len(data["runs"]) == 8
+    assert set(data["runs"][0]) >= RUN_FIELDS
+    for model, row in data["matrix"].items():
+        assert set(row) == set(STAGE_NAMES), model
+        for cell in row.values():
+            assert 0.0 <= cell["accuracy"] <= 1.0 and cell["loss"] >= 0.0
+    csv_lines = (workdir / "accuracy_matrix.csv").read_text().splitlines()
+    assert csv_lines[0].split(",") == ["model_trained_on", "metric", *STAGE_NAMES]
+    assert len(csv_lines) == 1 + 2 * len(data["matrix"])
+    page = (workdir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4  # drift, accuracy, matrix, at least one SHAP grid
+
+
+def test_original_test_set_does_not_drift_against_the_original_detector(simulation: SimulationResult) -> None:
+    first = simulation.runs[0]
+    assert (first.test_set, first.reference_trained_on, first.drift) == ("original", "original", False)
+
+
+def test_drift_is_followed_by_a_retrain_on_that_stages_data(simulation: SimulationResult) -> None:
+    drifted = [r for r in simulation.runs if r.drift]
+    assert drifted, "the noisy stage at least should drift"
+    for run in drifted:
+        assert run.retrained and run.retrained_on == run.test_set
+    for before, after in zip(simulation.runs, simulation.runs[1:], strict=False):
+        if before.retrained and before.promoted:
+            assert after.reference_trained_on == before.retrained_on
+
+
+def test_every_trained_model_is_in_the_matrix(simulation: SimulationResult) -> None:
+    retrained_on = [r.retrained_on for r in simulation.runs if r.retrained]
+    assert list(simulation.matrix)[0] == "original"
+    assert [m.split("#")[0] for m in list(simulation.matrix)[1:]] == retrained_on

@@ -1,0 +1,292 @@
+"""Run a SageMaker Processing or Training job on this machine, the way SageMaker would run it.
+
+There is no container engine here, so an image cannot run. What an image *does* is known anyway:
+CDK records every Docker image asset in the cloud assembly (``*.assets.json``: the image tag is
+the asset hash, the source is a folder with a Dockerfile), and the Dockerfile's ``ENTRYPOINT`` and
+``ENV`` say what the container executes. ``ImageCatalog`` maps an image URI to that command, and
+the command then runs here as a local process with this venv's Python (the same package the image
+installs).
+
+SageMaker's side of the job is emulated with folders: inputs are downloaded from S3 into a
+temporary folder that stands for the container's ``/opt/ml``, the component is pointed at them
+with its ``--input-<channel>``/``--output-<channel>`` options (every path of the component
+defaults to SageMaker's container paths, see ``driftloop.pipelines``), and outputs are uploaded
+back: each processing output to its ``S3Uri``, a training job's model folder as
+``<S3OutputPath>/<job>/output/model.tar.gz``. A job runs as one instance whatever its
+``InstanceCount``, so a ``ShardedByS3Key`` input is not split across instances here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from driftloop.pipelines import (
+    PROCESSING_INPUT_ROOT,
+    PROCESSING_OUTPUT_ROOT,
+    TRAINING_HYPERPARAMETERS,
+    TRAINING_INPUT_ROOT,
+    TRAINING_MODEL_DIR,
+)
+
+# SageMaker truncates FailureReason to 1024 characters; keep the end of the log, where errors are.
+FAILURE_REASON_LIMIT = 1024
+DEFAULT_MAX_RUNTIME_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class ContainerImage:
+    """What a container of this image executes: its ENTRYPOINT and ENV."""
+
+    entrypoint: tuple[str, ...]
+    environment: dict[str, str] = field(default_factory=dict)
+    # The build context: the image installs its copy of the package, so the job imports that copy.
+    context: Path | None = None
+
+    @classmethod
+    def from_dockerfile(cls, dockerfile: Path, context: Path | None = None) -> ContainerImage:
+        entrypoint: tuple[str, ...] = ()
+        environment: dict[str, str] = {}
+        for instruction in _instructions(dockerfile.read_text()):
+            keyword, _, rest = instruction.partition(" ")
+            if keyword.upper() == "ENTRYPOINT":
+                entrypoint = tuple(json.loads(rest))  # exec form; the shell form is not supported
+            elif keyword.upper() == "ENV":
+                for pair in shlex.split(rest):
+                    name, _, value = pair.partition("=")
+                    environment[name] = value
+        if not entrypoint:
+            raise ValueError(f"{dockerfile}: no ENTRYPOINT in exec form")
+        return cls(entrypoint=entrypoint, environment=environment, context=context)
+
+    def command(self) -> list[str]:
+        """The entrypoint as a local command: the image's ``python`` is this venv's Python."""
+        program, *args = self.entrypoint
+        if program in ("python", "python3", "/usr/local/bin/python"):
+            program = sys.executable
+        return [program, *args]
+
+
+def _instructions(text: str) -> list[str]:
+    """Dockerfile instructions, continuation lines joined, comments and blank lines dropped."""
+    instructions: list[str] = []
+    current = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        instructions.append((current + stripped).strip())
+        current = ""
+    return instructions
+
+
+class ImageCatalog:
+    """Image URI -> ``ContainerImage``, from the Docker image assets of a synthesized cloud assembly."""
+
+    def __init__(self, images_by_tag: Mapping[str, ContainerImage]) -> None:
+        self._by_tag = dict(images_by_tag)
+
+    @classmethod
+    def from_cloud_assembly(cls, outdir: Path) -> ImageCatalog:
+        images: dict[str, ContainerImage] = {}
+        for manifest in sorted(outdir.glob("*.assets.json")):
+            for asset in json.loads(manifest.read_text()).get("dockerImages", {}).values():
+                source = asset["source"]
+                context = outdir / source["directory"]
+                image = ContainerImage.from_dockerfile(context / source.get("dockerFile", "Dockerfile"), context)
+                for destination in asset["destinations"].values():
+                    images[destination["imageTag"]] = image
+        return cls(images)
+
+    def image(self, uri: str) -> ContainerImage:
+        tag = uri.rpartition(":")[2] if ":" in uri.rpartition("/")[2] else "latest"
+        if tag not in self._by_tag:
+            raise LookupError(f"image {uri} is not a Docker image asset of the deployed cloud assembly")
+        return self._by_tag[tag]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What SageMaker reports at the end of a job."""
+
+    status: str  # "Completed" or "Failed"
+    failure_reason: str = ""
+
+
+class JobFailed(Exception):
+    """The job ends Failed; the message is SageMaker's FailureReason."""
+
+
+class LocalJobRunner:
+    """Runs jobs described by their CreateProcessingJob / CreateTrainingJob requests."""
+
+    def __init__(self, s3: Any, images: ImageCatalog, workdir: Path) -> None:
+        self.s3 = s3
+        self.images = images
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def run_processing_job(self, request: Mapping[str, Any]) -> JobOutcome:
+        return self._outcome(self._processing_job, request)
+
+    def run_training_job(self, request: Mapping[str, Any]) -> JobOutcome:
+        return self._outcome(self._training_job, request)
+
+    def _outcome(self, job: Any, request: Mapping[str, Any]) -> JobOutcome:
+        try:
+            job(request)
+        except JobFailed as failure:
+            return JobOutcome("Failed", str(failure)[-FAILURE_REASON_LIMIT:])
+        return JobOutcome("Completed")
+
+    # ------------------------------------------------------------------ jobs
+    def _processing_job(self, request: Mapping[str, Any]) -> None:
+        name = request["ProcessingJobName"]
+        app = request["AppSpecification"]
+        with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=self.workdir) as tmp:
+            root = Path(tmp)  # stands for the container's filesystem root
+            paths: dict[str, Path] = {}
+            overrides: list[str] = []
+            for item in request.get("ProcessingInputs", []):
+                if "S3Input" not in item:
+                    raise JobFailed(f"ClientError: input {item.get('InputName')}: only S3 inputs are emulated")
+                local = item["S3Input"]["LocalPath"]
+                paths[local] = self._download(item["S3Input"]["S3Uri"], _under(root, local))
+                overrides += _channel_option("input", PROCESSING_INPUT_ROOT, local, paths[local])
+            outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
+            for item in outputs:
+                local = item["S3Output"]["LocalPath"]
+                paths[local] = _under(root, local)
+                paths[local].mkdir(parents=True, exist_ok=True)
+                overrides += _channel_option("output", PROCESSING_OUTPUT_ROOT, local, paths[local])
+            image = self._image(app["ImageUri"])
+            command = list(app["ContainerEntrypoint"]) if app.get("ContainerEntrypoint") else image.command()
+            arguments = [_map_path(arg, paths) for arg in app.get("ContainerArguments", [])]
+            self._execute(name, [*command, *arguments, *overrides], image, request, root)
+            for item in outputs:
+                self._upload_dir(paths[item["S3Output"]["LocalPath"]], item["S3Output"]["S3Uri"])
+
+    def _training_job(self, request: Mapping[str, Any]) -> None:
+        name = request["TrainingJobName"]
+        spec = request["AlgorithmSpecification"]
+        with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=self.workdir) as tmp:
+            root = Path(tmp)
+            overrides: list[str] = []
+            for channel in request.get("InputDataConfig", []):
+                local = str(TRAINING_INPUT_ROOT / channel["ChannelName"])
+                folder = self._download(channel["DataSource"]["S3DataSource"]["S3Uri"], _under(root, local))
+                overrides += _channel_option("input", TRAINING_INPUT_ROOT, local, folder)
+            hyperparameters = _under(root, str(TRAINING_HYPERPARAMETERS))
+            hyperparameters.parent.mkdir(parents=True)
+            hyperparameters.write_text(json.dumps(request.get("HyperParameters", {})))
+            model_dir = _under(root, str(TRAINING_MODEL_DIR))
+            model_dir.mkdir(parents=True)
+            # SageMaker starts a training image as ``<image> train``; its model folder is /opt/ml/model.
+            overrides += ["--config", str(hyperparameters), f"--output-{TRAINING_MODEL_DIR.name}", str(model_dir)]
+            image = self._image(spec["TrainingImage"])
+            command = list(spec["ContainerEntrypoint"]) if spec.get("ContainerEntrypoint") else image.command()
+            arguments = list(spec.get("ContainerArguments", ["train"]))
+            self._execute(name, [*command, *arguments, *overrides], image, request, root)
+            archive = root / "model.tar.gz"
+            with tarfile.open(archive, "w:gz") as tar:
+                for path in sorted(model_dir.iterdir()):
+                    tar.add(path, arcname=path.name)
+            output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+            bucket, key = _split_s3_uri(f"{output}/{name}/output/model.tar.gz")
+            self.s3.upload_file(str(archive), bucket, key)
+
+    # --------------------------------------------------------------- helpers
+    def _image(self, uri: str) -> ContainerImage:
+        try:
+            return self.images.image(uri)
+        except LookupError as error:
+            raise JobFailed(f"ClientError: {error}") from error
+
+    def _execute(
+        self, name: str, argv: Sequence[str], image: ContainerImage, request: Mapping[str, Any], root: Path
+    ) -> None:
+        # A container sees no AWS credentials of the caller; the job's role is not emulated.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+        env.update(image.environment)
+        if image.context is not None:
+            env["PYTHONPATH"] = str(image.context)
+        env.update(request.get("Environment", {}))
+        limit = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME_S)
+        log_path = self.workdir / f"{name}.log"
+        with log_path.open("w") as log:
+            log.write(shlex.join(argv) + "\n")
+            log.flush()
+            try:
+                completed = subprocess.run(
+                    list(argv), cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=limit, check=False
+                )
+            except subprocess.TimeoutExpired as error:
+                raise JobFailed(f"MaxRuntimeExceeded: the job ran longer than {limit} s") from error
+        if completed.returncode != 0:
+            tail = log_path.read_text().strip().splitlines()[1:][-5:]  # the first line is the command
+            # Paths as the container saw them (/opt/ml/...), not where this machine put them.
+            message = " | ".join(tail).replace(str(root), "")
+            raise JobFailed(f"AlgorithmError: exit code {completed.returncode}: {message}")
+
+    def _download(self, uri: str, folder: Path) -> Path:
+        """Everything under an S3 prefix, keeping key paths below it (S3Prefix, File mode)."""
+        bucket, prefix = _split_s3_uri(uri)
+        folder.mkdir(parents=True, exist_ok=True)
+        keys = [
+            obj["Key"]
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+        ]
+        if not keys:
+            raise JobFailed(f"ClientError: No S3 objects found under S3 URL {uri!r}")
+        for key in keys:
+            relative = key[len(prefix) :].lstrip("/") or PurePosixPath(key).name
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.s3.download_file(bucket, key, str(target))
+        return folder
+
+    def _upload_dir(self, folder: Path, uri: str) -> None:
+        bucket, prefix = _split_s3_uri(uri)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            key = "/".join(filter(None, [prefix.rstrip("/"), path.relative_to(folder).as_posix()]))
+            self.s3.upload_file(str(path), bucket, key)
+
+
+def _split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise JobFailed(f"ClientError: not an S3 URI: {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def _under(root: Path, container_path: str) -> Path:
+    return root / PurePosixPath(container_path).relative_to("/")
+
+
+def _channel_option(direction: str, channel_root: PurePosixPath, container_path: str, local: Path) -> list[str]:
+    """``--input-<channel> DIR`` for a folder at SageMaker's conventional path of that channel."""
+    path = PurePosixPath(container_path)
+    if path.parent != channel_root:
+        return []
+    return [f"--{direction}-{path.name}", str(local)]
+
+
+def _map_path(argument: str, paths: Mapping[str, Path]) -> str:
+    """A container argument that names a mounted folder (or a file in it) names the local folder."""
+    for container, local in paths.items():
+        if argument == container or argument.startswith(container.rstrip("/") + "/"):
+            return str(local) + argument[len(container.rstrip("/")) :]
+    return argument
