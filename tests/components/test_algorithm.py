@@ -67,7 +67,7 @@ def test_training_writes_model_classes_and_metrics(trained: Path) -> None:
     # The saved model is the restored best epoch: its val loss is the best one seen.
     assert metrics["val_loss"] == pytest.approx(min(metrics["history"]["val_loss"]), rel=1e-4)
     assert metrics["val_accuracy"] > 0.9
-    assert 50_000 < metrics["n_params"] < 300_000
+    assert 10_000 < metrics["n_params"] < 300_000  # CPU-sized
     model = load_model(trained).model
     assert model.get_layer("embedding").output.shape[-1] > 0
 
