@@ -40,7 +40,7 @@ class StageSpec:
     vflip: float = 0.0  # probability of an upside-down flip
     rotation: float = 0.0  # degrees, drawn from [-rotation, +rotation]; corners filled by reflection
     blur: tuple[float, float] = (0.0, 0.0)  # Gaussian sigma range, in pixels at 64x64
-    noise: float = 0.0  # std of added Gaussian pixel noise, on the 0-255 scale
+    noise: float = 0.0  # std of added Gaussian noise (0-255 scale), in grains of one pixel at 64x64
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.hflip <= 1.0 and 0.0 <= self.vflip <= 1.0):
@@ -52,8 +52,8 @@ class StageSpec:
 STAGES: Final[tuple[StageSpec, ...]] = (
     StageSpec("original", "the images as given (converted to RGB PNG)"),
     StageSpec("stage-1", "random flip", hflip=0.5, vflip=0.5),
-    StageSpec("stage-2", "random rotation", rotation=90.0),
-    StageSpec("stage-3", "random rotation and flip", hflip=0.5, vflip=0.5, rotation=90.0),
+    StageSpec("stage-2", "random rotation", rotation=30.0),
+    StageSpec("stage-3", "random rotation and flip", hflip=0.5, vflip=0.5, rotation=45.0),
     StageSpec("stage-4", "blur and a very small rotation", rotation=5.0, blur=(0.7, 1.1)),
     StageSpec("stage-5", "blur and rotation", rotation=45.0, blur=(0.7, 1.1)),
     StageSpec(
@@ -117,9 +117,13 @@ def blur(image: Image.Image, sigma_at_model_input: float) -> Image.Image:
 
 
 def add_noise(image: Image.Image, std: float, rng: np.random.Generator) -> Image.Image:
+    """Gaussian noise in grains of about one model-input pixel, so downscaling doesn't average it away."""
     pixels = np.asarray(image, dtype=np.float64)
-    noisy = pixels + rng.normal(0.0, std, size=pixels.shape)
-    return Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8), "RGB")
+    height, width = pixels.shape[:2]
+    grain = max(1, int(min(width, height) / MODEL_INPUT))
+    noise = rng.normal(0.0, std, size=(-(-height // grain), -(-width // grain), 3))
+    noise = np.repeat(np.repeat(noise, grain, axis=0), grain, axis=1)[:height, :width]
+    return Image.fromarray(np.clip(np.rint(pixels + noise), 0, 255).astype(np.uint8), "RGB")
 
 
 def apply_stage(image: Image.Image, spec: StageSpec, rng: np.random.Generator) -> Image.Image:
@@ -211,7 +215,7 @@ def folder_images(src: Path, skipped: list[Path]) -> Iterator[LabelledImage]:
     if missing:
         raise ComponentError(f"{src} must hold {'/, '.join(SPLITS)}/ with one folder per class; missing {missing}")
     for split in SPLITS:
-        for class_dir in sorted(p for p in (src / split).iterdir() if p.is_dir()):
+        for class_dir in sorted(p for p in (src / split).iterdir() if p.is_dir() and not p.name.startswith(".")):
             files = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
             for path, name in _output_names(files).items():
                 try:

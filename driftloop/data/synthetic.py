@@ -1,12 +1,13 @@
 """The seeded synthetic image set that stands in for the seed's six dog breeds.
 
-Six classes of shapes and textures, each image with a random position, scale, colour and a
-cluttered background. Two things are deliberately fixed, so the drift stages really hurt a model
-trained on the original set: every object stands upright (small tilt only) and is lit from the
-top left (shading and a drop shadow to the bottom right); and two classes are told apart only by
-a fine texture, which blur weakens. No class is a mirror image or rotation of another, so a
-flipped or rotated image still has a recognisable class and a model retrained on a stage can
-learn it.
+Six classes: four shapes (``dots`` in a row, ``plus``, ``ring``, ``triangle``) and two textures
+(``checks``, ``stripes``, on a square or disc), each a bright object at a random position, scale
+and colour on a darker, cluttered background. Two things are deliberately fixed, so the drift
+stages really hurt a model trained on the original set: every object stands upright (the
+triangle points up, dots and stripes run horizontally; small tilt only) and is lit from the top
+left (shading and a drop shadow to the bottom right); and the two textures are fine, so blur
+weakens them. No class is a mirror image or rotation of another, so a flipped or rotated image
+keeps a recognisable class and a model retrained on a stage can learn it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from driftloop.layout import SPLITS
 log = logging.getLogger(__name__)
 
 IMAGE_SIZE: Final = 96
-_INK: Final = 0.65  # how far texture bands move towards black or white
+_INK: Final = 0.65  # how much darker the texture bands are
 _SUPERSAMPLE: Final = 2  # anti-aliasing: draw at 2x, average 2x2 blocks
 
 
@@ -67,11 +68,11 @@ def _triangle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def _ring(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     r = np.hypot(u, v)
-    return (r <= 1.0) & (r >= 0.55)
+    return (r <= 1.0) & (r >= 0.5)
 
 
 def _plus(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return ((np.abs(u) <= 0.28) & (np.abs(v) <= 1.0)) | ((np.abs(v) <= 0.28) & (np.abs(u) <= 1.0))
+    return ((np.abs(u) <= 0.24) & (np.abs(v) <= 1.0)) | ((np.abs(v) <= 0.24) & (np.abs(u) <= 1.0))
 
 
 def _dots(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -113,7 +114,7 @@ def render(label: str, rng: np.random.Generator) -> np.ndarray:
     """One ``IMAGE_SIZE`` x ``IMAGE_SIZE`` RGB image (uint8) of class ``label``."""
     background = _background(rng, *_grid(1))
 
-    radius = rng.uniform(0.30, 0.40) * IMAGE_SIZE
+    radius = rng.uniform(0.32, 0.40) * IMAGE_SIZE
     cx, cy = IMAGE_SIZE / 2 + rng.uniform(-0.08, 0.08, size=2) * IMAGE_SIZE
     tilt = np.deg2rad(rng.uniform(-5.0, 5.0))
     cos, sin = np.cos(tilt), np.sin(tilt)
@@ -130,18 +131,11 @@ def render(label: str, rng: np.random.Generator) -> np.ndarray:
 
     # Light from the top left: brighter there, darker towards the bottom right.
     shade = 1.0 - 0.22 * np.minimum(np.maximum((ox + oy) / (np.sqrt(2.0) * radius), -1.0), 1.0)
-    period = rng.uniform(7.5, 9.0)
-    phase = rng.uniform(0.0, period, size=2)
-    if label in TEXTURES:
-        ink = TEXTURES[label](ox + phase[0], oy + phase[1], period) & body_mask
-    else:
-        ink = np.zeros_like(body_mask)
-    # Bands towards black on a light object, towards white on a dark one: always visible.
-    ink_colour = np.zeros(3) if colour.mean() > 110.0 else np.full(3, 255.0)
-    body = (
-        _downsample(shade * body_mask * (1.0 - _INK * ink))[..., None] * colour
-        + _INK * _downsample(ink.astype(np.float32))[..., None] * ink_colour
-    )
+    if label in TEXTURES:  # dark bands across the object
+        period = rng.uniform(7.5, 9.0)
+        phase = rng.uniform(0.0, period, size=2)
+        shade = shade * (1.0 - _INK * TEXTURES[label](ox + phase[0], oy + phase[1], period))
+    body = _downsample(shade * body_mask)[..., None] * colour
     covered = _downsample(body_mask.astype(np.float32)) + 0.5 * _downsample(shadow_mask.astype(np.float32))
     image = background * (1.0 - covered[..., None]) + body
     image += rng.normal(0.0, 3.0, size=image.shape)  # sensor noise

@@ -135,6 +135,13 @@ def test_blur_lowers_and_noise_raises_high_frequency_energy() -> None:
     assert _laplacian_energy(add_noise(flat, 12.0, rng_for(0, "n"))) > 10 * (_laplacian_energy(flat) + 1)
 
 
+def test_noise_survives_downscaling_a_large_photo_to_the_model_input() -> None:
+    """Per-pixel noise would shrink about eightfold here; grains keep most of it (as for 96-pixel images)."""
+    flat = Image.new("RGB", (512, 512), (120, 120, 120))
+    noisy = add_noise(flat, 12.0, rng_for(0, "n")).resize((64, 64), Image.Resampling.BICUBIC)
+    assert np.asarray(noisy, dtype=np.float64).std() > 6.0
+
+
 def test_blur_radius_is_relative_to_the_model_input() -> None:
     big = _texture(128)
     assert np.array_equal(_pixels(blur(big, 1.0)), _pixels(big.filter(ImageFilter.GaussianBlur(radius=2.0))))
