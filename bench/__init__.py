@@ -1,0 +1,1 @@
+"""Benchmarks and the drift-quality study: ``python -m bench [--quick] [NAME ...]`` (see docs/benchmarks.md)."""
