@@ -1,11 +1,9 @@
 """Drift quality: how often the detector fires on clean and on drifted batches, next to the harm done.
 
-The model is the algorithm component's, trained on Original (default settings); the ``uae`` and
-``embeddings`` detectors are the monitoring component's (train mode, reference = the training
-images). ``softmax`` (the classifier's class probabilities as features) exists only here, fitted
-with the same ``driftloop.drift.fit``. Batches are drawn with replacement from held-out pools
-(fresh seeds, so neither the model nor the reference saw them) of every stage, paired: the same
-draws for every feature kind.
+The model is the algorithm component's, trained on Original (default settings); every detector is
+the monitoring component's (train mode, reference = the training images), one per feature kind.
+Batches are drawn with replacement from held-out pools (fresh seeds, so neither the model nor the
+reference saw them) of every stage, paired: the same draws for every feature kind.
 
 Cost: features are computed once per pool image, then each batch costs only its KS tests. Three
 links make that the component's verdict: the monitoring component on a real batch folder equals
@@ -30,7 +28,7 @@ from driftloop.config import DriftConfig, TrainingConfig
 from driftloop.layout import STAGE_NAMES
 from driftloop.pipelines import DRIFT_REPORT_FILE, Component
 
-KINDS = ("uae", "embeddings", "softmax")
+KINDS = ("uae", "embeddings", "softmax", "uncertainty", "predictions")
 # Suffix of the detectors whose reference is held-out Original images instead of the training images.
 HELD_OUT = ", held-out ref"
 CORRECTIONS = ("bonferroni", "fdr")
@@ -63,25 +61,28 @@ def _labels(shards: Path, classes: list[str]) -> np.ndarray:
 def _features(classifier: Any, encoder: Any, shards: Path, keep: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every feature kind for a processed folder, batch by batch as ``drift.extract_features`` does.
 
-    ``classifier`` outputs the ``embedding`` layer and the class probabilities in one pass.
+    ``classifier`` outputs the ``embedding`` layer, the class probabilities and the
+    ``predictions`` features (entropy first) in one pass.
     """
     from driftloop import drift
 
     parts: dict[str, list[np.ndarray]] = {kind: [] for kind in KINDS}
     for batch in drift.iter_images(shards, keep):
-        embedding, probability = classifier.predict(batch, batch_size=drift.PREDICT_BATCH, verbose=0)
+        embedding, probability, predictions = classifier.predict(batch, batch_size=drift.PREDICT_BATCH, verbose=0)
         parts["uae"].append(encoder.predict(batch, batch_size=drift.PREDICT_BATCH, verbose=0))
         parts["embeddings"].append(embedding)
         parts["softmax"].append(probability)
+        parts["uncertainty"].append(predictions[:, :1])
+        parts["predictions"].append(predictions)
     return {kind: np.concatenate(values).astype(np.float32) for kind, values in parts.items()}
 
 
-def decisions(p_values: np.ndarray, alpha: float) -> dict[str, bool]:
-    """Both corrections' verdicts on one batch's p-values, by alibi-detect's own rules."""
+def decisions(p_values: np.ndarray, alpha: float, shares: np.ndarray) -> dict[str, bool]:
+    """Both corrections' verdicts on one batch's p-values, by the rules of ``driftloop.drift.score``."""
     from alibi_detect.utils.statstest import fdr
 
     return {
-        "bonferroni": bool((p_values < alpha / len(p_values)).any()),
+        "bonferroni": bool((p_values < alpha * shares).any()),
         "fdr": bool(fdr(p_values, q_val=alpha)[0]),
     }
 
@@ -119,11 +120,18 @@ class MemoKS:
         return out  # float32, as alibi-detect compares it
 
 
-def _check_against_detectors(p_values: np.ndarray, bonferroni: Any, fdr: Any) -> None:
+def _shares(name: str, features: np.ndarray) -> np.ndarray:
+    """The Bonferroni split of α the component uses for a detector (``name`` may carry ``HELD_OUT``)."""
+    from driftloop import drift
+
+    return drift.alpha_shares(name.removesuffix(HELD_OUT), features.shape[1])
+
+
+def _check_against_detectors(p_values: np.ndarray, shares: np.ndarray, bonferroni: Any, fdr: Any) -> None:
     """Our p-values and verdicts must be the detectors' own, bit for bit."""
     if not np.array_equal(p_values, bonferroni.p_values):
         raise RuntimeError("memoised KS p-values differ from the detector's")
-    verdicts = decisions(p_values, 0.05)
+    verdicts = decisions(p_values, 0.05, shares)
     if verdicts["bonferroni"] != bonferroni.is_drift or verdicts["fdr"] != fdr.is_drift:
         raise RuntimeError("Bonferroni/FDR rules disagree with detectors fitted with that correction")
 
@@ -145,7 +153,7 @@ def _component_check(options: BenchOptions, pool: Pool, detectors: dict[str, Pat
         fixtures.run_component(Component.MONITORING, "serve", {"batch": batch, "detector": folder, "model": model},
                                {"report": out}, {})
         report = DriftReport.read(out / DRIFT_REPORT_FILE)
-        ours = drift.score(ks[kind], pool.features[kind][indices])
+        ours = drift.score(ks[kind], pool.features[kind][indices], _shares(kind, pool.features[kind]))
         diff = float(np.max(np.abs(np.asarray(report.p_values) - ours.p_values)))
         checks[kind] = {"batch_size": len(indices), "max_abs_p_value_difference": diff,
                         "same_verdict": report.is_drift == ours.is_drift, "component_is_drift": report.is_drift}
@@ -173,7 +181,7 @@ def run(options: BenchOptions) -> Result:
     detectors = {kind: fixtures.detector(options.workdir, train_shards, model_dir,
                                          DriftConfig(features=kind, correction="bonferroni", p_val=0.05,  # type: ignore[arg-type]
                                                      seed=options.seed))
-                 for kind in ("uae", "embeddings")}
+                 for kind in KINDS}
     loaded = {kind: drift.load(folder) for kind, folder in detectors.items()}
     held_out = fixtures.held_out_pool(options.workdir, options.seed, size, pool_seeds)
     other_originals = fixtures.processed(fixtures.originals(options.workdir, options.seed, n_reference),
@@ -182,7 +190,8 @@ def run(options: BenchOptions) -> Result:
     tf.keras.utils.set_random_seed(options.seed)
     model = load_model(model_dir)
     classifier = tf.keras.Model(model.model.inputs, [model.model.get_layer(EMBEDDING_LAYER).output,
-                                                     model.model.output])
+                                                     model.model.output,
+                                                     drift.classifier_features(model.model, "predictions").output])
     encoder = loaded["uae"].encoder
     # References: the training images the component samples, and held-out Original images.
     keep = drift.reference_indices(len(_labels(train_shards, model.classes)), DriftConfig().max_reference,
@@ -229,11 +238,12 @@ def run(options: BenchOptions) -> Result:
                     batch = pool.features[name][indices]
                     p_values = fast[name].p_values(batch)
                     if i == 0:  # the detectors themselves, on the first batch of every cell
-                        _check_against_detectors(p_values, drift.score(ks[name], batch),
-                                                 drift.score(fdr_ks[name], batch))
+                        shares = _shares(name, batch)
+                        _check_against_detectors(p_values, shares, drift.score(ks[name], batch, shares),
+                                                 drift.score(fdr_ks[name], batch, shares))
                         checked += 1
                     for alpha in ALPHAS:
-                        for correction, flagged in decisions(p_values, alpha).items():
+                        for correction, flagged in decisions(p_values, alpha, _shares(name, batch)).items():
                             counts[name][correction][str(alpha)][str(b)][stage] += flagged
     checks["batches_checked_against_detectors"] = checked
 

@@ -7,11 +7,20 @@ The feature model depends on the kind:
 
 * ``uae``: an untrained, seeded convolutional encoder (alibi-detect's UAE pattern: Conv2D stack,
   Flatten, Dense) that is independent of the classifier; it is saved beside the detector;
-* ``embeddings``: the classifier's penultimate ``embedding`` layer; the serve step takes the model
-  from the same train record, and a weight fingerprint guards against pairing the wrong one.
+* ``embeddings``: the classifier's penultimate ``embedding`` layer;
+* ``softmax``: the classifier's class probabilities ("black-box shift detection");
+* ``uncertainty``: the entropy of the classifier's class probabilities, one feature: the test of
+  alibi-detect's ``ClassifierUncertaintyDrift`` (KS on prediction entropy), on streamed features.
+  It fires when the model grows unsure, which is when accuracy falls (docs/benchmarks.md);
+* ``predictions``: the entropy followed by the class probabilities. Under Bonferroni the entropy
+  gets half of the family-wise α and the probabilities share the other half (a weighted
+  Bonferroni test, still family-wise α): the entropy catches an unsure model, the probabilities a
+  model that is confidently wrong (a shifted class mix), which the entropy alone misses.
 
-A detector folder holds ``ks/`` (alibi-detect's ``save_detector``), ``encoder.keras`` (uae only)
-and ``detector.json`` (``DetectorMeta``).
+For the three classifier kinds the serve step takes the model from the same train record, and a
+weight fingerprint guards against pairing the wrong one. A detector folder holds ``ks/``
+(alibi-detect's ``save_detector``), ``encoder.keras`` (uae only) and ``detector.json``
+(``DetectorMeta``).
 """
 
 from __future__ import annotations
@@ -25,12 +34,18 @@ from typing import Any
 
 import numpy as np
 
+from driftloop.config import FeatureKind
+from driftloop.model_io import embedding_model, forward_pass
 from driftloop.shards import iter_shards
 
 KS_DIR = "ks"
 ENCODER_FILE = "encoder.keras"
 META_FILE = "detector.json"
 PREDICT_BATCH = 64
+# Feature kinds computed by the classifier itself (the rest bring their own encoder).
+CLASSIFIER_FEATURES: tuple[FeatureKind, ...] = ("embeddings", "softmax", "uncertainty", "predictions")
+ENTROPY_FLOOR = 1e-12  # p log p at p = 0 is taken as 0 via log(max(p, floor))
+ENTROPY_SHARE = 0.5  # of α, for the entropy feature of ``predictions`` (Bonferroni only)
 
 
 class DetectorNotFound(FileNotFoundError):
@@ -56,6 +71,14 @@ class DetectorMeta:
     alibi_detect_version: str = ""
 
 
+def alpha_shares(kind: str, n_features: int) -> np.ndarray:
+    """How a Bonferroni test splits α among the features: evenly, except for ``predictions``."""
+    if kind == "predictions" and n_features > 1:
+        rest = (1.0 - ENTROPY_SHARE) / (n_features - 1)
+        return np.array([ENTROPY_SHARE, *([rest] * (n_features - 1))])
+    return np.full(n_features, 1.0 / n_features)
+
+
 @dataclass(frozen=True)
 class DriftScore:
     """One KS test of a batch against the reference, summarised the way ``DriftReport`` needs."""
@@ -64,17 +87,14 @@ class DriftScore:
     p_values: np.ndarray
     distances: np.ndarray
     threshold: float
-
-    @property
-    def statistic(self) -> float:
-        return float(self.p_values.min())
+    statistic: float  # the smallest p-value (weighted as ``score`` says): drift when below ``threshold``
 
 
 @dataclass(frozen=True)
 class LoadedDetector:
     ks: Any  # alibi_detect.cd.KSDrift
     meta: DetectorMeta
-    encoder: Any  # tf.keras.Model for uae, None for embeddings (the classifier supplies it)
+    encoder: Any  # tf.keras.Model for uae, None for the classifier kinds (the classifier supplies it)
 
 
 def build_uae_encoder(image_size: int, encoding_dim: int, seed: int) -> Any:
@@ -103,6 +123,25 @@ def build_uae_encoder(image_size: int, encoding_dim: int, seed: int) -> Any:
         ],
         name="uae_encoder",
     )
+
+
+def classifier_features(classifier: Any, kind: str) -> Any:
+    """The Keras model mapping images to ``kind``'s features, built on the classifier (not saved)."""
+    import tensorflow as tf
+
+    if kind == "embeddings":
+        return embedding_model(classifier)
+    if kind == "softmax":
+        return classifier
+    if kind in ("uncertainty", "predictions"):
+        entropy = tf.keras.layers.Lambda(
+            lambda p: -tf.reduce_sum(p * tf.math.log(tf.maximum(p, ENTROPY_FLOOR)), axis=-1, keepdims=True),
+            name="entropy",
+        )(classifier.output)
+        if kind == "predictions":
+            entropy = tf.keras.layers.Concatenate(name="entropy_and_probabilities")([entropy, classifier.output])
+        return tf.keras.Model(inputs=classifier.inputs, outputs=entropy)
+    raise ValueError(f"{kind!r} is not a classifier feature kind (those are {CLASSIFIER_FEATURES})")
 
 
 def weights_fingerprint(model: Any) -> str:
@@ -135,11 +174,11 @@ def iter_images(folder: Path, keep: np.ndarray | None = None) -> Iterator[np.nda
             yield images.astype(np.float32)
 
 
-def extract_features(model: Any, batches: Iterator[np.ndarray], n_features: int) -> np.ndarray:
+def extract_features(model: Any, batches: Iterator[np.ndarray]) -> np.ndarray:
     """Run the feature model batch by batch; only the (small) feature matrix is kept."""
-    parts = [np.asarray(model.predict(batch, batch_size=PREDICT_BATCH, verbose=0), dtype=np.float32)
-             for batch in batches]
-    return np.concatenate(parts) if parts else np.zeros((0, n_features), np.float32)
+    run = forward_pass(model, PREDICT_BATCH)
+    parts = [run(batch) for batch in batches]
+    return np.concatenate(parts) if parts else np.zeros((0, int(model.output_shape[-1])), np.float32)
 
 
 def fit(features: np.ndarray, p_val: float, correction: str) -> Any:
@@ -148,22 +187,27 @@ def fit(features: np.ndarray, p_val: float, correction: str) -> Any:
     return KSDrift(features, p_val=p_val, correction=correction, x_ref_preprocessed=True)
 
 
-def score(ks: Any, features: np.ndarray) -> DriftScore:
+def score(ks: Any, features: np.ndarray, shares: np.ndarray | None = None) -> DriftScore:
     """KS-test the batch's features; the threshold is the one the smallest p-value is judged by.
 
-    Bonferroni: ``p_val / n_features``, as alibi-detect reports it. FDR (Benjamini-Hochberg):
-    alibi-detect reports the largest passing ``q * k / n`` on drift, and the whole array of
-    ``q * k / n`` otherwise; we keep a scalar by taking its first entry ``q / n`` then. Either way
-    ``is_drift == (statistic < threshold)`` with ``statistic = min(p_values)``.
+    Bonferroni: ``p_val / n_features``, as alibi-detect reports it; with uneven ``shares``
+    (``alpha_shares``) feature i is judged by ``p_val * shares[i]`` instead, and the statistic is
+    the smallest p-value rescaled to the even threshold, ``min(p_i / (n * shares[i]))``. FDR
+    (Benjamini-Hochberg, even shares only): alibi-detect reports the largest passing ``q * k / n``
+    on drift, and the whole array of ``q * k / n`` otherwise; we keep a scalar by taking its first
+    entry ``q / n`` then. Always ``is_drift == (statistic < threshold)``.
     """
     result = ks.predict(features, drift_type="batch", return_p_val=True, return_distance=True)["data"]
-    threshold = np.atleast_1d(np.asarray(result["threshold"], dtype=np.float64))
-    return DriftScore(
-        is_drift=bool(result["is_drift"]),
-        p_values=np.asarray(result["p_val"], dtype=np.float64),
-        distances=np.asarray(result["distance"], dtype=np.float64),
-        threshold=float(threshold[0]),
-    )
+    p_values = np.asarray(result["p_val"], dtype=np.float64)
+    distances = np.asarray(result["distance"], dtype=np.float64)
+    n = len(p_values)
+    if shares is not None and ks.correction == "bonferroni" and not np.allclose(shares, 1.0 / n):
+        weighted = p_values / (n * np.asarray(shares, dtype=np.float64))
+        threshold = ks.p_val / n
+        return DriftScore(bool((weighted < threshold).any()), p_values, distances, threshold,
+                          statistic=float(weighted.min()))
+    threshold = float(np.atleast_1d(np.asarray(result["threshold"], dtype=np.float64))[0])
+    return DriftScore(bool(result["is_drift"]), p_values, distances, threshold, statistic=float(p_values.min()))
 
 
 def save(out_dir: Path, ks: Any, meta: DetectorMeta, encoder: Any | None) -> None:

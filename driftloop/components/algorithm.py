@@ -25,7 +25,7 @@ import numpy as np
 
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.config import TrainingConfig
-from driftloop.model_io import ModelNotFound, load_model, save_model
+from driftloop.model_io import ModelNotFound, forward_pass, load_model, save_model
 from driftloop.models import ARCHITECTURES, build_model
 from driftloop.pipelines import EVALUATION_FILE, PREDICTIONS_FILE, TRAIN_METRICS_FILE, Component
 from driftloop.shards import UNKNOWN_LABEL, Shard, ShardSummary, iter_shards, load_all, read_summary
@@ -192,14 +192,6 @@ class _Evaluation:
         }
 
 
-def _predict(model: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
-    parts = [
-        np.asarray(model.predict_on_batch(images[i : i + batch_size].astype(np.float32)))
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(parts).astype(np.float64)
-
-
 def run_serve(invocation: Invocation) -> dict[str, Any]:
     """Predict every image of ``data``; evaluate too when the input is labelled.
 
@@ -218,12 +210,13 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     evaluation = _Evaluation(np.zeros((len(classes), len(classes)), dtype=np.int64))
 
     out.mkdir(parents=True, exist_ok=True)
+    predict = forward_pass(loaded.model, config.batch_size)
     n = 0
     with (out / PREDICTIONS_FILE).open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "predicted_class", "confidence", *(f"p_{name}" for name in classes)])
         for shard in iter_shards(data_dir):
-            probabilities = _predict(loaded.model, shard.images, config.batch_size)
+            probabilities = predict(shard.images).astype(np.float64)
             predicted = probabilities.argmax(axis=1)
             for file, index, row in zip(shard.files, predicted, probabilities, strict=True):
                 writer.writerow([str(file), classes[index], f"{row[index]:.6f}", *(f"{p:.6f}" for p in row)])

@@ -20,11 +20,18 @@ from driftloop import drift
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.config import DriftConfig
 from driftloop.drift_report import DetectorIdentity, DriftReport
-from driftloop.model_io import ModelNotFound, embedding_model, load_model
+from driftloop.model_io import ModelNotFound, load_model
 from driftloop.pipelines import DRIFT_REPORT_FILE, Component
 from driftloop.shards import ShardSummary, read_summary
 
 log = logging.getLogger("driftloop.monitoring")
+
+
+def _config(invocation: Invocation) -> DriftConfig:
+    try:
+        return DriftConfig.from_mapping(invocation.settings)
+    except (TypeError, ValueError) as error:
+        raise ComponentError(f"bad drift settings: {error}") from error
 
 
 def _summary(folder: Path) -> ShardSummary:
@@ -34,16 +41,16 @@ def _summary(folder: Path) -> ShardSummary:
         raise ComponentError(str(error)) from error
 
 
-def _embedding_model(model_dir: Path) -> Any:
+def _classifier_features(model_dir: Path, kind: str) -> Any:
     try:
-        return embedding_model(load_model(model_dir).model)
+        return drift.classifier_features(load_model(model_dir).model, kind)
     except ModelNotFound as error:
-        raise ComponentError(f"features 'embeddings' need the classifier: {error}") from error
+        raise ComponentError(f"features {kind!r} need the classifier: {error}") from error
 
 
 def run_train(invocation: Invocation) -> drift.DetectorMeta:
     """Fit KSDrift on features of a seeded sample of the training images and save it."""
-    config = DriftConfig.from_mapping(invocation.settings)
+    config = _config(invocation)
     if config.max_reference < 1:
         raise ComponentError(f"max_reference must be at least 1, got {config.max_reference}")
     train_dir = invocation.inputs["train"]
@@ -58,10 +65,10 @@ def run_train(invocation: Invocation) -> drift.DetectorMeta:
         encoder = drift.build_uae_encoder(summary.image_size, config.encoding_dim, config.seed)
         feature_model = encoder
     else:
-        feature_model = _embedding_model(invocation.inputs["model"])
+        feature_model = _classifier_features(invocation.inputs["model"], config.features)
         fingerprint = drift.weights_fingerprint(feature_model)
     n_features = int(feature_model.output_shape[-1])
-    features = drift.extract_features(feature_model, drift.iter_images(train_dir, keep), n_features)
+    features = drift.extract_features(feature_model, drift.iter_images(train_dir, keep))
 
     meta = drift.DetectorMeta(
         features=config.features,
@@ -93,10 +100,11 @@ def _load_detector(detector_dir: Path) -> drift.LoadedDetector:
 def _serve_feature_model(detector: drift.LoadedDetector, model_dir: Path) -> Any:
     if detector.encoder is not None:
         return detector.encoder
-    model = _embedding_model(model_dir)
+    model = _classifier_features(model_dir, detector.meta.features)
     if drift.weights_fingerprint(model) != detector.meta.model_fingerprint:
         raise ComponentError(
-            f"the model in {model_dir} is not the one the drift detector's reference embeddings came from; "
+            f"the model in {model_dir} is not the one the drift detector's reference {detector.meta.features} "
+            "came from; "
             "serve with the model and detector of the same train run"
         )
     return model
@@ -104,7 +112,7 @@ def _serve_feature_model(detector: drift.LoadedDetector, model_dir: Path) -> Any
 
 def run_serve(invocation: Invocation) -> DriftReport:
     """Write the batch's drift report; a batch below ``min_batch_size`` is reported, not judged."""
-    config = DriftConfig.from_mapping(invocation.settings)
+    config = _config(invocation)
     detector = _load_detector(invocation.inputs["detector"])
     meta = detector.meta
     batch_dir = invocation.inputs["batch"]
@@ -131,15 +139,16 @@ def run_serve(invocation: Invocation) -> DriftReport:
         )
     else:
         model = _serve_feature_model(detector, invocation.inputs["model"])
-        features = drift.extract_features(model, drift.iter_images(batch_dir), meta.n_features)
-        result = drift.score(detector.ks, features)
+        features = drift.extract_features(model, drift.iter_images(batch_dir))
+        result = drift.score(detector.ks, features, drift.alpha_shares(meta.features, meta.n_features))
         verdict = "drift" if result.is_drift else "no drift"
+        weighted = "weighted " if meta.features == "predictions" and meta.correction == "bonferroni" else ""
         relation = "<" if result.is_drift else ">="
         report = DriftReport(
             is_drift=result.is_drift, too_small=False, threshold=result.threshold, statistic=result.statistic,
             p_values=result.p_values.tolist(), distances=result.distances.tolist(), batch_size=len(features),
             **common,
-            message=f"{verdict}: smallest p-value {result.statistic:.3g} {relation} threshold "
+            message=f"{verdict}: smallest {weighted}p-value {result.statistic:.3g} {relation} threshold "
             f"{result.threshold:.3g} ({meta.correction}, {meta.n_features} {meta.features} features, "
             f"{len(features)} images)",
         )

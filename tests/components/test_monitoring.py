@@ -1,8 +1,9 @@
-"""The monitoring component: KS drift on uae and embedding features, saved and reloaded.
+"""The monitoring component: KS drift on uae and classifier features, saved and reloaded.
 
 The uae tests use small seeded stripe/square images and a rotated + blurred copy of their
-distribution; the embeddings tests use the project's synthetic set (original vs Noisy stage) and a
-tiny classifier trained on it, because embeddings only mean something for a trained model.
+distribution; the classifier-feature tests (embeddings, softmax, uncertainty, predictions) use the
+project's synthetic set (original vs Noisy stage) and a tiny classifier trained on it, because
+those features only mean something for a trained model.
 """
 
 from __future__ import annotations
@@ -146,7 +147,12 @@ def _serve(batch: Path, detector: Path, model: Path, out: Path, **settings: obje
 
 def _assert_consistent(report: DriftReport, n_features: int) -> None:
     assert report.n_features == n_features == len(report.distances)
-    assert report.statistic == min(report.p_values)
+    p_values = np.asarray(report.p_values)
+    if report.correction == "bonferroni":  # weighted for "predictions", even otherwise
+        shares = drift.alpha_shares(report.detector.features, n_features)
+        assert report.statistic == pytest.approx(min(p_values / (n_features * shares)))
+    else:
+        assert report.statistic == min(report.p_values)
     assert report.is_drift == (report.statistic < report.threshold)
     if report.correction == "bonferroni" or not report.is_drift:
         assert report.threshold == pytest.approx(report.p_val / n_features)
@@ -173,17 +179,49 @@ def test_uae_flags_drifted_batch_only(data: dict[str, Path], tmp_path: Path, cor
     assert drifted.statistic < 1e-6 < clean.statistic
 
 
+N_CLASSES = 6  # the synthetic set's
+CLASSIFIER_FEATURES = {"embeddings": 16, "softmax": N_CLASSES, "uncertainty": 1, "predictions": 1 + N_CLASSES}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("correction", ["bonferroni", "fdr"])
-def test_embeddings_flag_the_noisy_stage_only(stages: dict[str, Path], tmp_path: Path, correction: str) -> None:
+@pytest.mark.parametrize(("features", "correction"), [
+    *((kind, "bonferroni") for kind in CLASSIFIER_FEATURES), ("embeddings", "fdr"), ("predictions", "fdr"),
+])
+def test_classifier_features_flag_the_noisy_stage_only(
+    stages: dict[str, Path], tmp_path: Path, features: str, correction: str
+) -> None:
     model = stages["model"]
-    assert _train(stages["original/train"], model, tmp_path / "det", features="embeddings", correction=correction) == 0
+    assert _train(stages["original/train"], model, tmp_path / "det", features=features, correction=correction) == 0
     original = _serve(stages["original/test"], tmp_path / "det", model, tmp_path / "original")
     noisy = _serve(stages["noisy/test"], tmp_path / "det", model, tmp_path / "noisy")
     assert (original.is_drift, noisy.is_drift) == (False, True)
     for report in (original, noisy):
-        assert report.detector.features == "embeddings" and report.batch_size == 48
-        _assert_consistent(report, n_features=16)
+        assert report.detector.features == features and report.batch_size == 48
+        _assert_consistent(report, n_features=CLASSIFIER_FEATURES[features])
+
+
+def test_predictions_give_the_entropy_half_of_alpha() -> None:
+    """Weighted Bonferroni: an entropy shift too small for alpha/7 but not for alpha/2 is drift."""
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(400, 7)).astype(np.float32)
+    batch = rng.normal(size=(60, 7)).astype(np.float32)
+    batch[:, 0] += 0.55  # the entropy column: a modest shift (p ~ 0.01; the others stay > 0.03)
+    shares = drift.alpha_shares("predictions", 7)
+    assert shares[0] == 0.5 and shares[1:] == pytest.approx([0.5 / 6] * 6) and shares.sum() == pytest.approx(1)
+    ks = drift.fit(reference, p_val=0.05, correction="bonferroni")
+    even, weighted = drift.score(ks, batch), drift.score(ks, batch, shares)
+    assert 0.05 / 7 < even.p_values[0] < 0.05 / 2  # the case this test is about
+    assert (even.is_drift, weighted.is_drift) == (False, True)
+    assert weighted.statistic == pytest.approx(even.p_values[0] / 3.5) and weighted.threshold == pytest.approx(0.05 / 7)
+    assert drift.score(ks, reference[:60], shares).is_drift is False
+
+
+def test_unknown_feature_kind_is_a_clear_error(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _train(data["train"], tmp_path / "no-model", tmp_path / "det", features="pixels") == 2
+    assert "bad drift settings: features must be one of" in capsys.readouterr().err
+    assert not (tmp_path / "det" / drift.META_FILE).exists()
 
 
 @pytest.mark.slow
