@@ -6,7 +6,8 @@ does). Training with early stopping dominates and its epoch count depends on the
 growth series (blog, 2×, 4×: tilings of the synthetic set with more seeds) caps training at a
 fixed number of epochs: each row then costs the same work per image, and the default run's cost
 at 2× and 4× is about its training share scaled by the per-epoch growth plus the rest.
-Quick mode runs the simulation once on the small set with one epoch per training.
+Quick mode runs the simulation once on the small set with one epoch per training. Both end with
+``bench.harm_agreement`` on the simulation they ran.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import fixtures
+from bench import fixtures, harm_agreement
 from bench.common import BenchOptions, Result, load_average, run_measured, table
 
 GROWTH_EPOCHS = 3
@@ -93,6 +94,7 @@ def run(options: BenchOptions) -> Result:
             scaled = data if scale == 1 else fixtures.dataset(options.workdir, options.seed, "blog", scale)
             rows.append(_simulate_capped(options, scaled, f"{scale}x blog, {GROWTH_EPOCHS} epochs", GROWTH_EPOCHS)[0])
     timeline = _timeline(workdir)
+    agreement = harm_agreement.study(workdir)
     tables = [
         table(("run", "wall s", "peak MB (largest process)", "peak MB (tree)", "train images", "trainings",
                "epochs", "training s", "training ms / image-epoch", "load avg (1 min) start → end"),
@@ -101,12 +103,13 @@ def run(options: BenchOptions) -> Result:
                 r.get("training_ms_per_image_epoch", "-"),
                 f"{r['load_average']['start'][0]} → {r['load_average']['end'][0]}") for r in rows],
               "The main job: wall time and peak memory"),
-        table(("time", "test set", "detector trained on", "drift", "min p", "threshold", "retrained on",
+        table(("time", "test set", "detector trained on", "drift", "statistic (min p)", "threshold", "retrained on",
                "accuracy"),
               [(t["time"], t["test_set"], t["reference_trained_on"], t["drift"], t["statistic"], t["threshold"],
                 t["retrained_on"] or "-", "-" if t["accuracy"] is None else f"{100 * t['accuracy']:.1f}%")
                for t in timeline],
               f"Timeline of the {'quick' if options.quick else 'default'} run (seed blog: {SEED_HEADLINE})"),
+        *harm_agreement.tables(agreement),
     ]
     return Result({"runs": rows, "timeline": timeline, "growth_epochs": GROWTH_EPOCHS,
-                   "seed_headline": SEED_HEADLINE}, tables)
+                   "seed_headline": SEED_HEADLINE, "harm_agreement": agreement}, tables)

@@ -71,9 +71,10 @@ class SimulationResult:
     runs: list[RunRow]
     matrix: dict[str, dict[str, dict[str, float]]]
     workdir: Path
+    models: dict[str, str] = field(default_factory=dict)  # matrix label -> train run id
 
     def to_json(self) -> dict[str, Any]:
-        return {"runs": [asdict(r) for r in self.runs], "matrix": self.matrix}
+        return {"runs": [asdict(r) for r in self.runs], "matrix": self.matrix, "models": self.models}
 
 
 def ensure_data(options: SimulationOptions) -> Path:
@@ -174,7 +175,8 @@ def simulate(options: SimulationOptions) -> SimulationResult:
     bar.update()
     bar.close()
     rows = [_with_drop(row, matrix) for row in rows]
-    result = SimulationResult(runs=rows, matrix=matrix, workdir=options.workdir)
+    result = SimulationResult(runs=rows, matrix=matrix, workdir=options.workdir,
+                              models={label: run_id for run_id, label in models.items()})
     write_outputs(result, system)
     print(timeline_table(rows))
     print(f"\nwrote {options.workdir / 'simulation.json'}, accuracy_matrix.csv and report.html")

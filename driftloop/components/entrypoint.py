@@ -48,6 +48,8 @@ def configure_process() -> None:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # alibi-detect logs every config field it resolves when loading a detector (~30 lines): warnings only.
+    logging.getLogger("alibi_detect").setLevel(logging.WARNING)
 
 
 def build_parser(component: Component) -> argparse.ArgumentParser:

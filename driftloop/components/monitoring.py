@@ -161,8 +161,6 @@ RUNNERS = {"train": run_train, "serve": run_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # alibi-detect logs every config field it resolves at INFO; keep its warnings only.
-    logging.getLogger("alibi_detect").setLevel(logging.WARNING)
     return run_component(Component.MONITORING, RUNNERS, argv)
 
 

@@ -64,3 +64,11 @@ def test_every_trained_model_is_in_the_matrix(simulation: SimulationResult) -> N
     retrained_on = [r.retrained_on for r in simulation.runs if r.retrained]
     assert list(simulation.matrix)[0] == "original"
     assert [m.split("#")[0] for m in list(simulation.matrix)[1:]] == retrained_on
+
+
+def test_each_matrix_row_names_the_train_run_whose_model_it_is(simulation: SimulationResult) -> None:
+    models = json.loads((simulation.workdir / "simulation.json").read_text())["models"]
+    assert list(models) == list(simulation.matrix)
+    for label, run_id in models.items():
+        model = simulation.workdir / "state" / "store" / "runs" / "train" / run_id / "model"
+        assert (model / "model.keras").is_file(), label
