@@ -31,7 +31,8 @@ def _drift_figure(rows: list[RunRow]) -> str:
 
     fig, ax = plt.subplots(figsize=(9, 3.4))
     x = range(len(rows))
-    ax.semilogy(x, [max(r.statistic, 1e-300) for r in rows], "o-", label="smallest feature p-value (statistic)")
+    ax.semilogy(x, [max(r.statistic, 1e-300) for r in rows], "o-",
+                label="statistic: smallest feature p-value (weighted for predictions)")
     ax.semilogy(x, [r.threshold for r in rows], "k--", label="corrected threshold")
     for i, r in enumerate(rows):
         if r.drift:
