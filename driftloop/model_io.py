@@ -13,9 +13,10 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # the decision Lambda imports this module for its constants: no numpy at run time
+    import numpy as np
 
 MODEL_FILE = "model.keras"
 CLASSES_FILE = "classes.json"
@@ -79,6 +80,7 @@ def forward_pass(model: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarr
     inference step on small batches, and ``predict`` per shard grew memory run after run
     (docs/benchmarks.md); the compiled call is traced once per input shape.
     """
+    import numpy as np
     import tensorflow as tf
 
     call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
