@@ -21,6 +21,7 @@ from PIL import Image
 
 from bench.common import source_hash
 from driftloop.components.entrypoint import Invocation
+from driftloop.components.processing import available_cores
 from driftloop.config import DriftConfig, ProcessingConfig, TrainingConfig
 from driftloop.data.seeding import rng_for
 from driftloop.data.stages import LabelledImage, write_stages
@@ -79,18 +80,14 @@ def _write_tiles(args: tuple[Path, tuple[int, ...], str, str | None, int]) -> No
     write_stages(tiled_images(seeds, size, split=split), out, seed=stage_seed)
 
 
-def workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def write_tiled_stages(out: Path, seeds: Sequence[int], size: str, *, split: str | None, stage_seed: int) -> None:
     """All seven stages of the tiled originals, one seed per task on every core (same bytes as serial)."""
     tasks = [(out, (seed,), size, split, stage_seed) for seed in seeds]
-    if len(tasks) == 1 or workers() == 1:
+    if len(tasks) == 1 or available_cores() == 1:
         for task in tasks:
             _write_tiles(task)
         return
-    with multiprocessing.get_context("spawn").Pool(min(workers(), len(tasks))) as pool:
+    with multiprocessing.get_context("spawn").Pool(min(available_cores(), len(tasks))) as pool:
         pool.map(_write_tiles, tasks)
 
 

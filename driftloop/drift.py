@@ -88,6 +88,7 @@ class DriftScore:
     distances: np.ndarray
     threshold: float
     statistic: float  # the smallest p-value (weighted as ``score`` says): drift when below ``threshold``
+    weighted: bool = False  # judged by an uneven Bonferroni split of α (``alpha_shares``)
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ def score(ks: Any, features: np.ndarray, shares: np.ndarray | None = None) -> Dr
         weighted = p_values / (n * np.asarray(shares, dtype=np.float64))
         threshold = ks.p_val / n
         return DriftScore(bool((weighted < threshold).any()), p_values, distances, threshold,
-                          statistic=float(weighted.min()))
+                          statistic=float(weighted.min()), weighted=True)
     threshold = float(np.atleast_1d(np.asarray(result["threshold"], dtype=np.float64))[0])
     return DriftScore(bool(result["is_drift"]), p_values, distances, threshold, statistic=float(p_values.min()))
 

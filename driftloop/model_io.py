@@ -84,11 +84,11 @@ def forward_pass(model: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarr
     import tensorflow as tf
 
     call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    n_outputs = int(model.output_shape[-1])
 
     def run(images: np.ndarray) -> np.ndarray:
         parts = [np.asarray(call(tf.constant(images[i : i + batch_size], dtype=tf.float32)), dtype=np.float32)
                  for i in range(0, len(images), batch_size)]
-        n_outputs = int(model.output_shape[-1])
         return np.concatenate(parts) if parts else np.zeros((0, n_outputs), np.float32)
 
     return run

@@ -142,7 +142,7 @@ def run_serve(invocation: Invocation) -> DriftReport:
         features = drift.extract_features(model, drift.iter_images(batch_dir))
         result = drift.score(detector.ks, features, drift.alpha_shares(meta.features, meta.n_features))
         verdict = "drift" if result.is_drift else "no drift"
-        weighted = "weighted " if meta.features == "predictions" and meta.correction == "bonferroni" else ""
+        weighted = "weighted " if result.weighted else ""
         relation = "<" if result.is_drift else ">="
         report = DriftReport(
             is_drift=result.is_drift, too_small=False, threshold=result.threshold, statistic=result.statistic,

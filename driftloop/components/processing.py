@@ -100,13 +100,14 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _cores() -> int:
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _worker_count(paths: Sequence[Path]) -> int:
     """Processes to decode with: one (threads only) unless the input is large enough to pay for a pool."""
-    return 1 if sum(_size(p) for p in paths) < PARALLEL_MIN_BYTES else _cores()
+    return 1 if sum(_size(p) for p in paths) < PARALLEL_MIN_BYTES else available_cores()
 
 
 @contextmanager
@@ -114,7 +115,7 @@ def _decoder(config: ProcessingConfig, workers: int) -> Iterator[Decoder]:
     """Decode a list of paths in order: on a thread per core in this process, or in a pool of ``workers``."""
     decode = partial(decode_file, image_size=config.image_size, max_pixels=config.max_pixels)
     if workers <= 1:
-        with ThreadPoolExecutor(_cores(), thread_name_prefix="decode") as threads:
+        with ThreadPoolExecutor(available_cores(), thread_name_prefix="decode") as threads:
             yield lambda paths: list(threads.map(decode, paths))
         return
     # spawn, not fork: the caller (tests, the local runner) may already run TensorFlow's threads.
