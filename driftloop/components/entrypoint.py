@@ -7,6 +7,10 @@ tests point them anywhere. Settings come from ``--config FILE`` (JSON; the train
 hyperparameters file by default) and/or ``--settings JSON``.
 
 SageMaker starts a training image as ``<image> train``: a bare ``train`` means ``--mode train``.
+
+A run that fails inside a SageMaker container (one with ``/opt/ml``) also writes its message where
+SageMaker reads it: ``/opt/ml/output/failure`` for a training job (shown as ``FailureReason``),
+``/opt/ml/output/message`` for a processing job (shown as ``ExitMessage``); the first 1,024 bytes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ from driftloop.config import Mode
 from driftloop.pipelines import COMPONENT_IO, TRAINING_HYPERPARAMETERS, Component, JobKind, container_path
 
 log = logging.getLogger("driftloop")
+
+# SageMaker's container root, and the file each job kind reads a failure reason from (1 KB shown).
+SAGEMAKER_ROOT = Path("/opt/ml")
+FAILURE_FILES: dict[JobKind, str] = {JobKind.TRAINING: "output/failure", JobKind.PROCESSING: "output/message"}
+FAILURE_LIMIT_BYTES = 1024
 
 
 class ComponentError(Exception):
@@ -99,9 +108,35 @@ def run_component(component: Component, runners: Mapping[str, Runner], argv: Seq
     """Parse, run the mode's runner, turn a ``ComponentError`` into a clear message and exit 2."""
     configure_process()
     invocation = parse_invocation(component, sys.argv[1:] if argv is None else argv)
+    job = COMPONENT_IO[(component, invocation.mode)].job
     try:
         runners[invocation.mode](invocation)
     except ComponentError as error:
-        print(f"driftloop {component} ({invocation.mode}): {error}", file=sys.stderr)
+        message = f"driftloop {component} ({invocation.mode}): {error}"
+        print(message, file=sys.stderr)
+        write_failure_reason(job, message)
         return 2
+    except Exception as error:  # a bug or an environment problem: keep the traceback, tell SageMaker too
+        write_failure_reason(job, f"driftloop {component} ({invocation.mode}): {type(error).__name__}: {error}")
+        raise
     return 0
+
+
+def write_failure_reason(job: JobKind, message: str, root: Path | None = None) -> Path | None:
+    """Write ``message`` where SageMaker reads a failed job's reason, when running in its container.
+
+    Outside a SageMaker container (no ``root`` folder) this does nothing; a failure to write is
+    logged and never hides the job's own error. Returns the file written, if any.
+    """
+    root = SAGEMAKER_ROOT if root is None else root
+    if not root.is_dir():
+        return None
+    target = root / FAILURE_FILES[job]
+    data = message.encode("utf-8")[:FAILURE_LIMIT_BYTES].decode("utf-8", errors="ignore")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(data, encoding="utf-8")
+    except OSError as error:
+        log.warning("could not write the failure reason to %s: %s", target, error)
+        return None
+    return target
