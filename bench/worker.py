@@ -40,8 +40,7 @@ def _serve_steps(args: argparse.Namespace) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    from driftloop.config import ExplainConfig, TrainingConfig
-    from driftloop.runner import Settings
+    from driftloop.config import ExplainConfig, Settings, TrainingConfig
     from driftloop.simulation import SimulationOptions, simulate
 
     explain = ExplainConfig(n_explain=2, nsamples=8, per_class=1) if args.cheap_explanations else ExplainConfig()

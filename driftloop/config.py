@@ -122,3 +122,51 @@ class DecisionPolicy(_FromMapping):
     min_batch_size: int = 20
     # Serve runs to wait after a retrain before another one may start (0: none).
     cooldown_runs: int = 0
+
+
+# Which typed settings each component reads (``--settings`` / hyperparameters), by component name.
+COMPONENT_SETTINGS: dict[str, type[_FromMapping]] = {
+    "processing": ProcessingConfig,
+    "algorithm": TrainingConfig,
+    "monitoring": DriftConfig,
+    "explainability": ExplainConfig,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every component's settings and the decision policy: what one deployment or local system runs with.
+
+    Locally they are given in code or on the command line; on AWS they come from the ``settings``
+    and ``decision`` keys in ``cdk.json``, which hold only what differs from these defaults.
+    """
+
+    processing: ProcessingConfig = dataclasses.field(default_factory=ProcessingConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    drift: DriftConfig = dataclasses.field(default_factory=DriftConfig)
+    explain: ExplainConfig = dataclasses.field(default_factory=ExplainConfig)
+    policy: DecisionPolicy = dataclasses.field(default_factory=DecisionPolicy)
+
+    def component(self, name: str) -> _FromMapping:
+        by_name: dict[str, _FromMapping] = {
+            "processing": self.processing, "algorithm": self.training, "monitoring": self.drift,
+            "explainability": self.explain,
+        }
+        return by_name[name]
+
+    def overrides(self, name: str) -> dict[str, Any]:
+        """One component's settings that differ from the defaults (what a job's arguments carry)."""
+        default = COMPONENT_SETTINGS[name]().to_dict()
+        return {k: v for k, v in self.component(name).to_dict().items() if default[k] != v}
+
+    @classmethod
+    def from_overrides(cls, settings: Mapping[str, Mapping[str, Any]], policy: Mapping[str, Any]) -> Settings:
+        """From non-default values by component name (``cdk.json``'s ``settings``), unknown names refused."""
+        unknown = sorted(set(settings) - set(COMPONENT_SETTINGS))
+        if unknown:
+            raise ValueError(f"settings for unknown component(s) {unknown}; known: {sorted(COMPONENT_SETTINGS)}")
+        built = {name: COMPONENT_SETTINGS[name].from_mapping(settings.get(name)) for name in COMPONENT_SETTINGS}
+        return cls(
+            processing=built["processing"], training=built["algorithm"], drift=built["monitoring"],  # type: ignore[arg-type]
+            explain=built["explainability"], policy=DecisionPolicy.from_mapping(policy),  # type: ignore[arg-type]
+        )

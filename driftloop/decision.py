@@ -8,36 +8,33 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from driftloop.config import DecisionPolicy
+from driftloop.contracts import Contract
 from driftloop.drift_report import DriftReport
 from driftloop.layout import data_prefix, stage_of_data_prefix
+from driftloop.scores import Evaluation, TrainMetrics
 
 
 @dataclass(frozen=True)
-class RetrainDecision:
+class RetrainDecision(Contract):
     retrain: bool
     reason: str
     stage: str | None = None
     # Object-store keys (prefixes) of the data to train on, when ``retrain``.
     train_data: str | None = None
     val_data: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    # What the cool-down counted: serve runs since the last one that started a retrain (None: never).
+    runs_since_retrain: int | None = None
 
 
 @dataclass(frozen=True)
-class PromotionDecision:
+class PromotionDecision(Contract):
     promote: bool
     reason: str
     challenger_accuracy: float
     champion_accuracy: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def decide_retrain(
@@ -52,6 +49,13 @@ def decide_retrain(
     ``runs_since_retrain`` counts serve runs since the last retrain started (None: never), for the
     optional cool-down.
     """
+    return replace(_decide_retrain(report, batch_source, policy, runs_since_retrain),
+                   runs_since_retrain=runs_since_retrain)
+
+
+def _decide_retrain(
+    report: DriftReport, batch_source: str, policy: DecisionPolicy, runs_since_retrain: int | None
+) -> RetrainDecision:
     if report.too_small or report.batch_size < policy.min_batch_size:
         return RetrainDecision(
             False,
@@ -84,24 +88,21 @@ def decide_retrain(
     )
 
 
-def decide_promotion(
-    challenger_metrics: dict[str, Any], champion_evaluation: dict[str, Any] | None
-) -> PromotionDecision:
+def decide_promotion(challenger_metrics: TrainMetrics, champion_evaluation: Evaluation | None) -> PromotionDecision:
     """Compare the new model's validation accuracy with the current model's on the same set.
 
-    ``challenger_metrics`` is the training metrics (``val_accuracy``); ``champion_evaluation`` is the
-    current model's evaluation on the new validation set (``accuracy``), None when there is no
-    current model (the first training always promotes).
+    ``champion_evaluation`` is the current model's evaluation on the new validation set, None when
+    there is no current model (the first training always promotes).
     """
-    challenger = float(challenger_metrics["val_accuracy"])
+    challenger = challenger_metrics.val_accuracy
     if champion_evaluation is None:
         return PromotionDecision(True, "no current model: the first model is promoted", challenger, None)
-    if "accuracy" not in champion_evaluation:
+    if champion_evaluation.accuracy is None:
         raise ValueError(
             "the champion's evaluation has no accuracy (were the validation images labelled with the "
-            f"model's classes?): {champion_evaluation.get('reason', champion_evaluation)}"
+            f"model's classes?): {champion_evaluation.reason}"
         )
-    champion = float(champion_evaluation["accuracy"])
+    champion = champion_evaluation.accuracy
     if challenger >= champion:
         return PromotionDecision(
             True, f"challenger {challenger:.3f} >= champion {champion:.3f} on the new validation set",

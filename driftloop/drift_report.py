@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from driftloop.contracts import Contract
 
 
 @dataclass(frozen=True)
-class DetectorIdentity:
+class DetectorIdentity(Contract):
     """Which detector judged the batch: its features and the data its reference came from."""
 
     features: str  # "uae" | "embeddings" | ...
@@ -19,7 +19,7 @@ class DetectorIdentity:
 
 
 @dataclass(frozen=True)
-class DriftReport:
+class DriftReport(Contract):
     is_drift: bool
     # True when the batch is smaller than the configured minimum: no judgement was made.
     too_small: bool
@@ -34,29 +34,17 @@ class DriftReport:
     batch_size: int
     min_batch_size: int
     detector: DetectorIdentity
+    # Files of the batch that processing skipped (corrupt, empty, not an image): the serve record shows them.
+    n_skipped: int = 0
     message: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_features(self) -> int:
         return len(self.p_values)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DriftReport:
-        data = dict(data)
-        data["detector"] = DetectorIdentity(**data["detector"])
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> DriftReport:
-        return cls.from_dict(json.loads(text))
-
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json())
+        path.write_text(self.to_json(indent=2))
 
     @classmethod
     def read(cls, path: Path) -> DriftReport:

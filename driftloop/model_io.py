@@ -41,11 +41,18 @@ def save_model(model: Any, classes: list[str], out_dir: Path) -> None:
 
 
 def resolve_model_dir(model_dir: Path) -> Path:
-    """The folder holding ``model.keras``: unpack SageMaker's ``model.tar.gz`` if that is what came."""
+    """The folder holding ``model.keras``: unpack SageMaker's ``model.tar.gz`` if that is what came.
+
+    A training job writes its archive to ``<output path>/<job name>/output/model.tar.gz``, so the
+    model artifact holds it one job folder down; exactly one archive may be there.
+    """
     if (model_dir / MODEL_FILE).exists():
         return model_dir
-    archive = model_dir / SAGEMAKER_ARCHIVE
-    if archive.exists():
+    archives = sorted(model_dir.rglob(SAGEMAKER_ARCHIVE))
+    if len(archives) > 1:
+        raise ModelNotFound(f"{len(archives)} {SAGEMAKER_ARCHIVE} archives in {model_dir}: expected one training job's")
+    if archives:
+        archive = archives[0]
         target = model_dir / "unpacked"
         if not (target / MODEL_FILE).exists():
             with tarfile.open(archive) as tar:

@@ -18,9 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
-from typing import Final
+from typing import Final, Literal
 
 from driftloop.config import Mode
+
+# Facts of one run that a step's settings may name (``Step.run_settings``):
+# * ``run_id``: the run's id;
+# * ``data_name``: what the run's train data is called: the stage name for a stage's data set
+#   (``data/<stage>/train``), else the data's URI.
+RunFact = Literal["run_id", "data_name"]
 
 
 class Component(StrEnum):
@@ -64,6 +70,8 @@ PROCESSING_OUTPUT_ROOT: Final = PurePosixPath("/opt/ml/processing/output")
 TRAINING_INPUT_ROOT: Final = PurePosixPath("/opt/ml/input/data")
 TRAINING_MODEL_DIR: Final = PurePosixPath("/opt/ml/model")
 TRAINING_HYPERPARAMETERS: Final = PurePosixPath("/opt/ml/input/config/hyperparameters.json")
+# A job's environment variable with the step's per-run settings (JSON; ``Step.run_settings``).
+RUN_SETTINGS_ENV: Final = "DRIFTLOOP_RUN_SETTINGS"
 
 
 def container_path(component: Component, mode: Mode, direction: str, channel: str) -> PurePosixPath:
@@ -89,6 +97,8 @@ class Step:
     outputs: tuple[tuple[str, str], ...]  # (channel, artifact)
     # The step runs only when every artifact named here exists (e.g. there is a champion model).
     only_if: tuple[str, ...] = ()
+    # Settings that differ per run: (setting, run fact), e.g. the detector's ``trained_on``.
+    run_settings: tuple[tuple[str, RunFact], ...] = ()
 
     def __post_init__(self) -> None:
         io = COMPONENT_IO[(self.component, self.mode)]
@@ -108,20 +118,30 @@ class Step:
 
 @dataclass(frozen=True)
 class Pipeline:
-    name: str  # "train" or "serve"
-    # Folders given when a run starts (e.g. the raw images).
-    external: tuple[str, ...]
-    # Artifacts read from the current train record (parameter ``train/latest``).
-    resolved: tuple[str, ...]
+    name: Literal["train", "serve"]
+    # Folders given when a run starts (e.g. the raw images): (artifact, field of the start input).
+    external: tuple[tuple[str, str], ...]
+    # Artifacts read from the current train record (parameter ``train/latest``): (artifact, record field).
+    resolved: tuple[tuple[str, str], ...]
     steps: tuple[Step, ...]
 
     def __post_init__(self) -> None:
-        available = set(self.external) | set(self.resolved)
+        available = set(self.external_artifacts()) | set(self.resolved_artifacts())
         for step in self.steps:
             missing = set(step.input_artifacts()) - available
             if missing:
                 raise ValueError(f"{self.name}/{step.name} reads {sorted(missing)} before anything writes it")
             available |= set(step.output_artifacts())
+
+    def external_artifacts(self) -> tuple[str, ...]:
+        return tuple(a for a, _ in self.external)
+
+    def start_inputs(self) -> tuple[str, ...]:
+        """The fields a run's start input must have (e.g. ``{"batch": "<key prefix>"}``)."""
+        return tuple(f for _, f in self.external)
+
+    def resolved_artifacts(self) -> tuple[str, ...]:
+        return tuple(a for a, _ in self.resolved)
 
     def produced(self) -> tuple[str, ...]:
         return tuple(a for step in self.steps for a in step.output_artifacts())
@@ -132,8 +152,8 @@ class Pipeline:
 
 TRAIN_PIPELINE: Final = Pipeline(
     name="train",
-    external=("raw_train", "raw_val"),
-    resolved=("champion_model",),
+    external=(("raw_train", "train_data"), ("raw_val", "val_data")),
+    resolved=(("champion_model", "model"),),
     steps=(
         Step(
             "process",
@@ -148,6 +168,7 @@ TRAIN_PIPELINE: Final = Pipeline(
             "train",
             inputs=(("train", "train_shards"), ("val", "val_shards")),
             outputs=(("model", "model"),),
+            run_settings=(("trained_on", "data_name"),),
         ),
         # The current model on the new validation set: the champion's side of champion/challenger.
         Step(
@@ -164,6 +185,7 @@ TRAIN_PIPELINE: Final = Pipeline(
             "train",
             inputs=(("train", "train_shards"), ("model", "model")),
             outputs=(("detector", "detector"),),
+            run_settings=(("trained_on", "data_name"), ("run_id", "run_id")),
         ),
         Step(
             "explain_background",
@@ -177,8 +199,8 @@ TRAIN_PIPELINE: Final = Pipeline(
 
 SERVE_PIPELINE: Final = Pipeline(
     name="serve",
-    external=("raw_batch",),
-    resolved=("model", "detector", "explainer"),
+    external=(("raw_batch", "batch"),),
+    resolved=(("model", "model"), ("detector", "detector"), ("explainer", "explainer")),
     steps=(
         Step(
             "process",

@@ -7,23 +7,19 @@ every artifact it names is complete, so a reader never follows a pointer to a ha
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Self
+from dataclasses import dataclass
+from typing import Final, TypeVar
 
+from driftloop.contracts import Contract
+from driftloop.stores.params import ParameterStore
 
-class _JsonRecord:
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_json(cls, text: str) -> Self:
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in data.items() if k in known})
+# The initial value of every record parameter on AWS (CloudFormation cannot create an empty
+# parameter): "no run yet". ``read_record`` treats it as missing.
+NO_RECORD: Final = json.dumps({"status": "none"}, sort_keys=True)
 
 
 @dataclass(frozen=True)
-class TrainRecord(_JsonRecord):
+class TrainRecord(Contract):
     run_id: str
     time: str  # ISO 8601
     train_data: str  # URI of the raw train images
@@ -34,10 +30,10 @@ class TrainRecord(_JsonRecord):
     explainer: str
     val_accuracy: float
     val_loss: float
-    champion_val_accuracy: float | None = None
-    promoted: bool = True
-    reason: str = ""
-    champion_run_id: str | None = None
+    champion_val_accuracy: float | None
+    promoted: bool
+    reason: str
+    champion_run_id: str | None
 
     def summary(self) -> str:
         verdict = "promoted" if self.promoted else "not promoted"
@@ -49,10 +45,11 @@ class TrainRecord(_JsonRecord):
 
 
 @dataclass(frozen=True)
-class ServeRecord(_JsonRecord):
+class ServeRecord(Contract):
     run_id: str
     time: str
     input: str  # URI of the batch
+    stage: str | None  # the simulation stage the batch belongs to, if any
     model_run_id: str  # the train run whose model, detector and explainer were used
     reference_trained_on: str  # the stage (or data URI) the detector was trained on
     drift_report: str  # URIs
@@ -63,10 +60,11 @@ class ServeRecord(_JsonRecord):
     threshold: float
     n_images: int
     n_skipped: int
-    retrain: bool
+    retrain: bool  # a retrain was started by this run
     retrain_reason: str
-    retrain_run_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    retrain_run_id: str | None
+    # Serve runs between the last one that started a retrain and this one (None: none ever did).
+    runs_since_retrain: int | None
 
     def summary(self) -> str:
         drift = "DRIFT" if self.is_drift else "no drift"
@@ -76,3 +74,14 @@ class ServeRecord(_JsonRecord):
             f"{drift} (statistic {self.statistic:.3g} vs threshold {self.threshold:.3g}); "
             f"{self.retrain_reason}{retrain}"
         )
+
+
+R = TypeVar("R", TrainRecord, ServeRecord)
+
+
+def read_record(params: ParameterStore, name: str, kind: type[R]) -> R | None:
+    """The record in parameter ``name``; None when no run has written it yet."""
+    value = params.get_optional(name)
+    if value is None or json.loads(value) == json.loads(NO_RECORD):
+        return None
+    return kind.from_json(value)

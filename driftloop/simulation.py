@@ -21,9 +21,10 @@ from typing import Any
 from tqdm import tqdm
 
 from driftloop.components.entrypoint import Invocation
+from driftloop.config import Settings
 from driftloop.layout import STAGE_NAMES, data_prefix, simulation_test_set
 from driftloop.pipelines import EVALUATION_FILE, Component
-from driftloop.runner import LocalSystem, Settings, component_runner
+from driftloop.runner import LocalSystem, component_runner
 
 # The seed blog's date; the initial training runs at 10:05 and the first serve run at 11:05.
 SIMULATION_START = datetime(2023, 2, 5, 10, 5, tzinfo=UTC)
@@ -137,8 +138,7 @@ def simulate(options: SimulationOptions) -> SimulationResult:
     n_runs = options.cycles * len(STAGE_NAMES) + 1
     bar = tqdm(total=n_runs + 2, desc="simulation", unit="step", disable=not options.progress)
     bar.set_postfix_str("initial training on original")
-    first = system.train(data_prefix("original", "train"), data_prefix("original", "val"),
-                         stage="original", when=SIMULATION_START)
+    first = system.train(data_prefix("original", "train"), data_prefix("original", "val"), when=SIMULATION_START)
     bar.update()
     models = {first.run_id: "original"}  # train run id -> matrix label
     rows: list[RunRow] = []
@@ -160,8 +160,8 @@ def simulate(options: SimulationOptions) -> SimulationResult:
             retrained=outcome.retrain is not None,
             retrained_on=outcome.retrain.stage if outcome.retrain else None,
             promoted=outcome.retrain.promoted if outcome.retrain else None,
-            accuracy=outcome.evaluation["accuracy"] if outcome.evaluation else None,
-            loss=outcome.evaluation["loss"] if outcome.evaluation else None,
+            accuracy=outcome.evaluation.accuracy if outcome.evaluation else None,
+            loss=outcome.evaluation.loss if outcome.evaluation else None,
             n_images=outcome.record.n_images,
             n_skipped=outcome.record.n_skipped,
             reason=outcome.decision.reason,

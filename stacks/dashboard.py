@@ -11,16 +11,16 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from driftloop import aws_glue
+from driftloop import telemetry
 
 PERIOD = Duration.hours(1)
 
 
 def loop_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
     return cloudwatch.Metric(
-        namespace=aws_glue.METRICS_NAMESPACE,
+        namespace=telemetry.NAMESPACE,
         metric_name=name,
-        dimensions_map={"service": aws_glue.METRICS_SERVICE},
+        dimensions_map={"service": telemetry.SERVICE},
         statistic=statistic,
         period=PERIOD,
         label=label,
@@ -35,17 +35,17 @@ class Dashboard(Construct):
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.days(7))
         drift = cloudwatch.GraphWidget(
             title="Drift: smallest p-value per serve run (drift when below the corrected threshold)",
-            left=[loop_metric(aws_glue.METRIC_DRIFT_STATISTIC, "Minimum", "smallest p-value")],
-            right=[loop_metric(aws_glue.METRIC_DRIFT_DETECTED, "Sum", "runs with drift")],
+            left=[loop_metric(telemetry.DRIFT_STATISTIC, "Minimum", "smallest p-value")],
+            right=[loop_metric(telemetry.DRIFT_DETECTED, "Sum", "runs with drift")],
             width=12,
         )
         accuracy = cloudwatch.GraphWidget(
             title="Validation accuracy: new model (challenger) vs current model (champion)",
             left=[
-                loop_metric(aws_glue.METRIC_CHALLENGER_ACCURACY, "Maximum", "challenger"),
-                loop_metric(aws_glue.METRIC_CHAMPION_ACCURACY, "Maximum", "champion"),
+                loop_metric(telemetry.CHALLENGER_ACCURACY, "Maximum", "challenger"),
+                loop_metric(telemetry.CHAMPION_ACCURACY, "Maximum", "champion"),
             ],
-            right=[loop_metric(aws_glue.METRIC_PROMOTED, "Sum", "promoted")],
+            right=[loop_metric(telemetry.PROMOTED, "Sum", "promoted")],
             left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
             width=12,
         )

@@ -2,6 +2,7 @@
 
 The code asset is the repository root reduced to an allow-list: the handlers plus the
 ``driftloop`` package, whose modules the handlers import are pure Python (no numpy, no TF).
+The handlers reach S3 and Parameter Store through driftloop's own stores (boto3, in the runtime).
 Powertools for AWS Lambda comes from its public layer, whose ARN the deployment reads from
 the SSM parameter Powertools publishes per version (resolved by CloudFormation, not at synth).
 """
@@ -19,7 +20,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from driftloop.aws_glue import METRICS_NAMESPACE, METRICS_SERVICE
+from driftloop import telemetry
 from driftloop.layout import artifact_prefix
 from stacks.config import DeploymentConfig
 from stacks.logs import log_group
@@ -55,29 +56,41 @@ class DecisionFunctions(Construct):
             self, "Powertools", ssm.StringParameter.value_for_string_parameter(self, config.powertools_layer_parameter)
         )
         self.environment = {
+            "BUCKET_NAME": bucket.bucket_name,
             "PARAMETER_PREFIX": config.parameter_prefix,
             "DECISION_POLICY": json.dumps(config.decision_policy.to_dict(), sort_keys=True),
-            "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_SERVICE_NAME": telemetry.SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": telemetry.NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
+
+        # plan: reads the current train record; names every artifact of the run (writes nothing).
+        self.plan = self._function("Plan", "plan", "a run's plan: artifact URIs and the current model")
+        parameters.train_latest.grant_read(self.plan)
 
         # decide: reads the serve runs' drift reports and the previous serve record; writes nothing.
         self.decide = self._function("Decide", "decide", "drift report -> retrain decision")
         self._allow_get(self.decide, bucket, runs_pattern("serve", "drift_report"))
         parameters.serve_latest.grant_read(self.decide)
 
+        # record_serve: reads the drift report; writes serve/latest, the serve run's last step.
+        self.record_serve = self._function("RecordServe", "record_serve", "the serve record")
+        self._allow_get(self.record_serve, bucket, runs_pattern("serve", "drift_report"))
+        parameters.serve_latest.grant_write(self.record_serve)
+
         # record_train: reads the new model's metrics and the champion's evaluation; writes the train records.
         self.record_train = self._function("RecordTrain", "record_train", "champion/challenger, train records")
         self._allow_get(
             self.record_train, bucket, runs_pattern("train", "model"), runs_pattern("train", "champion_eval")
         )
-        # Listing lets S3 answer "no such key" (not "access denied") for a missing evaluation.
+        # Listing finds the training job's archive under the model prefix, and lets S3 answer
+        # "no such key" (not "access denied") for a missing evaluation.
+        listed = [runs_pattern("train", artifact) for artifact in ("model", "champion_eval")]
         self.record_train.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
                 resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [runs_pattern("train", "champion_eval")]}},
+                conditions={"StringLike": {"s3:prefix": listed}},
             )
         )
         parameters.train_latest.grant_write(self.record_train)

@@ -3,7 +3,7 @@
 Each step becomes one job: the training step a ``SageMakerCreateTrainingJob`` task (``RUN_JOB``,
 i.e. ``.sync``), every other step a ``createProcessingJob.sync`` task (there is no CDK task for
 it: a ``CustomState``). Channels map to SageMaker's container paths (``container_path``); the S3
-URIs come from the execution's state (see ``RunPaths``), so every run writes its own
+URIs come from the run's plan (see ``RunPaths``), so every run writes its own
 ``runs/<pipeline>/<run_id>/<artifact>`` prefixes. Job names are ``<pipeline>-<step>-<uuid>``:
 unique per attempt, so a retried or re-started job never collides with an earlier one.
 """
@@ -22,8 +22,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from driftloop.layout import artifact_prefix
-from driftloop.pipelines import Component, JobKind, Pipeline, Step, container_path
+from driftloop.pipelines import RUN_SETTINGS_ENV, Component, JobKind, Pipeline, Step, container_path
 from stacks.config import DeploymentConfig, JobResources
 
 # Errors of the SageMaker API calls that a later attempt can get past. SageMaker reports
@@ -33,43 +32,25 @@ from stacks.config import DeploymentConfig, JobResources
 RETRYABLE_API_ERRORS: Final = ("SageMaker.AmazonSageMakerException", "SageMaker.ResourceLimitExceededException")
 CAPACITY_ERROR_PATTERN: Final = "*CapacityError*"
 PROCESSING_EVENTS_RULE: Final = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
-# The train record (``driftloop.records.TrainRecord``) field each resolved artifact comes from.
-RESOLVED_FIELDS: Final = {"champion_model": "model", "model": "model", "detector": "detector", "explainer": "explainer"}
 UUID_LENGTH: Final = 36
 MAX_JOB_NAME: Final = 63
 
 
 @dataclass(frozen=True)
 class RunPaths:
-    """Where a state machine keeps each artifact's S3 URI in its JSON state (no trailing slash).
+    """Where a state machine keeps each artifact's S3 URI: the run's plan (``driftloop.loop.RunPlan``).
 
-    * external inputs and processing outputs: ``$.uri.<artifact>``, set by the first state;
-    * training outputs: ``$.trained.<artifact>.uri`` (SageMaker writes ``<output>/<job>/output/``);
-    * resolved artifacts: fields of the current train record, ``$.current.record.<field>``.
+    A training job writes under its artifact's URI (SageMaker nests ``<job>/output/model.tar.gz``),
+    and every later reader of that artifact finds the archive there.
     """
 
     pipeline: Pipeline
 
-    def trained(self) -> tuple[str, ...]:
-        return tuple(a for s in self.pipeline.steps if s.job is JobKind.TRAINING for a in s.output_artifacts())
-
     def artifact(self, artifact: str) -> str:
-        if artifact in self.pipeline.resolved:
-            return f"$.current.record.{RESOLVED_FIELDS[artifact]}"
-        if artifact in self.trained():
-            return f"$.trained.{artifact}.uri"
-        return f"$.uri.{artifact}"
+        return f"$.plan.uri.{artifact}"
 
-    def output_location(self, artifact: str) -> str:
-        """Where a step writes ``artifact`` (for a training job: the output path it nests under)."""
-        return f"$.uri.{artifact}"
-
-    def uri_templates(self) -> dict[str, str]:
-        """``States.Format`` templates of the run's own artifact URIs, keyed by artifact."""
-        return {
-            artifact: artifact_prefix(self.pipeline.name, "{}", artifact)  # type: ignore[arg-type]
-            for artifact in self.pipeline.produced()
-        }
+    def run_settings(self, step: Step) -> str:
+        return f"$.plan.settings.{step.name}"
 
 
 def state_name(step: Step) -> str:
@@ -144,13 +125,18 @@ class JobStates:
             {
                 "OutputName": channel,
                 "S3Output": {
-                    "S3Uri.$": self.paths.output_location(artifact),
+                    "S3Uri.$": self.paths.artifact(artifact),
                     "LocalPath": str(container_path(step.component, step.mode, "output", channel)),
                     "S3UploadMode": "EndOfJob",
                 },
             }
             for channel, artifact in step.outputs
         ]
+        run_settings = (
+            {"Environment": {f"{RUN_SETTINGS_ENV}.$": f"States.JsonToString({self.paths.run_settings(step)})"}}
+            if step.run_settings
+            else {}
+        )
         return {
             "Type": "Task",
             "Resource": Stack.of(self.scope).format_arn(
@@ -174,6 +160,7 @@ class JobStates:
                 "ProcessingInputs": inputs,
                 "ProcessingOutputConfig": {"Outputs": outputs},
                 "Tags": self._tags(step),
+                **run_settings,
             },
             "ResultSelector": {"job.$": "$.ProcessingJobName"},
             "ResultPath": f"$.jobs.{step.name}",
@@ -215,7 +202,7 @@ class JobStates:
                 for channel, source in step.inputs
             ],
             output_data_config=tasks.OutputDataConfig(
-                s3_output_location=tasks.S3Location.from_json_expression(self.paths.output_location(artifact))
+                s3_output_location=tasks.S3Location.from_json_expression(self.paths.artifact(artifact))
             ),
             resource_config=tasks.ResourceConfig(
                 instance_count=resources.instance_count,
@@ -225,17 +212,14 @@ class JobStates:
             ),
             stopping_condition=tasks.StoppingCondition(max_runtime=Duration.minutes(resources.max_runtime_minutes)),
             hyperparameters=hyperparameters or None,
+            environment=(
+                {RUN_SETTINGS_ENV: sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(self.paths.run_settings(step)))}
+                if step.run_settings
+                else None
+            ),
             tags={tag["Key"]: tag["Value"] for tag in self._tags(step)},
-            result_selector={
-                "job": sfn.JsonPath.string_at("$.TrainingJobName"),
-                # SageMaker writes model.tar.gz under <S3OutputPath>/<job name>/output/.
-                "uri": sfn.JsonPath.format(
-                    "{}/{}/output",
-                    sfn.JsonPath.string_at("$.OutputDataConfig.S3OutputPath"),
-                    sfn.JsonPath.string_at("$.TrainingJobName"),
-                ),
-            },
-            result_path=f"$.trained.{artifact}",
+            result_selector={"job": sfn.JsonPath.string_at("$.TrainingJobName")},
+            result_path=f"$.jobs.{step.name}",
         )
 
     def grant(self, state_machine: sfn.StateMachine) -> None:

@@ -69,11 +69,12 @@ def suppress(stack: DriftloopStack) -> None:
     )
 
     functions = stack.functions
-    _iam5(
-        functions.decide.role,  # type: ignore[arg-type]
-        "Reads only drift reports, which sit under each serve run's id (the execution name, made at run time).",
-        f"{bucket}/runs/serve/*/drift_report/*",
-    )
+    for reader in (functions.decide, functions.record_serve):
+        _iam5(
+            reader.role,  # type: ignore[arg-type]
+            "Reads only drift reports, which sit under each serve run's id (the execution name, made at run time).",
+            f"{bucket}/runs/serve/*/drift_report/*",
+        )
     _iam5(
         functions.record_train.role,  # type: ignore[arg-type]
         "Reads only the new model's archive and the champion's evaluation, under the train run's id "
@@ -84,8 +85,12 @@ def suppress(stack: DriftloopStack) -> None:
 
     pipelines = stack.pipelines
     for machine, pipeline, invoked in (
-        (pipelines.train, TRAIN_PIPELINE, [functions.record_train]),
-        (pipelines.serve, SERVE_PIPELINE, [f for f in (functions.decide, functions.next_batch) if f]),
+        (pipelines.train, TRAIN_PIPELINE, [functions.plan, functions.record_train]),
+        (
+            pipelines.serve,
+            SERVE_PIPELINE,
+            [f for f in (functions.plan, functions.decide, functions.record_serve, functions.next_batch) if f],
+        ),
     ):
         jobs = [
             _arn("sagemaker", f"processing-job/{job_name_prefix(pipeline, step)}-*")

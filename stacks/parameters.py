@@ -9,8 +9,8 @@ from __future__ import annotations
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from driftloop.aws_glue import NO_RECORD
 from driftloop.layout import ParameterNames
+from driftloop.records import NO_RECORD
 
 
 class RunParameters(Construct):

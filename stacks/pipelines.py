@@ -1,25 +1,27 @@
 """The train and serve state machines, rendered from ``driftloop.pipelines`` (the one definition).
 
+The control steps are Lambdas over ``driftloop.loop`` (the local runner calls the same functions);
+the state machines only start jobs, wait, branch on the decision and catch failures.
+
 Train (input ``{"train_data": "data/<stage>/train", "val_data": "data/<stage>/val"}``)::
 
-    check input -> run ids and URIs -> read train/latest -> steps (evaluate_champion only when
-    there is a champion) -> record_train Lambda (writes train/last-attempt, and train/latest when
-    promoted) -> notify
+    plan Lambda (checks the input, reads train/latest, names every artifact) -> steps
+    (evaluate_champion only when there is a champion) -> record_train Lambda (writes
+    train/last-attempt, and train/latest when promoted) -> notify
 
 Serve (input ``{}`` in simulation mode, or ``{"batch": "<key prefix>"}``)::
 
-    [next_batch Lambda] -> check input -> run ids and URIs -> read train/latest (no model: fail,
-    "run the train pipeline first") -> steps -> decide Lambda -> retrain? -> overlap guard ->
-    start the train state machine | record "skipped" -> write serve/latest (last) -> notify on drift
+    [next_batch Lambda] -> plan Lambda (no model: fail, "run the train pipeline first") -> steps ->
+    decide Lambda -> retrain? -> overlap guard -> start the train state machine | "skipped" ->
+    record_serve Lambda (writes serve/latest, last) -> notify on drift
 
 Every job failure is caught: a message goes to the topic and the execution fails; no parameter
-is written on that path.
+is written on that path. Each Lambda's payload is built from its event contract's fields.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Any, Final
+from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -30,18 +32,35 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from driftloop import loop
+from driftloop.contracts import Contract, field_names
 from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline
-from driftloop.records import ServeRecord
 from stacks.config import DeploymentConfig
 from stacks.decision import DecisionFunctions
-from stacks.jobs import JobStates, RunPaths, add_error_handling, state_name
+from stacks.jobs import JobStates, add_error_handling, state_name
 from stacks.logs import log_group
 from stacks.parameters import RunParameters
 
-# The execution input field that names each external artifact (an object-key prefix in the bucket).
-EXTERNAL_INPUTS: Final = {"raw_train": "train_data", "raw_val": "val_data", "raw_batch": "batch"}
-# Fields of the serve record that the state machine sets from the retrain outcome ($.outcome).
-OUTCOME_FIELDS: Final = {"retrain": "retrain", "retrain_reason": "reason", "retrain_run_id": "run_id"}
+
+def payload(contract: type[Contract], **values: Any) -> sfn.TaskInput:
+    """A Lambda payload with exactly the contract's fields: a renamed field breaks synth, not a run.
+
+    A field not given reads the state path of the same name (``plan`` -> ``$.plan``).
+    """
+    unknown = set(values) - set(field_names(contract))
+    if unknown:
+        raise ValueError(f"{contract.__name__} has no field(s) {sorted(unknown)}")
+    return sfn.TaskInput.from_object(
+        {name: values.get(name, sfn.JsonPath.object_at(f"$.{name}")) for name in field_names(contract)}
+    )
+
+
+def outcome_state(scope: Construct, construct_id: str, **values: Any) -> sfn.Pass:
+    """A ``$.outcome`` (``driftloop.loop.RetrainOutcome``) of the serve run's retrain decision."""
+    unknown = set(values) - set(field_names(loop.RetrainOutcome))
+    if unknown:
+        raise ValueError(f"RetrainOutcome has no field(s) {sorted(unknown)}")
+    return sfn.Pass(scope, construct_id, parameters=values, result_path="$.outcome")
 
 
 class PipelineStateMachines(Construct):
@@ -106,71 +125,28 @@ class PipelineStateMachines(Construct):
         )
         return notify.next(sfn.Fail(scope, "Failed", error_path="$.error.Error", cause_path="$.error.Cause"))
 
-    def _check_input(self, scope: Construct, names: tuple[str, ...], then: sfn.IChainable, usage: str) -> sfn.Choice:
-        """Each named input must be an object-key prefix: a string without s3:// or slashes at its ends."""
-        bad = sfn.Fail(scope, "InvalidInput", error="InvalidInput", cause=usage)
-        paths = [f"$.{name}" for name in names]
-        return (
-            sfn.Choice(scope, "InputValid?")
-            .when(sfn.Condition.or_(*(sfn.Condition.not_(sfn.Condition.is_present(p)) for p in paths)), bad)
-            .when(sfn.Condition.or_(*(sfn.Condition.not_(sfn.Condition.is_string(p)) for p in paths)), bad)
-            .when(
-                sfn.Condition.or_(
-                    *(
-                        condition
-                        for p in paths
-                        for condition in (
-                            sfn.Condition.string_equals(p, ""),
-                            sfn.Condition.string_matches(p, "*/"),
-                            sfn.Condition.string_matches(p, "/*"),
-                            sfn.Condition.string_matches(p, "s3:*"),
-                        )
-                    )
-                ),
-                bad,
-            )
-            .otherwise(then)
+    def _plan(self, scope: Construct, pipeline: Pipeline) -> tasks.LambdaInvoke:
+        """The run's plan (``driftloop.loop.plan_run``): the execution input is the run's start."""
+        return tasks.LambdaInvoke(
+            scope,
+            "Plan",
+            lambda_function=self.functions.plan,
+            payload=payload(
+                loop.PlanEvent,
+                pipeline=pipeline.name,
+                run_id=sfn.JsonPath.execution_name,
+                time=sfn.JsonPath.string_at("$$.Execution.StartTime"),
+                start=sfn.JsonPath.object_at("$"),
+            ),
+            payload_response_only=True,
+            result_selector={"plan": sfn.JsonPath.object_at("$"), "attempts": self._attempts(pipeline)},
+            result_path="$",
         )
 
-    def _start(self, scope: Construct, pipeline: Pipeline) -> sfn.Pass:
-        """The run's id, time, inputs and every artifact's URI; the rest of the state reads these."""
-        paths = RunPaths(pipeline)
-        bucket = self.bucket.bucket_name
-        given = {EXTERNAL_INPUTS[a]: sfn.JsonPath.string_at(f"$.{EXTERNAL_INPUTS[a]}") for a in pipeline.external}
-        uris: dict[str, Any] = {
-            artifact: sfn.JsonPath.format("s3://{}/{}", bucket, given[EXTERNAL_INPUTS[artifact]])
-            for artifact in pipeline.external
-        }
-        uris.update(
-            {
-                artifact: sfn.JsonPath.format(f"s3://{{}}/{template}", bucket, sfn.JsonPath.execution_name)
-                for artifact, template in paths.uri_templates().items()
-            }
-        )
-        return sfn.Pass(
-            scope,
-            "Start",
-            parameters={
-                "run_id": sfn.JsonPath.execution_name,
-                "started": sfn.JsonPath.string_at("$$.Execution.StartTime"),
-                "input": given,
-                "uri": uris,
-                "attempts": {step.name: {"n": 0} for step in pipeline.steps},
-            },
-        )
-
-    def _read_train_record(self, scope: Construct) -> tasks.CallAwsService:
-        return tasks.CallAwsService(
-            scope,
-            "ReadTrainRecord",
-            service="ssm",
-            action="getParameter",
-            parameters={"Name": self.parameters.train_latest.parameter_name},
-            iam_resources=[self.parameters.train_latest.parameter_arn],
-            iam_action="ssm:GetParameter",
-            result_selector={"record": sfn.JsonPath.string_to_json(sfn.JsonPath.string_at("$.Parameter.Value"))},
-            result_path="$.current",
-        )
+    @staticmethod
+    def _attempts(pipeline: Pipeline) -> dict[str, Any]:
+        """Each step's capacity-retry counter (``add_error_handling``), starting at 0."""
+        return {step.name: {"n": 0} for step in pipeline.steps}
 
     def _steps(
         self, scope: Construct, jobs: JobStates, then: sfn.IChainable, on_failure: sfn.IChainable
@@ -192,11 +168,6 @@ class PipelineStateMachines(Construct):
                 entry = job
         return entry
 
-    def _artifacts(self, paths: RunPaths) -> dict[str, str]:
-        pipeline = paths.pipeline
-        every = (*pipeline.external, *pipeline.resolved, *pipeline.produced())
-        return {artifact: sfn.JsonPath.string_at(paths.artifact(artifact)) for artifact in every}
-
     def _jobs(self, pipeline: Pipeline, scope: Construct) -> JobStates:
         return JobStates(scope, pipeline=pipeline, config=self.config, images=self.images, role=self.sagemaker_role)
 
@@ -207,23 +178,12 @@ class PipelineStateMachines(Construct):
         scope = Construct(self, "TrainStates")
         jobs = self._jobs(pipeline, scope)
         failure = self._failure(scope, pipeline)
-        paths = RunPaths(pipeline)
 
         record = tasks.LambdaInvoke(
             scope,
             "RecordTrain",
             lambda_function=self.functions.record_train,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "run_id": sfn.JsonPath.string_at("$.run_id"),
-                    "time": sfn.JsonPath.string_at("$.started"),
-                    "train_data": sfn.JsonPath.string_at("$.input.train_data"),
-                    "artifacts": {
-                        a: p for a, p in self._artifacts(paths).items() if a not in pipeline.resolved
-                    },
-                    "champion": sfn.JsonPath.object_at("$.current.record"),
-                }
-            ),
+            payload=payload(loop.RecordTrainEvent),
             payload_response_only=True,
             result_path="$.outcome",
         )
@@ -238,16 +198,10 @@ class PipelineStateMachines(Construct):
         )
         tail = record.next(notify).next(sfn.Succeed(scope, "Done"))
 
-        read = self._read_train_record(scope)
-        read.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-        read.next(self._steps(scope, jobs, tail, failure))
-        start = self._start(scope, pipeline).next(read)
-        usage = (
-            'start the train pipeline with {"train_data": "data/<stage>/train", "val_data": "data/<stage>/val"}: '
-            "object-key prefixes in the data bucket, without s3:// and without slashes at either end"
-        )
-        entry = self._check_input(scope, ("train_data", "val_data"), start, usage)
-        return self._state_machine(pipeline, entry, self.config.train_timeout_minutes, jobs)
+        plan = self._plan(scope, pipeline)
+        plan.add_catch(failure, errors=["States.ALL"], result_path="$.error")
+        plan.next(self._steps(scope, jobs, tail, failure))
+        return self._state_machine(pipeline, plan, self.config.train_timeout_minutes, jobs)
 
     # ------------------------------------------------------------------ serve
 
@@ -256,7 +210,6 @@ class PipelineStateMachines(Construct):
         scope = Construct(self, "ServeStates")
         jobs = self._jobs(pipeline, scope)
         failure = self._failure(scope, pipeline)
-        paths = RunPaths(pipeline)
 
         done = sfn.Succeed(scope, "Done")
         notify_drift = tasks.SnsPublish(
@@ -276,63 +229,41 @@ class PipelineStateMachines(Construct):
             ),
             result_path=sfn.JsonPath.DISCARD,
         ).next(done)
-        write = tasks.CallAwsService(
+        record = tasks.LambdaInvoke(
             scope,
-            "WriteServeRecord",
-            service="ssm",
-            action="putParameter",
-            parameters={
-                "Name": self.parameters.serve_latest.parameter_name,
-                "Value": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.record")),
-                "Overwrite": True,
-            },
-            iam_resources=[self.parameters.serve_latest.parameter_arn],
-            iam_action="ssm:PutParameter",
-            result_path=sfn.JsonPath.DISCARD,
+            "RecordServe",
+            lambda_function=self.functions.record_serve,
+            payload=payload(loop.RecordServeEvent),
+            payload_response_only=True,
+            result_path="$.record",
         )
-        write.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-        write.next(
+        record.add_catch(failure, errors=["States.ALL"], result_path="$.error")
+        record.next(
             sfn.Choice(scope, "Drift?")
             .when(sfn.Condition.boolean_equals("$.record.is_drift", True), notify_drift)
             .otherwise(done)
         )
-        # The record as decide built it, with the retrain outcome of this execution.
-        build_record = sfn.Pass(
+
+        no_retrain = outcome_state(
+            scope, "NoRetrain", started=False, reason=sfn.JsonPath.string_at("$.decision.reason")
+        ).next(record)
+        skipped = outcome_state(
             scope,
-            "BuildServeRecord",
-            parameters={
-                f.name: sfn.JsonPath.string_at(
-                    f"$.outcome.{OUTCOME_FIELDS[f.name]}" if f.name in OUTCOME_FIELDS else f"$.decision.record.{f.name}"
-                )
-                for f in fields(ServeRecord)
-            },
-            result_path="$.record",
-        ).next(write)
-
-        def outcome(construct_id: str, retrain: bool, reason: str, run_id: str) -> sfn.Pass:
-            return sfn.Pass(
-                scope,
-                construct_id,
-                parameters={"retrain": retrain, "reason": reason, "run_id": sfn.JsonPath.string_at(run_id)},
-                result_path="$.outcome",
-            )
-
-        no_retrain = outcome(
-            "NoRetrain", False, sfn.JsonPath.string_at("$.decision.reason"), "$.decision.record.retrain_run_id"
-        ).next(build_record)
-        skipped = outcome(
             "RetrainSkipped",
-            False,
-            sfn.JsonPath.format(
+            started=False,
+            reason=sfn.JsonPath.format(
                 "skipped: a retrain is already running ({}); {}",
                 sfn.JsonPath.string_at("$.guard.running[0].Name"),
                 sfn.JsonPath.string_at("$.decision.reason"),
             ),
-            "$.decision.record.retrain_run_id",
-        ).next(build_record)
-        started = outcome(
-            "RetrainStarted", True, sfn.JsonPath.string_at("$.decision.reason"), "$.retrain.run_id"
-        ).next(build_record)
+        ).next(record)
+        started = outcome_state(
+            scope,
+            "RetrainStarted",
+            started=True,
+            reason=sfn.JsonPath.string_at("$.decision.reason"),
+            run_id=sfn.JsonPath.string_at("$.retrain.run_id"),
+        ).next(record)
 
         start_train = tasks.StepFunctionsStartExecution(
             scope,
@@ -342,8 +273,8 @@ class PipelineStateMachines(Construct):
             associate_with_parent=True,
             input=sfn.TaskInput.from_object(
                 {
-                    "train_data": sfn.JsonPath.string_at("$.decision.train_data"),
-                    "val_data": sfn.JsonPath.string_at("$.decision.val_data"),
+                    field: sfn.JsonPath.string_at(f"$.decision.{field}")
+                    for field in TRAIN_PIPELINE.start_inputs()
                 }
             ),
             result_selector={
@@ -382,15 +313,7 @@ class PipelineStateMachines(Construct):
             scope,
             "Decide",
             lambda_function=self.functions.decide,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "run_id": sfn.JsonPath.string_at("$.run_id"),
-                    "time": sfn.JsonPath.string_at("$.started"),
-                    "batch": sfn.JsonPath.string_at("$.input.batch"),
-                    "artifacts": self._artifacts(paths),
-                    "model": sfn.JsonPath.object_at("$.current.record"),
-                }
-            ),
+            payload=payload(loop.DecideEvent),
             payload_response_only=True,
             result_path="$.decision",
         )
@@ -404,34 +327,27 @@ class PipelineStateMachines(Construct):
             cause=f"there is no trained model yet ({self.parameters.names.train_latest} holds no train run): "
             "run the train pipeline first",
         )
-        read = self._read_train_record(scope)
-        read.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-        read.next(
-            sfn.Choice(scope, "HaveModel?")
-            .when(
-                sfn.Condition.and_(*(sfn.Condition.is_present(paths.artifact(a)) for a in pipeline.resolved)),
-                self._steps(scope, jobs, decide, failure),
-            )
-            .otherwise(no_model)
-        )
-        start = self._start(scope, pipeline).next(read)
-        usage = (
-            'start the serve pipeline with {"batch": "<key prefix>"} (e.g. "batches/2026-01-01" or '
-            '"data/stage-1/test"), or with {} in simulation mode: a prefix without s3:// or slashes at its ends'
-        )
-        checked = self._check_input(scope, ("batch",), start, usage)
+        plan = self._plan(scope, pipeline)
+        plan.add_catch(no_model, errors=[loop.NoModel.__name__])
+        plan.add_catch(failure, errors=["States.ALL"], result_path="$.error")
+        plan.next(self._steps(scope, jobs, decide, failure))
         if self.functions.next_batch is not None:
             next_batch = tasks.LambdaInvoke(
                 scope,
                 "NextSimulationBatch",
                 lambda_function=self.functions.next_batch,
-                payload=sfn.TaskInput.from_object({}),
+                payload=payload(loop.NextBatchEvent),
                 payload_response_only=True,
+                # The serve run's start input: {"batch": ...}.
+                result_selector={field: sfn.JsonPath.string_at(f"$.{field}") for field in pipeline.start_inputs()},
                 result_path="$",
             )
             next_batch.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-            pick: sfn.IChainable = next_batch.next(checked)
+            entry: sfn.IChainable = (
+                sfn.Choice(scope, "BatchGiven?")
+                .when(sfn.Condition.is_present("$.batch"), plan)
+                .otherwise(next_batch.next(plan))
+            )
         else:
-            pick = checked
-        entry = sfn.Choice(scope, "BatchGiven?").when(sfn.Condition.is_present("$.batch"), checked).otherwise(pick)
+            entry = plan
         return self._state_machine(pipeline, entry, self.config.serve_timeout_minutes, jobs)

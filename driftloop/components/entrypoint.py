@@ -4,7 +4,8 @@
 ``--output-<channel>`` option per channel of ``driftloop.pipelines.COMPONENT_IO``; each defaults
 to SageMaker's container path, so the images need no arguments on AWS, and the local runner and
 tests point them anywhere. Settings come from ``--config FILE`` (JSON; the training job's
-hyperparameters file by default) and/or ``--settings JSON``.
+hyperparameters file by default) and/or ``--settings JSON``, then the per-run settings a state
+machine puts in the job's environment (``DRIFTLOOP_RUN_SETTINGS``, JSON).
 
 SageMaker starts a training image as ``<image> train``: a bare ``train`` means ``--mode train``.
 
@@ -26,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.config import Mode
-from driftloop.pipelines import COMPONENT_IO, TRAINING_HYPERPARAMETERS, Component, JobKind, container_path
+from driftloop.pipelines import (
+    COMPONENT_IO,
+    RUN_SETTINGS_ENV,
+    TRAINING_HYPERPARAMETERS,
+    Component,
+    JobKind,
+    container_path,
+)
 
 log = logging.getLogger("driftloop")
 
@@ -96,6 +104,8 @@ def parse_invocation(component: Component, argv: Sequence[str]) -> Invocation:
     if config is not None:
         settings.update(json.loads(Path(config).read_text()))
     settings.update(json.loads(args.settings))
+    # The settings that differ per run (e.g. the detector's trained_on), set by the state machine.
+    settings.update(json.loads(os.environ.get(RUN_SETTINGS_ENV, "{}")))
     return Invocation(
         mode=mode,
         inputs={c: path_for("input", c) for c in io.inputs},

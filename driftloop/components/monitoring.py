@@ -127,8 +127,8 @@ def run_serve(invocation: Invocation) -> DriftReport:
     )
     common: dict[str, Any] = dict(
         correction=meta.correction, p_val=meta.p_val, min_batch_size=config.min_batch_size, detector=identity,
-        # The serve record reports skipped images, and the decision Lambda may read only drift reports.
-        extra={"n_skipped": summary.n_skipped},
+        # The serve record reports skipped images, and the record step reads only the drift report.
+        n_skipped=summary.n_skipped,
     )
     if summary.n_images < config.min_batch_size:
         report = DriftReport(

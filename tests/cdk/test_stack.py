@@ -10,9 +10,9 @@ import pytest
 from aws_cdk import Stack
 from aws_cdk.assertions import Match, Template
 
-from driftloop.aws_glue import NO_RECORD
 from driftloop.layout import ParameterNames
 from driftloop.pipelines import Component
+from driftloop.records import NO_RECORD
 
 from .conftest import REPO_ROOT, Synthesized
 from .definitions import resolve

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from driftloop.config import TrainingConfig
-from driftloop.runner import Settings
+from driftloop.config import Settings, TrainingConfig
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from driftloop.config import Settings
 from driftloop.layout import data_prefix
 from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Pipeline, Step
 from driftloop.records import ServeRecord, TrainRecord
-from driftloop.runner import LocalSystem, Settings
+from driftloop.runner import LocalSystem
 from driftloop.stores.objects import ObjectStore
 
 pytestmark = pytest.mark.slow
@@ -45,7 +46,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, small_data: Path, fast_set
     system = LocalSystem(workdir, settings=fast_settings)
     for stage in ("original", "noisy"):
         system.import_dataset(small_data / stage, stage)
-    system.train(data_prefix("original", "train"), data_prefix("original", "val"), stage="original")
+    system.train(data_prefix("original", "train"), data_prefix("original", "val"))
     system.serve(data_prefix("original", "test"))
     return workdir
 
@@ -57,7 +58,7 @@ def test_killed_train_run_leaves_the_previous_model_in_place(trained: Path, fast
     before = {name: system.params.get_optional(name) for name in system.names.all()}
 
     with pytest.raises(Killed):
-        system.train(data_prefix("noisy", "train"), data_prefix("noisy", "val"), stage="noisy")
+        system.train(data_prefix("noisy", "train"), data_prefix("noisy", "val"))
 
     after = {name: system.params.get_optional(name) for name in system.names.all()}
     assert after == before

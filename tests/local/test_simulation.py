@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from driftloop.config import Settings
 from driftloop.layout import STAGE_NAMES
-from driftloop.runner import Settings
 from driftloop.simulation import SimulationOptions, SimulationResult, simulate
 
 pytestmark = pytest.mark.slow

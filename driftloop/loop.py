@@ -1,0 +1,310 @@
+"""The loop's control steps, written once: plan a run, decide on drift, promote, record.
+
+Everything here is written against the ``ParameterStore`` and ``ObjectStore`` interfaces. The local
+runner (``driftloop.runner``) calls it with the SQLite and folder stores; the Lambdas
+(``lambdas/drift_decision``) with the SSM and S3 stores. The state machines only start jobs, wait,
+branch on the decision and catch failures; every rule lives in this module or the pure decisions
+of ``driftloop.decision``.
+
+A run goes: ``plan_run`` (its id, every artifact's URI, per-step settings, the train record it
+resolved from) -> the pipeline's jobs -> ``record_train``, or ``decide`` then ``record_serve``.
+Only standard-library and pure driftloop modules are imported: the Lambda bundle has no numpy.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass
+
+from driftloop.config import DecisionPolicy
+from driftloop.contracts import Contract, ContractError
+from driftloop.decision import RetrainDecision, decide_promotion, decide_retrain
+from driftloop.drift_report import DriftReport
+from driftloop.layout import (
+    STAGE_NAMES,
+    ParameterNames,
+    PipelineName,
+    artifact_prefix,
+    simulation_test_set,
+    stage_of_data_prefix,
+)
+from driftloop.model_io import SAGEMAKER_ARCHIVE
+from driftloop.pipelines import (
+    DRIFT_REPORT_FILE,
+    EVALUATION_FILE,
+    PIPELINES,
+    SERVE_PIPELINE,
+    TRAIN_METRICS_FILE,
+    Pipeline,
+    RunFact,
+)
+from driftloop.records import ServeRecord, TrainRecord, read_record
+from driftloop.scores import Evaluation, TrainMetrics
+from driftloop.stores.objects import ObjectStore, check_key
+from driftloop.stores.params import ParameterStore
+
+
+class InvalidInput(ValueError):
+    """A run's start input that names no usable data (the message shows the expected form)."""
+
+
+class NoModel(LookupError):
+    """A run that needs the current model before the train pipeline has promoted one."""
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Where one deployment keeps its state: artifacts, and the records that point at them."""
+
+    objects: ObjectStore
+    params: ParameterStore
+    names: ParameterNames
+
+
+@dataclass(frozen=True)
+class RunPlan(Contract):
+    """Everything a run's steps need, fixed when it starts; the state machines carry it as ``$.plan``."""
+
+    pipeline: PipelineName
+    run_id: str
+    time: str  # ISO 8601
+    start: dict[str, str]  # the start input: field -> object-key prefix
+    uri: dict[str, str]  # artifact -> URI: the start's data, what was resolved, and what this run writes
+    settings: dict[str, dict[str, str]]  # step -> the settings that differ per run
+    current: TrainRecord | None  # the train record resolved from (None: no model yet)
+
+
+@dataclass(frozen=True)
+class RetrainOutcome(Contract):
+    """What became of a serve run's retrain decision (on AWS the state machine adds "skipped")."""
+
+    started: bool
+    reason: str
+    run_id: str | None = None  # the train run started
+
+
+def usage(pipeline: Pipeline) -> str:
+    fields = ", ".join(f'"{name}": "<key prefix>"' for name in pipeline.start_inputs())
+    return (
+        f"start the {pipeline.name} pipeline with {{{fields}}}: object-key prefixes in the data store, "
+        "without s3:// and without slashes at either end (e.g. data/<stage>/train)"
+    )
+
+
+def check_start(pipeline: Pipeline, start: dict[str, str]) -> None:
+    """The start input must have exactly the pipeline's fields, each an object-key prefix."""
+    expected = set(pipeline.start_inputs())
+    if set(start) != expected:
+        raise InvalidInput(f"got fields {sorted(start)}, expected {sorted(expected)}: {usage(pipeline)}")
+    for name, prefix in start.items():
+        try:
+            if not isinstance(prefix, str) or prefix.startswith("s3:"):
+                raise ValueError(prefix)
+            check_key(prefix)
+        except ValueError:
+            raise InvalidInput(f"{name}={prefix!r} is not an object-key prefix: {usage(pipeline)}") from None
+
+
+def data_name(objects: ObjectStore, prefix: str) -> str:
+    """The ``data_name`` run fact: a stage's name for its data set, else the data's URI."""
+    return stage_of_data_prefix(prefix) or objects.uri(prefix)
+
+
+def plan_run(stores: Stores, pipeline_name: PipelineName, *, run_id: str, time: str, start: dict[str, str]) -> RunPlan:
+    """Resolve a run's inputs from the current train record and name every artifact it writes."""
+    pipeline = PIPELINES[pipeline_name]
+    check_start(pipeline, start)
+    current = read_record(stores.params, stores.names.train_latest, TrainRecord)
+    required = {a for s in pipeline.steps for a in s.input_artifacts() if a not in s.only_if}
+    if current is None and required & set(pipeline.resolved_artifacts()):
+        raise NoModel(
+            f"there is no trained model yet ({stores.names.train_latest} in {stores.params.describe()} holds no "
+            "train run): run the train pipeline first"
+        )
+    uri = {artifact: stores.objects.uri(start[field]) for artifact, field in pipeline.external}
+    if current is not None:
+        uri.update({artifact: getattr(current, field) for artifact, field in pipeline.resolved})
+    uri.update({a: stores.objects.uri(artifact_prefix(pipeline.name, run_id, a)) for a in pipeline.produced()})
+    first_input = start[pipeline.start_inputs()[0]]
+    facts: dict[RunFact, str] = {"run_id": run_id, "data_name": data_name(stores.objects, first_input)}
+    settings = {s.name: {key: facts[fact] for key, fact in s.run_settings} for s in pipeline.steps if s.run_settings}
+    return RunPlan(pipeline=pipeline.name, run_id=run_id, time=time, start=dict(start), uri=uri,
+                   settings=settings, current=current)
+
+
+# ----------------------------------------------------------------------------- reading artifacts
+
+
+def artifact_file(stores: Stores, artifact_uri: str, file_name: str) -> str:
+    """The object key of a file inside an artifact (artifact URIs carry no trailing slash)."""
+    return f"{stores.objects.key_from_uri(artifact_uri)}/{file_name}"
+
+
+def read_drift_report(stores: Stores, plan: RunPlan) -> DriftReport:
+    return DriftReport.from_json(stores.objects.get_bytes(artifact_file(stores, plan.uri["drift_report"],
+                                                                        DRIFT_REPORT_FILE)))
+
+
+def read_train_metrics(stores: Stores, model_uri: str) -> TrainMetrics:
+    """``metrics.json`` of a model artifact: beside the model, or inside SageMaker's ``model.tar.gz``."""
+    prefix = stores.objects.key_from_uri(model_uri)
+    keys = stores.objects.list(prefix)
+    if f"{prefix}/{TRAIN_METRICS_FILE}" in keys:
+        return TrainMetrics.from_json(stores.objects.get_bytes(f"{prefix}/{TRAIN_METRICS_FILE}"))
+    archives = [key for key in keys if key.rsplit("/", 1)[-1] == SAGEMAKER_ARCHIVE]
+    if len(archives) != 1:
+        raise FileNotFoundError(
+            f"{model_uri} holds {len(archives)} {SAGEMAKER_ARCHIVE} archives and no {TRAIN_METRICS_FILE}: "
+            "expected the output of exactly one training job"
+        )
+    with tarfile.open(fileobj=io.BytesIO(stores.objects.get_bytes(archives[0])), mode="r:*") as tar:
+        for member in tar:
+            if member.isfile() and member.name.removeprefix("./") == TRAIN_METRICS_FILE:
+                extracted = tar.extractfile(member)
+                if extracted is not None:
+                    return TrainMetrics.from_json(extracted.read())
+    raise FileNotFoundError(f"{archives[0]} has no {TRAIN_METRICS_FILE}")
+
+
+def read_evaluation(stores: Stores, predictions_uri: str) -> Evaluation | None:
+    """``evaluation.json`` of a predictions artifact; None when the images were not labelled."""
+    key = artifact_file(stores, predictions_uri, EVALUATION_FILE)
+    return Evaluation.from_json(stores.objects.get_bytes(key)) if stores.objects.exists(key) else None
+
+
+# ----------------------------------------------------------------------------- the control steps
+
+
+def runs_since_retrain(previous: ServeRecord | None) -> int | None:
+    """Serve runs since the last one that started a retrain, seen from the run after ``previous``."""
+    if previous is None:
+        return None
+    if previous.retrain:
+        return 0
+    return None if previous.runs_since_retrain is None else previous.runs_since_retrain + 1
+
+
+def decide(stores: Stores, plan: RunPlan, policy: DecisionPolicy) -> RetrainDecision:
+    """The serve run's retrain decision, from its drift report and the previous serve record."""
+    report = read_drift_report(stores, plan)
+    previous = read_record(stores.params, stores.names.serve_latest, ServeRecord)
+    batch = plan.start[SERVE_PIPELINE.start_inputs()[0]]
+    return decide_retrain(report, batch_source=batch, policy=policy, runs_since_retrain=runs_since_retrain(previous))
+
+
+def record_train(stores: Stores, plan: RunPlan) -> TrainRecord:
+    """Champion/challenger, then the pointers: ``train/last-attempt`` always, ``train/latest`` if promoted."""
+    metrics = read_train_metrics(stores, plan.uri["model"])
+    champion = plan.current
+    evaluation = None if champion is None else read_evaluation(stores, plan.uri["champion_eval"])
+    if champion is not None and evaluation is None:
+        raise ContractError(
+            f"there is a current model (run {champion.run_id}) but no evaluation of it on the new validation "
+            "set: the validation images must be labelled (val/<class>/<image>)"
+        )
+    promotion = decide_promotion(metrics, evaluation)
+    record = TrainRecord(
+        run_id=plan.run_id,
+        time=plan.time,
+        train_data=plan.uri["raw_train"],
+        val_data=plan.uri["raw_val"],
+        stage=stage_of_data_prefix(plan.start["train_data"]),
+        model=plan.uri["model"],
+        detector=plan.uri["detector"],
+        explainer=plan.uri["explainer"],
+        val_accuracy=promotion.challenger_accuracy,
+        val_loss=metrics.val_loss,
+        champion_val_accuracy=promotion.champion_accuracy,
+        promoted=promotion.promote,
+        reason=promotion.reason,
+        champion_run_id=None if champion is None else champion.run_id,
+    )
+    # Every artifact the record names is complete (this is the run's last step): now the pointers.
+    stores.params.put(stores.names.train_last_attempt, record.to_json())
+    if record.promoted:
+        stores.params.put(stores.names.train_latest, record.to_json())
+    return record
+
+
+def record_serve(stores: Stores, plan: RunPlan, decision: RetrainDecision, outcome: RetrainOutcome) -> ServeRecord:
+    """The serve run's record, written last: ``serve/latest``."""
+    if plan.current is None:
+        raise NoModel("a serve run's plan names no model: plan it with plan_run")
+    report = read_drift_report(stores, plan)
+    record = ServeRecord(
+        run_id=plan.run_id,
+        time=plan.time,
+        input=plan.uri["raw_batch"],
+        stage=stage_of_data_prefix(plan.start["batch"]),
+        model_run_id=plan.current.run_id,
+        reference_trained_on=report.detector.trained_on,
+        drift_report=plan.uri["drift_report"],
+        predictions=plan.uri["predictions"],
+        explanations=plan.uri["explanations"],
+        is_drift=report.is_drift,
+        statistic=report.statistic,
+        threshold=report.threshold,
+        n_images=report.batch_size,
+        n_skipped=report.n_skipped,
+        retrain=outcome.started,
+        retrain_reason=outcome.reason,
+        retrain_run_id=outcome.run_id,
+        runs_since_retrain=decision.runs_since_retrain,
+    )
+    stores.params.put(stores.names.serve_latest, record.to_json())
+    return record
+
+
+# ----------------------------------------------------------------------------- Lambda events
+# What the state machines send each control step; they build each payload from these fields.
+
+
+@dataclass(frozen=True)
+class PlanEvent(Contract):
+    pipeline: PipelineName
+    run_id: str
+    time: str
+    start: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DecideEvent(Contract):
+    plan: RunPlan
+
+
+@dataclass(frozen=True)
+class RecordServeEvent(Contract):
+    plan: RunPlan
+    decision: RetrainDecision
+    outcome: RetrainOutcome
+
+
+@dataclass(frozen=True)
+class RecordTrainEvent(Contract):
+    plan: RunPlan
+
+
+@dataclass(frozen=True)
+class RecordTrainResult(Contract):
+    promoted: bool
+    summary: str
+    record: TrainRecord
+
+
+@dataclass(frozen=True)
+class NextBatchEvent(Contract):
+    """The simulation's next batch takes no input."""
+
+
+@dataclass(frozen=True)
+class NextBatchResult(Contract):
+    batch: str  # the start input of the serve run: the test set at ``position``
+    position: int
+
+
+def next_batch(stores: Stores) -> NextBatchResult:
+    """Simulation mode: the test set at the cycle position (Original, Stage-1, …, Noisy, Original, …)."""
+    position = int(stores.params.get(stores.names.simulation_position))
+    stores.params.put(stores.names.simulation_position, str((position + 1) % len(STAGE_NAMES)))
+    return NextBatchResult(batch=simulation_test_set(position), position=position)
