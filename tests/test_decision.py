@@ -7,6 +7,12 @@ import pytest
 from driftloop.config import DecisionPolicy
 from driftloop.decision import decide_promotion, decide_retrain
 from driftloop.drift_report import DetectorIdentity, DriftReport
+from driftloop.scores import Evaluation, TrainMetrics
+
+
+def trained(val_accuracy: float) -> TrainMetrics:
+    return TrainMetrics(val_accuracy=val_accuracy, val_loss=0.5, epochs=3, best_epoch=2, wall_time_s=1.0, n_train=10,
+                        n_val=5, n_params=100, classes=["a", "b"], trained_on="original", config={})
 
 
 def report(*, is_drift: bool, batch_size: int = 42, too_small: bool = False, statistic: float = 1e-6) -> DriftReport:
@@ -64,18 +70,18 @@ def test_drift_on_a_batch_without_a_stage_says_what_to_do() -> None:
 
 
 def test_first_model_is_always_promoted() -> None:
-    decision = decide_promotion({"val_accuracy": 0.5}, None)
+    decision = decide_promotion(trained(0.5), None)
     assert decision.promote and decision.champion_accuracy is None
 
 
 @pytest.mark.parametrize("challenger, champion, promote", [(0.9, 0.8, True), (0.8, 0.8, True), (0.7, 0.8, False)])
 def test_challenger_replaces_champion_only_if_at_least_as_good(challenger: float, champion: float,
                                                                 promote: bool) -> None:
-    decision = decide_promotion({"val_accuracy": challenger}, {"accuracy": champion})
+    decision = decide_promotion(trained(challenger), Evaluation(n=5, classes=["a", "b"], accuracy=champion))
     assert decision.promote is promote
     assert (decision.challenger_accuracy, decision.champion_accuracy) == (challenger, champion)
 
 
 def test_champion_evaluation_without_accuracy_is_an_error_not_a_promotion() -> None:
     with pytest.raises(ValueError, match="no accuracy"):
-        decide_promotion({"val_accuracy": 0.9}, {"reason": "unknown classes"})
+        decide_promotion(trained(0.9), Evaluation(n=5, classes=["a"], reason="unknown classes"))

@@ -1,23 +1,24 @@
-"""The Lambda handlers against an emulated S3 and Parameter Store (moto server on loopback)."""
+"""The Lambda handlers with typed events, against an emulated S3 and Parameter Store (moto server on loopback)."""
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from driftloop import aws_glue
+from driftloop.contracts import ContractError
 from driftloop.drift_report import DetectorIdentity, DriftReport
 from driftloop.layout import ParameterNames
-from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE
+from driftloop.records import NO_RECORD
 
 from .conftest import LambdaContext
-from .test_aws_glue import serve_record, tar_bytes, train_record
 
 BUCKET = "driftloop-test"
-NAMES = ParameterNames()
+NAMES = ParameterNames("/dl-test")
 
 pytestmark = pytest.mark.emulator
 
@@ -39,18 +40,14 @@ class Emulated:
 
 @pytest.fixture
 def aws(moto_env: Any, moto_reset: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulated]:
-    from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
-
-    # Powertools keeps one SSM client per process; each test builds its own against the emulator.
-    DEFAULT_PROVIDERS.clear()
+    monkeypatch.setenv("BUCKET_NAME", BUCKET)
     monkeypatch.setenv("PARAMETER_PREFIX", NAMES.prefix)
     monkeypatch.setenv("DECISION_POLICY", json.dumps({"min_batch_size": 20, "cooldown_runs": 0}))
     emulated = Emulated(moto_env)
     emulated.s3.create_bucket(Bucket=BUCKET)
-    for name in NAMES.all():
-        emulated.set_parameter(name, "0" if name == NAMES.simulation_position else aws_glue.NO_RECORD)
+    for name in NAMES.all():  # as the stack creates them
+        emulated.set_parameter(name, "0" if name == NAMES.simulation_position else NO_RECORD)
     yield emulated
-    DEFAULT_PROVIDERS.clear()
 
 
 def handlers() -> Any:
@@ -59,98 +56,154 @@ def handlers() -> Any:
     return handlers
 
 
-def report(*, drift: bool, size: int = 42) -> DriftReport:
+def tar_bytes(files: dict[str, bytes]) -> bytes:
+    """A gzipped tar of ``files``: what a SageMaker training job uploads as model.tar.gz."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def metrics(val_accuracy: float) -> bytes:
+    return json.dumps({
+        "val_accuracy": val_accuracy, "val_loss": 0.7, "epochs": 3, "best_epoch": 3, "wall_time_s": 1.0,
+        "n_train": 10, "n_val": 5, "n_params": 100, "classes": ["a", "b"], "trained_on": "stage-1", "config": {},
+    }).encode()
+
+
+def report(*, drift: bool, size: int = 42) -> bytes:
     return DriftReport(
         is_drift=drift, too_small=size < 20, correction="bonferroni", p_val=0.05, threshold=0.05 / 32,
         statistic=1e-8 if drift else 0.4, p_values=[1e-8 if drift else 0.4], distances=[0.5], batch_size=size,
-        min_batch_size=20, detector=DetectorIdentity(features="uae", trained_on="original", reference_size=408),
-        message="test",
-    )
+        min_batch_size=20, detector=DetectorIdentity(features="uae", trained_on="original", reference_size=408,
+                                                     run_id="t1"),
+        n_skipped=1, message="test",
+    ).to_json().encode()
 
 
-def serve_event(run_id: str, batch: str) -> dict[str, Any]:
-    artifacts = {a: f"s3://{BUCKET}/runs/serve/{run_id}/{a}" for a in SERVE_PIPELINE.produced()}
-    artifacts["raw_batch"] = f"s3://{BUCKET}/{batch}"
-    return {
-        "run_id": run_id, "time": "2026-11-25T08:00:00Z", "batch": batch, "artifacts": artifacts,
-        "model": json.loads(train_record().to_json()),
-    }
+def plan(pipeline: str, run_id: str, start: dict[str, str], context: LambdaContext) -> dict[str, Any]:
+    event = {"pipeline": pipeline, "run_id": run_id, "time": "2026-11-25T08:00:00Z", "start": start}
+    return handlers().plan(event, context)  # type: ignore[no-any-return]
 
 
-def test_decide_retrains_on_drift_in_a_stage_test_set(aws: Emulated, lambda_context: LambdaContext) -> None:
-    aws.put("runs/serve/s1/drift_report/drift_report.json", report(drift=True).to_json().encode())
-    result = handlers().decide(serve_event("s1", "data/stage-3/test"), lambda_context)
-    assert (result["retrain"], result["train_data"], result["val_data"]) == (
-        True, "data/stage-3/train", "data/stage-3/val"
-    )
-    record = result["record"]
-    assert record["run_id"] == "s1" and record["is_drift"] and record["model_run_id"] == "t1"
-    assert record["drift_report"] == f"s3://{BUCKET}/runs/serve/s1/drift_report"
-    assert record["input"] == f"s3://{BUCKET}/data/stage-3/test"
-    # The state machine writes serve/latest after the retrain outcome; decide writes nothing.
-    assert aws.parameter(NAMES.serve_latest) == aws_glue.NO_RECORD
+def train(aws: Emulated, run_id: str, stage: str, val_accuracy: float, context: LambdaContext,
+          champion_accuracy: float | None = None) -> dict[str, Any]:
+    """A train run as the state machine drives it: plan, (jobs), record_train."""
+    run = plan("train", run_id, {"train_data": f"data/{stage}/train", "val_data": f"data/{stage}/val"}, context)
+    aws.put(f"runs/train/{run_id}/model/train-train-model-x/output/model.tar.gz",
+            tar_bytes({"model.keras": b"weights", "metrics.json": metrics(val_accuracy)}))
+    if champion_accuracy is not None:
+        aws.put(f"runs/train/{run_id}/champion_eval/evaluation.json",
+                json.dumps({"n": 5, "classes": ["a", "b"], "accuracy": champion_accuracy}).encode())
+    return handlers().record_train({"plan": run}, context)  # type: ignore[no-any-return]
 
 
-def test_decide_keeps_the_model_without_drift(aws: Emulated, lambda_context: LambdaContext) -> None:
-    aws.put("runs/serve/s2/drift_report/drift_report.json", report(drift=False).to_json().encode())
-    result = handlers().decide(serve_event("s2", "data/original/test"), lambda_context)
-    assert result["retrain"] is False and result["reason"].startswith("no drift")
-
-
-def test_decide_waits_out_the_cooldown(
-    aws: Emulated, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DECISION_POLICY", json.dumps({"min_batch_size": 20, "cooldown_runs": 2}))
-    aws.set_parameter(NAMES.serve_latest, serve_record(run_id="s0", retrain=True).to_json())
-    aws.put("runs/serve/s3/drift_report/drift_report.json", report(drift=True).to_json().encode())
-    result = handlers().decide(serve_event("s3", "data/stage-2/test"), lambda_context)
-    assert result["retrain"] is False and "cool-down" in result["reason"]
-    assert result["record"]["extra"][aws_glue.RUNS_SINCE_RETRAIN] == 0
-
-
-def train_event(run_id: str, champion: dict[str, Any]) -> dict[str, Any]:
-    artifacts = {a: f"s3://{BUCKET}/runs/train/{run_id}/{a}" for a in TRAIN_PIPELINE.produced()}
-    artifacts["model"] = f"s3://{BUCKET}/runs/train/{run_id}/model/train-train-model-x/output"
-    artifacts.update(raw_train=f"s3://{BUCKET}/data/stage-1/train", raw_val=f"s3://{BUCKET}/data/stage-1/val")
-    return {"run_id": run_id, "time": "t", "train_data": "data/stage-1/train", "artifacts": artifacts,
-            "champion": champion}
-
-
-def put_model(aws: Emulated, run_id: str, val_accuracy: float) -> None:
-    metrics = json.dumps({"val_accuracy": val_accuracy, "val_loss": 0.7}).encode()
-    archive = tar_bytes({"model.keras": b"weights", "classes.json": b"[]", "metrics.json": metrics})
-    aws.put(f"runs/train/{run_id}/model/train-train-model-x/output/model.tar.gz", archive)
-
-
-def test_the_first_model_is_promoted(aws: Emulated, lambda_context: LambdaContext) -> None:
-    put_model(aws, "t9", 0.8)
-    result = handlers().record_train(train_event("t9", json.loads(aws_glue.NO_RECORD)), lambda_context)
+def test_the_first_model_is_promoted_and_names_its_artifacts(aws: Emulated, lambda_context: LambdaContext) -> None:
+    result = train(aws, "t1", "stage-1", 0.8, lambda_context)
     assert result["promoted"] is True
     latest = json.loads(aws.parameter(NAMES.train_latest))
     assert latest == json.loads(aws.parameter(NAMES.train_last_attempt)) == result["record"]
-    assert latest["model"].endswith("/model/train-train-model-x/output") and latest["stage"] == "stage-1"
+    assert latest["model"] == f"s3://{BUCKET}/runs/train/t1/model" and latest["stage"] == "stage-1"
+    assert latest["train_data"] == f"s3://{BUCKET}/data/stage-1/train"
 
 
 def test_a_worse_challenger_leaves_the_current_model(aws: Emulated, lambda_context: LambdaContext) -> None:
-    champion = train_record()
-    aws.set_parameter(NAMES.train_latest, champion.to_json())
-    put_model(aws, "t10", 0.5)
-    aws.put("runs/train/t10/champion_eval/evaluation.json", json.dumps({"accuracy": 0.9}).encode())
-    result = handlers().record_train(train_event("t10", json.loads(champion.to_json())), lambda_context)
+    train(aws, "t1", "original", 0.9, lambda_context)
+    champion = aws.parameter(NAMES.train_latest)
+    result = train(aws, "t2", "stage-1", 0.5, lambda_context, champion_accuracy=0.9)
     assert result["promoted"] is False and "kept champion" in result["summary"]
-    assert aws.parameter(NAMES.train_latest) == champion.to_json()
+    assert aws.parameter(NAMES.train_latest) == champion
     attempt = json.loads(aws.parameter(NAMES.train_last_attempt))
-    assert (attempt["run_id"], attempt["champion_val_accuracy"], attempt["promoted"]) == ("t10", 0.9, False)
+    assert (attempt["run_id"], attempt["champion_val_accuracy"], attempt["champion_run_id"]) == ("t2", 0.9, "t1")
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_a_champion_without_evaluation_writes_nothing(aws: Emulated, lambda_context: LambdaContext) -> None:
-    champion = train_record()
-    aws.set_parameter(NAMES.train_latest, champion.to_json())
-    put_model(aws, "t11", 0.95)
-    with pytest.raises(ValueError, match="must be labelled"):
-        handlers().record_train(train_event("t11", json.loads(champion.to_json())), lambda_context)
-    assert aws.parameter(NAMES.train_last_attempt) == aws_glue.NO_RECORD
+    train(aws, "t1", "original", 0.9, lambda_context)
+    before = aws.parameter(NAMES.train_last_attempt)
+    with pytest.raises(ContractError, match="must be labelled"):
+        train(aws, "t2", "stage-1", 0.95, lambda_context)
+    assert aws.parameter(NAMES.train_last_attempt) == before
+
+
+def test_serve_plan_resolves_the_current_model_and_sets_the_detectors_identity(
+    aws: Emulated, lambda_context: LambdaContext
+) -> None:
+    train(aws, "t1", "original", 0.9, lambda_context)
+    serve_plan = plan("serve", "s1", {"batch": "data/stage-3/test"}, lambda_context)
+    assert serve_plan["current"]["run_id"] == "t1"
+    assert serve_plan["uri"]["model"] == f"s3://{BUCKET}/runs/train/t1/model"
+    assert serve_plan["uri"]["drift_report"] == f"s3://{BUCKET}/runs/serve/s1/drift_report"
+    train_plan = plan("train", "t2", {"train_data": "data/stage-3/train", "val_data": "data/stage-3/val"},
+                      lambda_context)
+    assert train_plan["settings"]["learn_reference"] == {"trained_on": "stage-3", "run_id": "t2"}
+    assert train_plan["uri"]["champion_model"] == f"s3://{BUCKET}/runs/train/t1/model"
+
+
+def test_serve_before_any_training_is_refused_with_what_to_do(aws: Emulated, lambda_context: LambdaContext) -> None:
+    from driftloop.loop import NoModel
+
+    with pytest.raises(NoModel, match="run the train pipeline first"):
+        plan("serve", "s1", {"batch": "batches/today"}, lambda_context)
+
+
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [({}, "expected \\['batch'\\]"), ({"batch": "s3://b/x"}, "not an object-key prefix"),
+     ({"batch": "batches/x/"}, "not an object-key prefix"), ({"batch": "x", "extra": "y"}, "got fields")],
+)
+def test_a_bad_start_input_is_refused_with_the_expected_form(
+    aws: Emulated, lambda_context: LambdaContext, start: dict[str, str], message: str
+) -> None:
+    from driftloop.loop import InvalidInput
+
+    with pytest.raises(InvalidInput, match=message):
+        plan("serve", "s1", start, lambda_context)
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_an_event_with_a_missing_or_unknown_field_is_refused(aws: Emulated, lambda_context: LambdaContext) -> None:
+    with pytest.raises(ContractError, match="missing field 'start'"):
+        handlers().plan({"pipeline": "serve", "run_id": "s1", "time": "t"}, lambda_context)
+    with pytest.raises(ContractError, match="unknown field"):
+        handlers().decide({"plan": {}, "artifacts": {}}, lambda_context)
+
+
+def serve(aws: Emulated, run_id: str, batch: str, drift: bool, context: LambdaContext) -> dict[str, Any]:
+    """A serve run as the state machine drives it, retraining whenever decided."""
+    run = plan("serve", run_id, {"batch": batch}, context)
+    aws.put(f"runs/serve/{run_id}/drift_report/drift_report.json", report(drift=drift))
+    decision = handlers().decide({"plan": run}, context)
+    outcome = {"started": decision["retrain"], "reason": decision["reason"]}
+    if decision["retrain"]:
+        outcome["run_id"] = f"retrain-{run_id}"
+    return handlers().record_serve({"plan": run, "decision": decision, "outcome": outcome},  # type: ignore[no-any-return]
+                                   context)
+
+
+def test_drift_on_a_stage_retrains_on_that_stage_and_the_record_says_so(
+    aws: Emulated, lambda_context: LambdaContext
+) -> None:
+    train(aws, "t1", "original", 0.9, lambda_context)
+    record = serve(aws, "s1", "data/stage-3/test", True, lambda_context)
+    assert json.loads(aws.parameter(NAMES.serve_latest)) == record
+    assert (record["is_drift"], record["retrain"], record["retrain_run_id"]) == (True, True, "retrain-s1")
+    assert (record["stage"], record["model_run_id"], record["n_skipped"]) == ("stage-3", "t1", 1)
+    assert record["reference_trained_on"] == "original"
+
+
+def test_the_cooldown_counts_serve_runs_since_the_last_retrain(
+    aws: Emulated, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DECISION_POLICY", json.dumps({"min_batch_size": 20, "cooldown_runs": 2}))
+    train(aws, "t1", "original", 0.9, lambda_context)
+    seen = [serve(aws, f"s{i}", "data/stage-2/test", True, lambda_context) for i in range(5)]
+    assert [r["retrain"] for r in seen] == [True, False, False, True, False]
+    assert [r["runs_since_retrain"] for r in seen] == [None, 0, 1, 2, 0]
+    assert "cool-down" in seen[1]["retrain_reason"]
 
 
 def test_next_batch_cycles_through_the_stages(aws: Emulated, lambda_context: LambdaContext) -> None:

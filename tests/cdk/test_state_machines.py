@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, JobKind, Pipeline, container_path
-from driftloop.records import ServeRecord
 
 from .conftest import REPO_ROOT, Synthesized
 from .definitions import definition_of, happy_path, reachable, sagemaker_jobs
@@ -83,7 +81,7 @@ def test_a_failed_job_changes_no_parameter(definitions: dict[str, Any], name: st
     definition = definitions[name]
     writers = {
         s for s, state in definition["States"].items()
-        if state["Type"] == "Task" and ("putParameter" in state["Resource"] or "RecordTrain" in s)
+        if state["Type"] == "Task" and s in ("RecordTrain", "RecordServe")
     }
     assert writers, "expected states that write the records"
     for job, state in sagemaker_jobs(definition).items():
@@ -107,18 +105,35 @@ def test_capacity_errors_start_the_job_again_with_a_fresh_name(definitions: dict
 
 
 @pytest.mark.parametrize("name", ["train", "serve"])
-def test_jobs_are_named_and_placed_per_execution(definitions: dict[str, Any], name: str) -> None:
+def test_jobs_are_named_per_attempt_and_placed_by_the_runs_plan(definitions: dict[str, Any], name: str) -> None:
     definition = definitions[name]
-    start = definition["States"]["Start"]["Parameters"]
-    for artifact in PIPELINES[name].produced():
-        template = start["uri"][f"{artifact}.$"]
-        assert f"runs/{name}/{{}}/{artifact}'" in template and "$$.Execution.Name" in template
+    plan = definition["States"]["Plan"]
+    assert plan["Parameters"] == {
+        "pipeline": name, "run_id.$": "$$.Execution.Name", "time.$": "$$.Execution.StartTime", "start.$": "$",
+    }
     for state in sagemaker_jobs(definition).values():
         parameters = state["Parameters"]
         job_name = parameters.get("ProcessingJobName.$") or parameters["TrainingJobName.$"]
         prefix = re.fullmatch(r"States\.Format\('([a-z0-9-]+)-\{\}', States\.UUID\(\)\)", job_name)
         assert prefix is not None, job_name
         assert len(prefix.group(1)) + 1 + 36 <= 63
+        locations = [i["S3Input"]["S3Uri.$"] for i in parameters.get("ProcessingInputs", [])]
+        locations += [o["S3Output"]["S3Uri.$"] for o in parameters.get("ProcessingOutputConfig", {}).get("Outputs", [])]
+        locations += [c["DataSource"]["S3DataSource"]["S3Uri.$"] for c in parameters.get("InputDataConfig", [])]
+        assert locations and all(re.fullmatch(r"\$\.plan\.uri\.[a-z_]+", uri) for uri in locations), locations
+
+
+def test_per_run_settings_reach_the_steps_that_need_them(definitions: dict[str, Any]) -> None:
+    from driftloop.pipelines import RUN_SETTINGS_ENV
+
+    states = definitions["train"]["States"]
+    assert states["LearnReference"]["Parameters"]["Environment"] == {
+        f"{RUN_SETTINGS_ENV}.$": "States.JsonToString($.plan.settings.learn_reference)"
+    }
+    assert states["TrainModel"]["Parameters"]["Environment"] == {
+        f"{RUN_SETTINGS_ENV}.$": "States.JsonToString($.plan.settings.train_model)"
+    }
+    assert "Environment" not in states["ExplainBackground"]["Parameters"]
 
 
 @pytest.mark.parametrize("name", ["train", "serve"])
@@ -145,31 +160,30 @@ def test_processing_channels_use_sagemaker_container_paths(definitions: dict[str
 def test_the_champion_is_evaluated_only_when_there_is_one(definitions: dict[str, Any]) -> None:
     states = definitions["train"]["States"]
     choice = states["EvaluateChampion?"]
-    assert choice["Choices"] == [{"Variable": "$.current.record.model", "IsPresent": True, "Next": "EvaluateChampion"}]
+    assert choice["Choices"] == [{"Variable": "$.plan.uri.champion_model", "IsPresent": True,
+                                  "Next": "EvaluateChampion"}]
     assert choice["Default"] == "LearnReference"
     assert states["EvaluateChampion"]["Parameters"]["ProcessingInputs"][1]["S3Input"]["S3Uri.$"] == (
-        "$.current.record.model"
+        "$.plan.uri.champion_model"
     )
 
 
 def test_training_output_feeds_the_later_steps(definitions: dict[str, Any]) -> None:
     states = definitions["train"]["States"]
     train = states["TrainModel"]
-    assert train["ResultPath"] == "$.trained.model"
-    assert "$.OutputDataConfig.S3OutputPath" in train["ResultSelector"]["uri.$"]
+    assert train["Parameters"]["OutputDataConfig"]["S3OutputPath.$"] == "$.plan.uri.model"
     model_inputs = [i for i in states["LearnReference"]["Parameters"]["ProcessingInputs"] if i["InputName"] == "model"]
-    assert model_inputs[0]["S3Input"]["S3Uri.$"] == "$.trained.model.uri"
-    assert states["RecordTrain"]["Parameters"]["artifacts"]["model.$"] == "$.trained.model.uri"
+    assert model_inputs[0]["S3Input"]["S3Uri.$"] == "$.plan.uri.model"
+    assert states["RecordTrain"]["Parameters"] == {"plan.$": "$.plan"}
 
 
-def test_serve_needs_a_trained_model(definitions: dict[str, Any]) -> None:
+def test_serve_without_a_trained_model_fails_fast_without_a_failure_notice(definitions: dict[str, Any]) -> None:
     states = definitions["serve"]["States"]
-    choice = states["HaveModel?"]
-    assert {c["Variable"] for c in choice["Choices"][0]["And"]} == {
-        "$.current.record.model", "$.current.record.detector", "$.current.record.explainer"
-    }
-    no_model = states[choice["Default"]]
+    catches = states["Plan"]["Catch"]
+    assert catches[0]["ErrorEquals"] == ["NoModel"]
+    no_model = states[catches[0]["Next"]]
     assert no_model["Type"] == "Fail" and "run the train pipeline first" in no_model["Cause"]
+    assert catches[-1]["ErrorEquals"] == ["States.ALL"] and catches[-1]["Next"] == "NotifyFailure"
 
 
 def test_retrain_branch_starts_the_train_state_machine_unless_one_is_running(
@@ -194,27 +208,32 @@ def test_retrain_branch_starts_the_train_state_machine_unless_one_is_running(
     assert "skipped: a retrain is already running" in states[skipped]["Parameters"]["reason.$"]
     # Both outcomes, and no retrain at all, are recorded in serve/latest.
     for branch in (skipped, start, retrain["Default"]):
-        assert "WriteServeRecord" in reachable(definition, branch, follow_catch=False)
+        assert "RecordServe" in reachable(definition, branch, follow_catch=False)
     assert start not in reachable(definition, retrain["Default"])
 
 
-def test_serve_record_is_written_last_with_every_field(definitions: dict[str, Any]) -> None:
+def test_each_lambda_payload_has_exactly_its_contracts_fields(definitions: dict[str, Any]) -> None:
+    from driftloop import loop
+    from driftloop.contracts import field_names
+
+    events = {"Plan": loop.PlanEvent, "Decide": loop.DecideEvent, "RecordServe": loop.RecordServeEvent,
+              "RecordTrain": loop.RecordTrainEvent, "NextSimulationBatch": loop.NextBatchEvent}
+    for definition in definitions.values():
+        for state, event in events.items():
+            if state in definition["States"]:
+                payload = definition["States"][state]["Parameters"]
+                assert {key.removesuffix(".$") for key in payload} == set(field_names(event)), state
+    outcomes = [definitions["serve"]["States"][s]["Parameters"] for s in ("NoRetrain", "RetrainSkipped",
+                                                                          "RetrainStarted")]
+    for outcome in outcomes:
+        assert {key.removesuffix(".$") for key in outcome} <= set(field_names(loop.RetrainOutcome))
+
+
+def test_serve_record_is_written_last(definitions: dict[str, Any]) -> None:
     definition = definitions["serve"]
     states = definition["States"]
-    record = states["BuildServeRecord"]["Parameters"]
-    assert {key.removesuffix(".$") for key in record} == {f.name for f in fields(ServeRecord)}
-    after = reachable(definition, "WriteServeRecord", follow_catch=False) - {"WriteServeRecord"}
+    after = reachable(definition, "RecordServe", follow_catch=False) - {"RecordServe"}
     assert all(states[s]["Type"] != "Task" or ":sns:" in states[s]["Resource"] for s in after)
-    assert states["WriteServeRecord"]["Parameters"]["Value.$"] == "States.JsonToString($.record)"
-
-
-def test_simulation_picks_the_batch_only_when_none_is_given(
-    definitions: dict[str, Any], production_definitions: dict[str, Any]
-) -> None:
-    simulated = definitions["serve"]["States"]
-    assert simulated["BatchGiven?"]["Default"] == "NextSimulationBatch"
-    assert "NextSimulationBatch" not in production_definitions["serve"]["States"]
-    assert production_definitions["serve"]["States"]["BatchGiven?"]["Default"] == "InputValid?"
 
 
 def test_configured_resources_and_settings_reach_the_jobs(

@@ -1,0 +1,176 @@
+"""One loop, two backends: the same scenario on the local runner and on the emulated AWS deployment
+writes the same records, field by field.
+
+The scenario (small data, the emulator's fast settings on both sides):
+
+1. train on Original;
+2. serve Original (no drift);
+3. serve Noisy: drift, a retrain on Noisy, which is promoted;
+4. a train run on Original's train set judged on Noisy's validation set: the champion (the
+   Noisy model) stays.
+
+After each step ``train/latest``, ``train/last-attempt`` and ``serve/latest`` must be equal on both
+backends. Only what differs by nature is mapped: the store root (``file://…/store/`` vs
+``s3://<bucket>/``), timestamps, and the id of the retrain the serve state machine started (a
+Step Functions execution name; the local runner names it from the clock). Every other run id is
+the same on both sides: the AWS executions are started with the local run ids as their names.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.deployed_system import DeployedSystem
+
+from driftloop.config import Settings
+from driftloop.runner import LocalSystem, make_run_id
+
+from .conftest import TEST_CONTEXT
+
+pytestmark = [pytest.mark.emulator, pytest.mark.slow]
+
+RECORDS = ("train/latest", "train/last-attempt", "serve/latest")
+START = datetime(2023, 2, 5, 10, 5, tzinfo=UTC)
+# Each step's start input and run time; the AWS execution is named like the local run.
+TRAIN_ORIGINAL = ({"train_data": "data/original/train", "val_data": "data/original/val"}, START)
+SERVE_ORIGINAL = ({"batch": "data/original/test"}, START + timedelta(hours=1))
+SERVE_NOISY = ({"batch": "data/noisy/test"}, START + timedelta(hours=2))
+TRAIN_KEEPS_CHAMPION = ({"train_data": "data/original/train", "val_data": "data/noisy/val"}, START + timedelta(hours=3))
+
+
+@dataclass
+class Backends:
+    local: LocalSystem
+    aws: DeployedSystem
+    retrain_ids: dict[str, str] = field(default_factory=dict)  # AWS execution name -> local run id
+
+    def local_records(self) -> dict[str, dict[str, Any] | None]:
+        values = {name: self.local.params.get_optional(f"{self.local.names.prefix}/{name}") for name in RECORDS}
+        return {name: None if v is None else json.loads(v) for name, v in values.items()}
+
+    def aws_records(self) -> dict[str, dict[str, Any] | None]:
+        records: dict[str, dict[str, Any] | None] = {}
+        for name in RECORDS:
+            value = self.aws.parameter(name)
+            records[name] = None if value == {"status": "none"} else value
+        return records
+
+    def comparable(self, records: dict[str, dict[str, Any] | None], root: str) -> dict[str, Any]:
+        return {name: None if r is None else {k: self._map(v, root) for k, v in r.items() if k != "time"}
+                for name, r in records.items()}
+
+    def _map(self, value: Any, root: str) -> Any:
+        if isinstance(value, str):
+            value = self.retrain_ids.get(value, value)
+            return "<store>/" + value.removeprefix(root) if value.startswith(root) else value
+        return value
+
+    def assert_same_records(self) -> dict[str, Any]:
+        local = self.comparable(self.local_records(), self.local.objects.uri("x").removesuffix("x"))
+        aws = self.comparable(self.aws_records(), self.aws.uri(""))
+        for name in RECORDS:
+            assert aws[name] == local[name], f"{name} differs between the backends"
+        return local
+
+
+def train_both(backends: Backends, start: dict[str, str], when: datetime) -> None:
+    backends.local.train(start["train_data"], start["val_data"], when=when)
+    name = make_run_id("train", when)
+    description = backends.aws.wait(backends.aws.start(backends.aws.train_machine, name, start))
+    assert description["status"] == "SUCCEEDED", description
+
+
+def serve_both(backends: Backends, start: dict[str, str], when: datetime) -> None:
+    outcome = backends.local.serve(start["batch"], when=when)
+    name = make_run_id("serve", when)
+    description = backends.aws.wait(backends.aws.start(backends.aws.serve_machine, name, start))
+    assert description["status"] == "SUCCEEDED", description
+    record = json.loads(description["output"])["record"]
+    if record["retrain_run_id"] is not None:
+        assert outcome.retrain is not None, "AWS retrained, the local runner did not"
+        backends.retrain_ids[record["retrain_run_id"]] = outcome.retrain.run_id
+        retrain = next(e for e in backends.aws.executions(backends.aws.train_machine)
+                       if e["name"] == record["retrain_run_id"])
+        assert backends.aws.wait(retrain["executionArn"])["status"] == "SUCCEEDED"
+
+
+@pytest.fixture(scope="module")
+def backends(deployed: DeployedSystem, small_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
+    context = TEST_CONTEXT["driftloop"]
+    settings = Settings.from_overrides(context["settings"], context.get("decision", {}))
+    local = LocalSystem(tmp_path_factory.mktemp("local"), settings=settings)
+    for stage in ("original", "noisy"):
+        local.import_dataset(small_data / stage, stage)
+        deployed.upload_folder(small_data / stage, f"data/{stage}")
+    yield Backends(local=local, aws=deployed)
+
+
+@pytest.fixture(scope="module")
+def after_first_train(backends: Backends) -> dict[str, Any]:
+    train_both(backends, *TRAIN_ORIGINAL)
+    return backends.assert_same_records()
+
+
+@pytest.fixture(scope="module")
+def after_serve_original(backends: Backends, after_first_train: dict[str, Any]) -> dict[str, Any]:
+    serve_both(backends, *SERVE_ORIGINAL)
+    return backends.assert_same_records()
+
+
+@pytest.fixture(scope="module")
+def after_serve_noisy(backends: Backends, after_serve_original: dict[str, Any]) -> dict[str, Any]:
+    serve_both(backends, *SERVE_NOISY)
+    return backends.assert_same_records()
+
+
+@pytest.fixture(scope="module")
+def after_kept_champion(backends: Backends, after_serve_noisy: dict[str, Any]) -> dict[str, Any]:
+    train_both(backends, *TRAIN_KEEPS_CHAMPION)
+    return backends.assert_same_records()
+
+
+def test_the_first_training_is_recorded_alike(after_first_train: dict[str, Any]) -> None:
+    latest = after_first_train["train/latest"]
+    assert latest == after_first_train["train/last-attempt"]
+    assert (latest["stage"], latest["promoted"]) == ("original", True)
+    assert latest["model"] == f"<store>/runs/train/{make_run_id('train', START)}/model"
+
+
+def test_serving_the_original_set_is_recorded_alike(after_serve_original: dict[str, Any]) -> None:
+    record = after_serve_original["serve/latest"]
+    assert (record["is_drift"], record["retrain"]) == (False, False)
+    assert record["reference_trained_on"] == "original"
+
+
+def test_the_detector_names_its_stage_and_train_run_on_both_backends(
+    backends: Backends, after_serve_original: dict[str, Any]
+) -> None:
+    report_uri = after_serve_original["serve/latest"]["drift_report"].removeprefix("<store>/")
+    local = json.loads(backends.local.objects.get_bytes(f"{report_uri}/drift_report.json"))
+    aws = json.loads(backends.aws.client("s3").get_object(
+        Bucket=backends.aws.bucket, Key=f"{report_uri}/drift_report.json")["Body"].read())
+    expected = {"trained_on": "original", "run_id": make_run_id("train", START)}
+    for report in (local, aws):
+        assert {k: report["detector"][k] for k in expected} == expected
+
+
+def test_a_drifting_stage_retrains_and_promotes_alike(after_serve_noisy: dict[str, Any]) -> None:
+    record = after_serve_noisy["serve/latest"]
+    assert (record["is_drift"], record["retrain"], record["stage"]) == (True, True, "noisy")
+    latest = after_serve_noisy["train/latest"]
+    assert latest["run_id"] == record["retrain_run_id"] and latest["promoted"] is True
+    assert latest["stage"] == "noisy" and latest["champion_run_id"] == make_run_id("train", START)
+
+
+def test_a_retrain_that_keeps_the_champion_is_recorded_alike(
+    after_serve_noisy: dict[str, Any], after_kept_champion: dict[str, Any]
+) -> None:
+    attempt = after_kept_champion["train/last-attempt"]
+    assert attempt["promoted"] is False and "kept champion" in attempt["reason"]
+    assert after_kept_champion["train/latest"] == after_serve_noisy["train/latest"]
