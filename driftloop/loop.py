@@ -2,7 +2,7 @@
 
 Everything here is written against the ``ParameterStore`` and ``ObjectStore`` interfaces. The local
 runner (``driftloop.runner``) calls it with the SQLite and folder stores; the Lambdas
-(``lambdas/drift_decision``) with the SSM and S3 stores. The state machines only start jobs, wait,
+(``lambdas/control_steps``) with the SSM and S3 stores. The state machines only start jobs, wait,
 branch on the decision and catch failures; every rule lives in this module or the pure decisions
 of ``driftloop.decision``.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import tarfile
 from dataclasses import dataclass
+from typing import Final
 
 from driftloop.config import DecisionPolicy
 from driftloop.contracts import Contract, ContractError
@@ -43,6 +44,10 @@ from driftloop.records import ServeRecord, TrainRecord, read_record
 from driftloop.scores import Evaluation, TrainMetrics
 from driftloop.stores.objects import ObjectStore, check_key
 from driftloop.stores.params import ParameterStore
+
+# Step Functions adds this to the input of an execution started by another one (the serve machine
+# starting a retrain with ``associate_with_parent``); it is not part of the run's start.
+STARTED_BY_KEY: Final = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
 
 
 class InvalidInput(ValueError):
@@ -114,6 +119,7 @@ def data_name(objects: ObjectStore, prefix: str) -> str:
 def plan_run(stores: Stores, pipeline_name: PipelineName, *, run_id: str, time: str, start: dict[str, str]) -> RunPlan:
     """Resolve a run's inputs from the current train record and name every artifact it writes."""
     pipeline = PIPELINES[pipeline_name]
+    start = {name: value for name, value in start.items() if name != STARTED_BY_KEY}
     check_start(pipeline, start)
     current = read_record(stores.params, stores.names.train_latest, TrainRecord)
     required = {a for s in pipeline.steps for a in s.input_artifacts() if a not in s.only_if}

@@ -1,6 +1,7 @@
 """What the parameter store holds: typed records of train and serve runs (stored as JSON).
 
-A record names artifacts by URI (``s3://…`` on AWS, ``file://…`` locally). It is written only after
+A record names artifacts by URI (``s3://<bucket>/runs/…`` on AWS; locally a key relative to the
+store, ``runs/…``, so a workdir can be moved). It is written only after
 every artifact it names is complete, so a reader never follows a pointer to a half-written run.
 """
 

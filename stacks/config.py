@@ -1,9 +1,11 @@
 """The deployment's settings: one frozen dataclass, read from ``cdk.json`` context.
 
-``cdk.json`` holds the defaults under the ``driftloop`` key. Any setting can be overridden on the
-command line with a dotted key, e.g. ``npx cdk deploy -c driftloop.environment=production``
-or ``-c driftloop.training.instance_type=ml.m5.2xlarge`` (values are parsed as JSON when they
-can be, so ``-c driftloop.schedule_enabled=false`` is a boolean). Unknown keys are errors, so a
+The defaults are this dataclass's (and, for the components and the decision, those of
+``driftloop.config``): ``cdk.json``'s ``driftloop`` key holds only what a deployment changes. Any
+setting can also be given on the command line with a dotted key, e.g.
+``npx cdk deploy -c driftloop.environment=production`` or
+``-c driftloop.training.instance_type=ml.m5.2xlarge`` (values are parsed as JSON when they can be,
+so ``-c driftloop.schedule_enabled=false`` is a boolean). Unknown keys are errors, so a
 typo never falls back to a default silently.
 """
 
@@ -14,20 +16,12 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final, Literal, Self, cast
 
-from driftloop.config import DecisionPolicy, DriftConfig, ExplainConfig, ProcessingConfig, TrainingConfig
-from driftloop.layout import ParameterNames
+from driftloop.config import DecisionPolicy, Settings
+from driftloop.layout import DEFAULT_PARAMETER_PREFIX, ParameterNames
 from driftloop.pipelines import Component
 
 CONTEXT_KEY: Final = "driftloop"
 Environment = Literal["development", "production"]
-
-# Which typed settings each component's container reads (``--settings`` / hyperparameters).
-COMPONENT_SETTINGS: Final[dict[Component, type[Any]]] = {
-    Component.PROCESSING: ProcessingConfig,
-    Component.ALGORITHM: TrainingConfig,
-    Component.MONITORING: DriftConfig,
-    Component.EXPLAINABILITY: ExplainConfig,
-}
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS: Final = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
 
@@ -64,7 +58,7 @@ class DeploymentConfig:
     # development: `cdk destroy` deletes everything, bucket contents included.
     # production: the buckets (data, artifacts, access logs) and the log groups are retained.
     environment: Environment = "development"
-    parameter_prefix: str = "/driftloop"
+    parameter_prefix: str = DEFAULT_PARAMETER_PREFIX
     # EventBridge Scheduler expression for the serve pipeline, and whether it fires.
     schedule_expression: str = "rate(1 hour)"
     schedule_enabled: bool = True
@@ -105,14 +99,17 @@ class DeploymentConfig:
         return ParameterNames(self.parameter_prefix)
 
     @property
+    def runtime_settings(self) -> Settings:
+        """The components' settings and the decision policy, as the local runner takes them."""
+        return Settings.from_overrides(self.settings, self.decision)
+
+    @property
     def decision_policy(self) -> DecisionPolicy:
-        return DecisionPolicy.from_mapping(self.decision)
+        return self.runtime_settings.policy
 
     def component_settings(self, component: Component) -> dict[str, Any]:
-        """The non-default settings of one component, validated against its typed config."""
-        values = self.settings.get(component.value, {})
-        COMPONENT_SETTINGS[component].from_mapping(values)
-        return dict(values)
+        """The non-default settings of one component (what its jobs' arguments carry)."""
+        return self.runtime_settings.overrides(component.value)
 
     @classmethod
     def from_context(cls, base: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None) -> Self:
@@ -152,14 +149,9 @@ class DeploymentConfig:
             raise ConfigError(f"environment must be 'development' or 'production', got {self.environment!r}")
         try:
             self.parameter_names  # noqa: B018 - validates the prefix
-            self.decision_policy  # noqa: B018
-            for component in Component:
-                self.component_settings(component)
+            self.runtime_settings  # noqa: B018 - validates the component settings and the policy
         except ValueError as error:
             raise ConfigError(str(error)) from error
-        unknown = sorted(set(self.settings) - {c.value for c in Component})
-        if unknown:
-            raise ConfigError(f"settings for unknown component(s) {unknown}; known: {[c.value for c in Component]}")
         if not self.schedule_expression.startswith(("rate(", "cron(", "at(")):
             raise ConfigError(
                 f"schedule_expression must be rate(...), cron(...) or at(...): {self.schedule_expression!r}"

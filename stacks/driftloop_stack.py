@@ -13,8 +13,8 @@ from constructs import Construct
 from driftloop.layout import data_prefix, run_prefix
 from stacks import nag
 from stacks.config import CONTEXT_KEY, DeploymentConfig
+from stacks.control_steps import ControlStepFunctions
 from stacks.dashboard import Dashboard
-from stacks.decision import DecisionFunctions
 from stacks.images import ComponentImages
 from stacks.notifications import Notifications
 from stacks.parameters import RunParameters
@@ -49,7 +49,7 @@ class DriftloopStack(Stack):
             self, "SageMaker", bucket=bucket, images=self.images.images, data_prefixes=tuple(readable),
             runs_prefix=RUNS_FOLDER,
         )
-        self.functions = DecisionFunctions(
+        self.functions = ControlStepFunctions(
             self, "Lambdas", config=config, repo_root=repo_root, bucket=bucket, parameters=self.parameters
         )
         self.pipelines = PipelineStateMachines(

@@ -1,8 +1,12 @@
-"""One container image per component, built from ``containers/<component>/Dockerfile``.
+"""One container image per component: the targets of ``containers/Dockerfile``.
 
-The build context is the repository root, but only what the images install goes into it (an
-allow-list), so a local ``.venv``, ``runs/`` or data folder never reaches the asset or its hash.
-Images are built for linux/amd64, the architecture of SageMaker's ml.* CPU instances.
+The four targets share the Dockerfile's ``runtime`` stage (the runtime lock and the package), so
+they share every heavy layer in ECR too; each is its own Docker image asset (one ECR image per
+component, the one its SageMaker jobs pull). The build context is the repository root, but only
+what the images install goes into it (an allow-list, the same as ``.dockerignore``), so a local
+``.venv``, ``runs/`` or data folder never reaches the asset or its hash. Images are built for
+linux/amd64, the architecture of SageMaker's ml.* CPU instances. ``base_image`` overrides the
+Dockerfile's pinned base (its ``BASE_IMAGE`` build argument), e.g. with a mirror in your registry.
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ from constructs import Construct
 
 from driftloop.pipelines import Component
 
+DOCKERFILE = "containers/Dockerfile"
 # Everything not listed is left out of the build context (Docker ignore syntax).
-BUILD_CONTEXT_ALLOW = ("driftloop", "requirements.txt", "pyproject.toml", "README.md")
+BUILD_CONTEXT_ALLOW = (DOCKERFILE, "driftloop", "pyproject.toml", "README.md", "requirements/runtime.txt")
 
 
-def build_context_exclude(component: Component) -> list[str]:
-    keep = [*BUILD_CONTEXT_ALLOW, f"containers/{component.value}"]
-    return ["*", "containers/*", *(f"!{path}" for path in keep), "**/__pycache__", "**/*.pyc"]
+def build_context_exclude() -> list[str]:
+    return ["*", *(f"!{path}" for path in BUILD_CONTEXT_ALLOW), "**/__pycache__", "**/*.pyc"]
 
 
 class ComponentImages(Construct):
@@ -32,11 +36,11 @@ class ComponentImages(Construct):
                 self,
                 component.value.title(),
                 directory=str(repo_root),
-                file=f"containers/{component.value}/Dockerfile",
-                exclude=build_context_exclude(component),
+                file=DOCKERFILE,
+                target=component.value,
+                exclude=build_context_exclude(),
                 ignore_mode=IgnoreMode.DOCKER,
                 platform=ecr_assets.Platform.LINUX_AMD64,
             )
             for component in Component
         }
-

@@ -36,7 +36,7 @@ from driftloop import loop
 from driftloop.contracts import Contract, field_names
 from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline
 from stacks.config import DeploymentConfig
-from stacks.decision import DecisionFunctions
+from stacks.control_steps import ControlStepFunctions
 from stacks.jobs import JobStates, add_error_handling, state_name
 from stacks.logs import log_group
 from stacks.parameters import RunParameters
@@ -74,7 +74,7 @@ class PipelineStateMachines(Construct):
         bucket: s3.IBucket,
         sagemaker_role: iam.Role,
         parameters: RunParameters,
-        functions: DecisionFunctions,
+        functions: ControlStepFunctions,
         topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)

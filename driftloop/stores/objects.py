@@ -8,18 +8,23 @@ A prefix passed to ``list``/``download_dir`` is a folder: ``data/stage-1`` does 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any, Final
 
 from botocore.exceptions import ClientError
 
+from driftloop.data.files import NOT_IMPORTED_FILE, not_imported_csv, walk
+
 # Local writes go to a hidden temp file first; no valid key can start with this, so list() can skip them.
 _TEMP_PREFIX: Final = ".partial-"
+
+log = logging.getLogger(__name__)
 
 
 class ObjectNotFound(LookupError):
@@ -75,14 +80,26 @@ class ObjectStore(ABC):
         """The inverse of ``uri``; ValueError for a URI outside this store."""
 
     def upload_dir(self, local_dir: Path, prefix: str) -> int:
-        """Put every file under ``local_dir`` at ``prefix/<relative path>``; returns the file count."""
+        """Put every file under ``local_dir`` at ``prefix/<relative path>``; returns the file count.
+
+        Nothing outside ``local_dir`` is read (``driftloop.data.files.walk``): links that leave it,
+        broken links, links to folders and special files are not copied, and neither can an
+        empty folder named like a file be; those are listed with their reasons in
+        ``prefix/NOT_IMPORTED_FILE``, which the processing component turns into manifest lines.
+        """
         local_dir = Path(local_dir)
         if not local_dir.is_dir():
             raise NotADirectoryError(f"cannot upload {local_dir}: not a directory")
         folder = _folder(prefix)
-        files = sorted(p for p in local_dir.rglob("*") if p.is_file())
-        for path in files:
-            self.put_file(folder + path.relative_to(local_dir).as_posix(), path)
+        found = walk(local_dir)
+        files = [item.relative for item in found if item.readable and item.relative != PurePosixPath(NOT_IMPORTED_FILE)]
+        for relative in files:
+            self.put_file(folder + relative.as_posix(), local_dir / relative)
+        refused = [item for item in found if not item.readable]
+        if refused:
+            self.put_bytes(folder + NOT_IMPORTED_FILE, not_imported_csv(refused))
+            log.warning("%s: %d entr%s not imported (links out of the folder, broken links, special files), e.g. %s",
+                        local_dir, len(refused), "y" if len(refused) == 1 else "ies", refused[0].relative)
         return len(files)
 
     def download_dir(self, prefix: str, local_dir: Path) -> int:
@@ -110,7 +127,10 @@ def _write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
 
 
 class LocalObjectStore(ObjectStore):
-    """A folder; URIs are ``file://<absolute path>`` (not percent-encoded)."""
+    """A folder. Its URIs are references relative to the folder: the key itself (``runs/train/…``).
+
+    Records point into the store by these, so a workdir can be moved or copied and served from.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
@@ -154,15 +174,14 @@ class LocalObjectStore(ObjectStore):
         return self._path(key).is_file()
 
     def uri(self, key: str) -> str:
-        return f"file://{self._path(key)}"
-
-    def key_from_uri(self, uri: str) -> str:
-        base = f"file://{self.root}/"
-        if not uri.startswith(base):
-            raise ValueError(f"{uri} is not in the local object store {self.root}")
-        key = uri[len(base) :]
         check_key(key)
         return key
+
+    def key_from_uri(self, uri: str) -> str:
+        if "://" in uri:
+            raise ValueError(f"{uri} is not in the local object store {self.root} (its URIs are store-relative keys)")
+        check_key(uri)
+        return uri
 
 
 class S3ObjectStore(ObjectStore):

@@ -15,8 +15,9 @@ def base() -> dict[str, object]:
     return dict(cdk_json_context()["driftloop"])
 
 
-def test_cdk_json_holds_the_defaults() -> None:
-    assert DeploymentConfig.from_mapping(base()) == DeploymentConfig()
+def test_every_default_lives_in_the_dataclasses_and_cdk_json_only_changes_them() -> None:
+    defaults = DeploymentConfig()
+    assert all(getattr(defaults, key) != value for key, value in base().items()), "cdk.json repeats a default"
 
 
 def test_dotted_overrides_change_one_field() -> None:
@@ -45,6 +46,7 @@ def test_dotted_overrides_change_one_field() -> None:
         ("driftloop.training.instance_count", "2", "one instance"),
         ("driftloop.settings.monitoring.pval", "0.1", "pval"),
         ("driftloop.settings.trainer", "{}", "unknown component"),
+        ("driftloop.settings.monitoring.features", '"pixels"', "features must be one of"),
         ("driftloop.decision.min_batch", "3", "min_batch"),
         ("driftloop.log_retention_days", "31", "log_retention_days"),
         ("driftloop.schedule_enabled", "yes", "true or false"),

@@ -51,7 +51,7 @@ def aws(moto_env: Any, moto_reset: Any, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 
 def handlers() -> Any:
-    from lambdas.drift_decision import handlers
+    from lambdas.control_steps import handlers
 
     return handlers
 
@@ -165,6 +165,15 @@ def test_a_bad_start_input_is_refused_with_the_expected_form(
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_retrain_started_by_the_serve_machine_plans_without_the_parents_id(
+    aws: Emulated, lambda_context: LambdaContext
+) -> None:
+    start = {"train_data": "data/noisy/train", "val_data": "data/noisy/val",
+             "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID": "arn:aws:states:us-east-1:1:execution:serve:s1"}
+    assert plan("train", "t1", start, lambda_context)["start"] == {"train_data": "data/noisy/train",
+                                                                    "val_data": "data/noisy/val"}
+
+
 def test_an_event_with_a_missing_or_unknown_field_is_refused(aws: Emulated, lambda_context: LambdaContext) -> None:
     with pytest.raises(ContractError, match="missing field 'start'"):
         handlers().plan({"pipeline": "serve", "run_id": "s1", "time": "t"}, lambda_context)

@@ -212,12 +212,13 @@ def test_sagemaker_jobs_write_only_under_runs(synthesized: Synthesized, dev: Tem
 def test_lambdas_run_the_handlers_with_powertools(synthesized: Synthesized, dev: Template) -> None:
     functions = dev.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.14"}})
     handlers = sorted(f["Properties"]["Handler"] for f in functions.values())
-    assert handlers == [f"lambdas.drift_decision.handlers.{h}" for h in ("decide", "next_batch", "plan", "record_serve", "record_train")]
+    steps = ("decide", "next_batch", "plan", "record_serve", "record_train")
+    assert handlers == [f"lambdas.control_steps.handlers.{h}" for h in steps]
     resolved = [p["Default"] for p in dev.to_json()["Parameters"].values() if "/powertools/" in p.get("Default", "")]
     assert resolved == [synthesized.development.config.powertools_layer_parameter]
     (function,) = [f for f in functions.values() if f["Properties"]["Handler"].endswith(".decide")]
     asset = synthesized.outdir / f"asset.{function['Properties']['Code']['S3Key'].removesuffix('.zip')}"
-    assert (asset / "lambdas" / "drift_decision" / "handlers.py").is_file()
+    assert (asset / "lambdas" / "control_steps" / "handlers.py").is_file()
     assert (asset / "driftloop" / "loop.py").is_file()
     assert {p.name for p in asset.iterdir()} == {"lambdas", "driftloop"}
 

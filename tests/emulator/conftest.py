@@ -19,6 +19,8 @@ from support.deployed_system import DeployedSystem
 from support.job_runner import ImageCatalog
 from support.moto_server import MotoServer
 
+from driftloop.layout import DEFAULT_PARAMETER_PREFIX
+
 REPO = Path(__file__).resolve().parents[2]
 # Plumbing, not model quality: few epochs and few SHAP samples keep each job to seconds.
 TEST_CONTEXT: dict[str, Any] = {
@@ -52,7 +54,7 @@ def deployed(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) 
             train_machine=outputs["TrainStateMachineArn"],
             serve_machine=outputs["ServeStateMachineArn"],
             topic=outputs["TopicArn"],
-            parameter_prefix=context["driftloop"]["parameter_prefix"],
+            parameter_prefix=context["driftloop"].get("parameter_prefix", DEFAULT_PARAMETER_PREFIX),
         )
         yield system
         if not system.destroyed:

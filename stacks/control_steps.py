@@ -1,4 +1,4 @@
-"""The Lambdas of the loop (``lambdas/drift_decision``), each with its own least-privilege role.
+"""The control steps' Lambdas (``lambdas/control_steps``: plan, decide, record), each with its own role.
 
 The code asset is the repository root reduced to an allow-list: the handlers plus the
 ``driftloop`` package, whose modules the handlers import are pure Python (no numpy, no TF).
@@ -26,7 +26,7 @@ from stacks.config import DeploymentConfig
 from stacks.logs import log_group
 from stacks.parameters import RunParameters
 
-HANDLER_MODULE: Final = "lambdas.drift_decision.handlers"
+HANDLER_MODULE: Final = "lambdas.control_steps.handlers"
 # Docker-ignore patterns (later ones win; "!" keeps): everything but the handlers and the package.
 # Docker's matcher skips an excluded folder whole, so synth never walks .venv or node_modules.
 CODE_EXCLUDE: Final = ("*", "!lambdas", "!driftloop", "**/__pycache__", "**/*.pyc")
@@ -38,7 +38,7 @@ def runs_pattern(pipeline: str, artifact: str) -> str:
     return f"{artifact_prefix(pipeline, '*', artifact)}/*"  # type: ignore[arg-type]
 
 
-class DecisionFunctions(Construct):
+class ControlStepFunctions(Construct):
     def __init__(
         self,
         scope: Construct,
