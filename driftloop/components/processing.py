@@ -6,8 +6,10 @@ Serve mode reads ``batch``: flat images (unlabelled), or ``<class>/<image>`` fol
 as the simulation's test sets are; classes are the batch's own sorted folder names and consumers
 map them by name). Files are walked in sorted path order, so the output is deterministic.
 
-Every input file gets one ``manifest.csv`` row (file, class, status ok|skipped, reason); a bad
-file is recorded and skipped (rules in ``driftloop.images``), never fatal. A file directly under
+Every input entry gets one ``manifest.csv`` row (file, class, status ok|skipped, reason); a bad
+file is recorded and skipped (rules in ``driftloop.images``), never fatal. Nothing outside the
+input folder is read: links that leave it, broken links, links to folders, special files and
+folders named like files are skipped with their reason (``driftloop.data.files``). A file directly under
 the top of a folder that has class folders is skipped as ``no_class_folder``: its label is
 unknown and a shard is either labelled or not. A folder with no usable image at all is a
 ``ComponentError`` (exit 2). Images stream through in windows, so memory is bounded by the
@@ -31,10 +33,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.config import ProcessingConfig
+from driftloop.data.files import NOT_IMPORTED_FILE, read_not_imported, walk
 from driftloop.images import Decoded, SkipCode, decode_file, screen_name, skip_code, skip_reason
 from driftloop.pipelines import MANIFEST_FILE, Component
 from driftloop.shards import SHARD_GLOB, SUMMARY_FILE, UNKNOWN_LABEL, ShardSummary, ShardWriter
@@ -62,16 +65,35 @@ class Entry:
 
 
 def class_folders(folder: Path) -> list[str]:
-    """Sorted names of the visible sub-folders: the classes of a labelled folder."""
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """Sorted names of the visible sub-folders: the classes of a labelled folder.
+
+    Links to folders are not classes (they are never followed, see ``driftloop.data.files``), nor
+    is a folder named like a file with nothing to read in it (it gets a manifest line instead).
+    """
+    refused = {found.relative.parts[0] for found in walk(folder) if len(found.relative.parts) == 1 and found.reason}
+    return sorted(
+        p.name for p in folder.iterdir()
+        if p.is_dir() and not p.is_symlink() and not p.name.startswith(".") and p.name not in refused
+    )
 
 
 def list_entries(folder: Path, classes: Sequence[str] | None) -> Iterator[Entry]:
-    """Every file under ``folder`` in sorted order; ``classes`` None means a flat, unlabelled folder."""
+    """Every entry under ``folder`` in sorted order; ``classes`` None means a flat, unlabelled folder.
+
+    Entries are ``driftloop.data.files.walk``'s: files to decode and, with their reason, links that
+    leave the folder, broken links, special files and folders named like files. When the folder is
+    an object-store import, the entries the import did not copy (``NOT_IMPORTED_FILE``) are listed
+    too, so the manifest has a line for every entry of the folder the user gave.
+    """
     index = {name: i for i, name in enumerate(classes or ())}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder)
-        reason = screen_name(relative)
+    found = walk(folder)
+    record = PurePosixPath(NOT_IMPORTED_FILE)
+    if any(item.relative == record and item.readable for item in found):
+        found = [item for item in found if item.relative != record] + read_not_imported(folder / record)
+        found.sort(key=lambda item: item.relative.parts)
+    for item in found:
+        relative = Path(item.relative)
+        reason = item.reason or screen_name(relative)
         class_name, label = "", UNKNOWN_LABEL
         if classes is not None and not reason:
             if len(relative.parts) == 1:

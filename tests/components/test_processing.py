@@ -224,6 +224,69 @@ def test_pool_gives_the_same_shards_as_one_process(tmp_path: Path) -> None:
     assert (tmp_path / "out1" / MANIFEST_FILE).read_bytes() == (tmp_path / "out2" / MANIFEST_FILE).read_bytes()
 
 
+# --- nothing outside the batch is read ---------------------------------------------------------
+
+
+def make_linked_folder(root: Path, outside: Path) -> dict[str, str]:
+    """A labelled batch with two good images and every kind of entry that must not be read.
+
+    ``outside`` is a valid image outside the batch (standing for /etc/passwd): if a link to it
+    were followed, it would end up in the shards.
+    """
+    write(root / "cat" / "good.png", noise(1))
+    write(root / "dog" / "good.png", noise(2))
+    (root / "cat" / "passwd.png").symlink_to(outside)
+    (root / "dog" / "up.png").symlink_to(Path("..") / ".." / outside.name)
+    (root / "dog" / "dangling.png").symlink_to(root / "dog" / "gone.png")
+    (root / "dog" / "x.png").mkdir()
+    (root / "cat" / "again.png").symlink_to(root / "cat" / "good.png")  # inside the batch: read
+    (root / "cat-link").symlink_to(root / "cat")
+    os.mkfifo(root / "cat" / "pipe.png")
+    return {
+        "cat/again.png": "ok", "cat/good.png": "ok", "dog/good.png": "ok",
+        "cat/passwd.png": "outside_root", "dog/up.png": "outside_root", "dog/dangling.png": "broken_link",
+        "dog/x.png": "not_a_file", "cat-link": "linked_folder", "cat/pipe.png": "not_a_file",
+    }
+
+
+def codes(rows: list[dict[str, str]]) -> dict[str, str]:
+    return {r["file"]: "ok" if r["status"] == "ok" else r["reason"].split(":")[0] for r in rows}
+
+
+@pytest.fixture
+def outside_image(tmp_path: Path) -> Path:
+    return write(tmp_path / "passwd.png", Image.new("RGB", (16, 16), (250, 0, 0)))
+
+
+def test_links_out_of_the_batch_are_skipped_and_every_skipped_entry_has_a_manifest_line(
+    tmp_path: Path, outside_image: Path
+) -> None:
+    expected = make_linked_folder(tmp_path / "batch", outside_image)
+    assert processing.class_folders(tmp_path / "batch") == ["cat", "dog"]  # not cat-link, not a folder x.png
+    summary = processing.process_folder(tmp_path / "batch", tmp_path / "out", config(), ["cat", "dog"], workers=1)
+
+    assert codes(manifest(tmp_path / "out")) == expected
+    assert sorted(load_all(tmp_path / "out").files.tolist()) == ["cat/again.png", "cat/good.png", "dog/good.png"]
+    assert (summary.n_images, summary.n_skipped) == (3, 6)
+    assert summary.extra["skipped_by_code"] == {"broken_link": 1, "linked_folder": 1, "not_a_file": 2,
+                                                "outside_root": 2}
+
+
+def test_an_imported_batch_keeps_its_skipped_entries_in_the_manifest(tmp_path: Path, outside_image: Path) -> None:
+    """Through the object store, as the local runner imports a batch: nothing outside is copied, all is listed."""
+    from driftloop.stores.objects import LocalObjectStore
+
+    expected = make_linked_folder(tmp_path / "batch", outside_image)
+    store = LocalObjectStore(tmp_path / "store")
+    assert store.upload_dir(tmp_path / "batch", "batches/b1") == 3
+    stored = [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+    assert all(p.read_bytes() != outside_image.read_bytes() for p in stored)
+    assert store.download_dir("batches/b1", tmp_path / "copy") == 4  # the three images and the record
+
+    processing.process_folder(tmp_path / "copy", tmp_path / "out", config(), ["cat", "dog"], workers=1)
+    assert codes(manifest(tmp_path / "out")) == expected
+
+
 # --- modes and exit codes -----------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from PIL import Image, ImageFilter
 from driftloop.components.entrypoint import ComponentError
 from driftloop.data.seeding import rng_for
 from driftloop.data.stages import (
+    PARALLEL_MIN_IMAGES,
     STAGES,
     StageSpec,
     add_noise,
@@ -195,9 +197,10 @@ def test_make_stages_writes_seven_rgb_png_stages_and_skips_unreadable_files(
         report = make_stages(src, out, seed=0)
 
     assert sorted(p.name for p in report.skipped) == ["broken.png", "notes.txt"]
-    assert "notes.txt" in caplog.text and "broken.png" in caplog.text
+    assert all(reason.startswith("unreadable: ") for reason in report.skipped.values())
+    assert "skipped 2 entries" in caplog.text and str(out / "manifest.csv") in caplog.text
     assert dict(report.counts) == {"train": 7, "val": 4, "test": 4}
-    assert sorted(p.name for p in out.iterdir()) == sorted(STAGE_NAMES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*STAGE_NAMES, "manifest.csv"])
     expected = {
         ("train", "cats"): {"rgb.png", "grey.png", "cutout.png", "scan.png"},
         ("train", "dogs"): {"rgb.png", "grey.png", "phone.png"},
@@ -256,3 +259,64 @@ def test_make_stages_explains_a_wrong_layout(tmp_path: Path) -> None:
     (tmp_path / "src" / "train" / "x" / "readme.md").write_text("no images here")
     with pytest.raises(ComponentError, match="no readable images"):
         make_stages(tmp_path / "src", tmp_path / "out", seed=0)
+
+
+def test_make_stages_reads_nothing_outside_the_source_and_lists_every_entry_it_skips(tmp_path: Path) -> None:
+    """A link to an image outside SRC (standing for /etc/passwd) is never read; everything skipped has a line."""
+    src = _tiny_folder(tmp_path / "src")
+    outside = tmp_path / "elsewhere" / "secret.png"
+    outside.parent.mkdir()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(outside)  # a valid image: followed, it would be written
+    cats = src / "train" / "cats"
+    (cats / "secret.png").symlink_to(outside)
+    (cats / "dangling.png").symlink_to(cats / "gone.png")
+    (cats / "folder.png").mkdir()
+    (src / "val" / "elsewhere").symlink_to(outside.parent)
+    (src / "val" / "dogs-again").symlink_to(src / "val" / "dogs")
+    (src / "README.txt").write_text("about this data set")
+
+    out = tmp_path / "out"
+    report = make_stages(src, out, seed=0)
+
+    written = {p.name for p in (out / "original" / "train" / "cats").iterdir()}
+    assert written == {"rgb.png", "grey.png", "cutout.png", "scan.png"}
+    assert sorted(p.name for p in (out / "original" / "val").iterdir()) == ["cats", "dogs"]
+    with (out / "manifest.csv").open(newline="") as handle:
+        lines = {row["file"]: row for row in csv.DictReader(handle)}
+    codes = {file: row["reason"].split(":")[0] for file, row in lines.items() if row["status"] == "skipped"}
+    assert codes == {
+        "README.txt": "not_in_split",
+        "train/cats/dangling.png": "broken_link",
+        "train/cats/folder.png": "not_a_file",
+        "train/cats/secret.png": "outside_root",
+        "train/dogs/notes.txt": "unreadable",
+        "val/cats/broken.png": "unreadable",
+        "val/dogs-again": "linked_folder",
+        "val/elsewhere": "outside_root",
+    }
+    assert lines["train/cats/rgb.jpg"] == {"file": "train/cats/rgb.jpg", "class": "cats", "status": "ok", "reason": ""}
+    assert sum(row["status"] == "ok" for row in lines.values()) == sum(report.counts.values()) == 15
+    assert {path.relative_to(src).as_posix() for path in report.skipped} == set(codes)
+
+
+def test_a_split_folder_that_is_a_link_is_not_followed(tmp_path: Path) -> None:
+    src = _tiny_folder(tmp_path / "src")
+    (src / "test").rename(tmp_path / "test-elsewhere")
+    (src / "test").symlink_to(tmp_path / "test-elsewhere")
+    with pytest.raises(ComponentError, match=r"missing \['test'\]"):
+        make_stages(src, tmp_path / "out", seed=0)
+
+
+def test_many_images_are_written_by_a_pool_with_the_same_bytes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    rng = np.random.default_rng(1)
+    for split in SPLITS:
+        for index in range(PARALLEL_MIN_IMAGES // 3 + 1):
+            path = src / split / f"c{index % 2}" / f"{index}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), "RGB").save(path)
+    make_stages(src, tmp_path / "pool", seed=0)  # enough images for the pool
+    make_stages(src, tmp_path / "one", seed=0, workers=1)
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert len(files) == 1 + len(STAGE_NAMES) * 3 * (PARALLEL_MIN_IMAGES // 3 + 1)
+    assert all((tmp_path / "pool" / f).read_bytes() == (tmp_path / "one" / f).read_bytes() for f in files)
