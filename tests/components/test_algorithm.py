@@ -64,12 +64,37 @@ def test_training_writes_model_classes_and_metrics(trained: Path) -> None:
     assert 1 <= metrics["best_epoch"] <= metrics["epochs"] <= 12
     assert metrics["trained_on"] == "shapes/train"
     assert metrics["config"]["learning_rate"] == pytest.approx(0.003)
-    # The saved model is the restored best epoch: its val loss is the best one seen.
-    assert metrics["val_loss"] == pytest.approx(min(metrics["history"]["val_loss"]), rel=1e-4)
+    # The saved model is the restored best epoch: the last that lowered the val loss by MIN_DELTA.
+    history = metrics["history"]["val_loss"]
+    assert metrics["val_loss"] == pytest.approx(history[metrics["best_epoch"] - 1], rel=1e-4)
+    assert metrics["val_loss"] - algorithm.MIN_DELTA <= min(history) <= metrics["val_loss"]
     assert metrics["val_accuracy"] > 0.9
     assert 10_000 < metrics["n_params"] < 300_000  # CPU-sized
     model = load_model(trained).model
     assert model.get_layer("embedding").output.shape[-1] > 0
+
+
+def stopping_point(val_losses: list[float], min_delta: float, patience: int) -> tuple[int, int]:
+    """(best epoch, last epoch) by the rule: an epoch counts as better only if it lowers the best loss by min_delta."""
+    best, best_epoch = math.inf, 0
+    for epoch, loss in enumerate(val_losses, start=1):
+        if loss < best - min_delta:
+            best, best_epoch = loss, epoch
+        elif epoch - best_epoch >= patience:
+            return best_epoch, epoch
+    return best_epoch, len(val_losses)
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_once_the_val_loss_no_longer_falls_by_min_delta(shapes: Path, tmp_path: Path) -> None:
+    """A cap far beyond convergence is not reached: training stops ``patience`` epochs after the last real gain."""
+    settings = {**FAST_TRAINING, "epochs": "80", "patience": "3"}
+    metrics = algorithm.run_train(Invocation("train", {"train": shapes / "train", "val": shapes / "val"},
+                                             {"model": tmp_path / "model"}, settings))
+    history = metrics["history"]["val_loss"]
+    assert metrics["epochs"] < 80
+    assert stopping_point(history, algorithm.MIN_DELTA, 3) == (metrics["best_epoch"], metrics["epochs"])
+    assert metrics["val_loss"] == pytest.approx(history[metrics["best_epoch"] - 1], rel=1e-4)
 
 
 @pytest.mark.slow
