@@ -1,38 +1,70 @@
-"""The ``driftloop`` command: data sets, local train/serve runs and the simulation."""
+"""The ``driftloop`` command: data sets, local train/serve runs and the simulation.
+
+The console shows results (and, for ``simulate``, one progress bar and one line per hourly run).
+Everything else — the components' logs, TensorFlow's own output, from Python or from its C++ core —
+goes to ``W/driftloop.log`` in the work folder; ``-v`` shows the components' logs on the console too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
+from itertools import count
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from driftloop.config import Settings
+    from driftloop.runner import LocalSystem
 
 DEFAULT_WORKDIR = Path("runs/simulation")
+LOG_FILE = "driftloop.log"
+
+log = logging.getLogger("driftloop.cli")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="driftloop", description=__doc__)
+    parser = argparse.ArgumentParser(prog="driftloop", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="show the components' logs on the console too (they always go to W/driftloop.log)")
+    settings = argparse.ArgumentParser(add_help=False)
+    settings.add_argument(
+        "--settings", type=Path, metavar="FILE",
+        help='JSON file of settings that differ from the defaults, shaped like cdk.json\'s: '
+             '{"settings": {"algorithm": {"epochs": 10}, ...}, "decision": {"cooldown_runs": 1}}',
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="make data sets").add_subparsers(dest="data_command", required=True)
-    make = data.add_parser("make", help="write the seeded synthetic set and its seven stages")
+    make = data.add_parser("make", parents=[common], help="write the seeded synthetic set and its seven stages")
     make.add_argument("--out", type=Path, required=True)
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--size", choices=["blog", "small"], default="blog")
-    stages = data.add_parser("stages", help="make the seven stages from ROOT/{train,val,test}/<class>/<image>")
+    stages = data.add_parser("stages", parents=[common],
+                             help="make the seven stages from ROOT/{train,val,test}/<class>/<image>")
     stages.add_argument("--src", type=Path, required=True)
     stages.add_argument("--out", type=Path, required=True)
     stages.add_argument("--seed", type=int, default=0)
 
-    train = commands.add_parser("train", help="run the train pipeline locally")
+    train = commands.add_parser("train", parents=[common, settings], help="run the train pipeline locally")
     train.add_argument("--data", type=Path, required=True, help="folder with train/ and val/ (class subfolders)")
     train.add_argument("--workdir", type=Path, required=True, help="state folder (object + parameter store)")
 
-    serve = commands.add_parser("serve", help="run the serve pipeline locally on one batch")
-    serve.add_argument("--input", type=Path, required=True, help="folder of images (class subfolders optional)")
+    serve = commands.add_parser("serve", parents=[common, settings], help="run the serve pipeline locally on one batch")
+    serve.add_argument("--input", type=Path, required=True,
+                       help="folder of images (class subfolders optional); a stage's DATA/<stage>/test retrains "
+                            "on that stage's train and val sets on drift, like the simulation")
     serve.add_argument("--workdir", type=Path, required=True)
 
-    simulate = commands.add_parser("simulate", help="the whole loop over the seven stages, on a simulated clock")
+    simulate = commands.add_parser("simulate", parents=[common, settings],
+                                   help="the whole loop over the seven stages, on a simulated clock")
     simulate.add_argument("--data", type=Path, help="stages folder (default: make the synthetic set)")
     simulate.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     simulate.add_argument("--cycles", type=int, default=1, help="passes over the seven stages")
@@ -41,42 +73,188 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ------------------------------------------------------------------------------------------- output
+class _ConsoleHandler(logging.Handler):
+    """Log lines on the console through tqdm, so that they never tear the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never raise
+            self.handleError(record)
+
+
+def _driftloop_or_error(record: logging.LogRecord) -> bool:
+    """Quiet console: driftloop's own warnings, and errors from anywhere."""
+    return record.levelno >= logging.ERROR or record.name == "driftloop" or record.name.startswith("driftloop.")
+
+
+def route_output(log_file: Path | None, *, verbose: int, fresh: bool = False) -> None:
+    """Console for results and driftloop's warnings; ``log_file`` for everything else.
+
+    TensorFlow writes from C++ straight to file descriptor 2 (the CUDA factory and ``NodeDef`` lines
+    come before its logging is even set up), so with a log file descriptor 2 itself is pointed at
+    it, and Python's ``sys.stderr`` at a copy of the console. Processes started from here (the
+    decoding and data-generation pools) inherit the log. Must run before TensorFlow is imported.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        stream = log_file.open("w" if fresh else "a", buffering=1, encoding="utf-8", errors="backslashreplace")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        console = os.dup(2)
+        os.dup2(stream.fileno(), 2)
+        sys.stderr = io.TextIOWrapper(os.fdopen(console, "wb", buffering=0), encoding="utf-8",
+                                      errors="backslashreplace", line_buffering=True)
+        to_file = logging.StreamHandler(stream)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root.addHandler(to_file)
+    to_console = _ConsoleHandler(logging.INFO if verbose else logging.WARNING)
+    to_console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        to_console.addFilter(_driftloop_or_error)
+    root.addHandler(to_console)
+    logging.captureWarnings(True)  # Python warnings (Keras, alibi-detect, …) become log records
+
+
+# ------------------------------------------------------------------------------------------ commands
+def load_settings(path: Path | None) -> Settings:
+    """The settings of ``--settings FILE`` (defaults without it); ValueError says what is wrong."""
+    from driftloop.config import Settings
+
+    if path is None:
+        return Settings()
+    try:
+        given = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read the settings file {path}: {error}") from error
+    unknown = sorted(set(given) - {"settings", "decision"}) if isinstance(given, dict) else ["(not an object)"]
+    if unknown:
+        raise ValueError(f"settings file {path}: unknown key(s) {unknown}; expected \"settings\" and/or \"decision\"")
+    try:
+        return Settings.from_overrides(given.get("settings", {}), given.get("decision", {}))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"settings file {path}: {error}") from error
+
+
+def _same_content(system: LocalSystem, folder: Path, prefix: str) -> bool:
+    """Whether ``prefix`` in the store holds exactly the files an import of ``folder`` would put there."""
+    from driftloop.data.files import NOT_IMPORTED_FILE, walk
+
+    stored = [key for key in system.objects.list(prefix) if key != f"{prefix}/{NOT_IMPORTED_FILE}"]
+    local = [found.relative for found in walk(folder) if found.readable] if folder.is_dir() else []
+    if stored != sorted(f"{prefix}/{relative.as_posix()}" for relative in local):
+        return False
+    return all(system.objects.get_bytes(f"{prefix}/{relative.as_posix()}") == (folder / relative).read_bytes()
+               for relative in local)
+
+
+def import_data_set(system: LocalSystem, folder: Path) -> dict[str, str]:
+    """Import ``folder/{train,val,test}`` as ``data/<name>/<split>``: the folder's name, or ``<name>-2``, …
+
+    A name already in the store is reused only for the very same files, so training again on a
+    folder whose images changed never trains on the old copy (records keep pointing at what
+    their runs really read).
+    """
+    from driftloop.layout import SPLITS, data_prefix
+    from driftloop.stores.objects import check_key
+
+    base = folder.resolve().name
+    try:
+        check_key(base)
+    except ValueError:
+        base = "data"
+    for n in count(1):
+        name = base if n == 1 else f"{base}-{n}"
+        prefixes = {split: data_prefix(name, split) for split in SPLITS}
+        if not any(system.objects.list(p) for p in prefixes.values()) or all(
+            _same_content(system, folder / split, prefix) for split, prefix in prefixes.items()
+        ):
+            return system.import_dataset(folder, name)
+    raise AssertionError("unreachable")
+
+
+def _is_split_of_data_set(folder: Path) -> bool:
+    """``DATA/<stage>/test`` (or train/val) of a folder that also holds train/ and val/."""
+    from driftloop.layout import SPLITS
+
+    parent = folder.resolve().parent
+    return folder.resolve().name in SPLITS and all((parent / split).is_dir() for split in ("train", "val"))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from driftloop.components.entrypoint import ComponentError
+    from driftloop.runner import LocalSystem
+
+    missing = [split for split in ("train", "val") if not (args.data / split).is_dir()]
+    if missing:
+        raise ComponentError(f"{args.data} lacks {missing}: expected {args.data}/train/<class>/<image> "
+                             f"and {args.data}/val/<class>/<image> (e.g. DATA/original of `driftloop data make`)")
+    system = LocalSystem(args.workdir, settings=load_settings(args.settings))
+    keys = import_data_set(system, args.data)
+    print(system.train(keys["train"], keys["val"]).summary())
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from driftloop.components.entrypoint import ComponentError
+    from driftloop.runner import LocalSystem
+
+    if not args.input.is_dir():
+        raise ComponentError(f"--input {args.input} is not a folder of images")
+    system = LocalSystem(args.workdir, settings=load_settings(args.settings))
+    batch: Path | str = args.input
+    if _is_split_of_data_set(args.input):
+        batch = import_data_set(system, args.input.resolve().parent)[args.input.resolve().name]
+    print(system.serve(batch).summary())
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from driftloop.simulation import SimulationOptions, simulate
+
+    simulate(SimulationOptions(data=args.data, workdir=args.workdir, cycles=args.cycles, seed=args.seed,
+                               size=args.size, settings=load_settings(args.settings)))
+
+
+def _data(args: argparse.Namespace) -> None:
+    if args.data_command == "make":
+        from driftloop.data.synthetic import make_dataset
+
+        report = make_dataset(args.out, seed=args.seed, size=args.size)
+        print(f"wrote the synthetic {args.size} set (seed {args.seed}) to {args.out}: {report.summary()}")
+        return
+    from driftloop.data.stages import make_stages
+
+    report = make_stages(args.src, args.out, seed=args.seed)  # warns of skipped entries, naming the manifest
+    print(f"wrote the stages of {args.src} to {args.out}: {report.summary()}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from driftloop.components.entrypoint import ComponentError, configure_process
 
     configure_process()
     args = _parser().parse_args(argv)
+    workdir: Path | None = getattr(args, "workdir", None) if args.command != "data" else None
+    log_file = workdir / LOG_FILE if workdir is not None else None
+    route_output(log_file, verbose=args.verbose, fresh=args.command == "simulate")
+    log.info("driftloop %s", " ".join(sys.argv[1:] if argv is None else argv))
+    where = f" (the log: {log_file})" if log_file else ""
     try:
-        if args.command == "data" and args.data_command == "make":
-            from driftloop.data.synthetic import make_dataset
-
-            make_dataset(args.out, seed=args.seed, size=args.size)
-        elif args.command == "data":
-            from driftloop.data.stages import make_stages
-
-            make_stages(args.src, args.out, seed=args.seed)
-        elif args.command == "train":
-            from driftloop.runner import LocalSystem
-
-            record = LocalSystem(args.workdir).train(args.data / "train", args.data / "val")
-            print(record.summary())
-        elif args.command == "serve":
-            from driftloop.runner import LocalSystem
-
-            outcome = LocalSystem(args.workdir).serve(args.input)
-            print(outcome.summary())
-        elif args.command == "simulate":
-            from driftloop.simulation import SimulationOptions, simulate
-
-            simulate(
-                SimulationOptions(
-                    data=args.data, workdir=args.workdir, cycles=args.cycles, seed=args.seed, size=args.size
-                )
-            )
-    except (ComponentError, LookupError, FileNotFoundError) as error:
-        # Missing models, parameters or objects: their messages say what to do; no traceback.
-        print(f"driftloop: {error}", file=sys.stderr)
+        {"data": _data, "train": _train, "serve": _serve, "simulate": _simulate}[args.command](args)
+    except (ComponentError, LookupError, FileNotFoundError, ValueError) as error:
+        # Missing models, parameters, objects or settings: their messages say what to do; no traceback.
+        log.info("failed: %s", error, exc_info=True)
+        print(f"driftloop: {error}{where}", file=sys.stderr)
         return 2
+    except Exception:
+        log.exception("driftloop %s failed%s", args.command, where)
+        return 1
     return 0
 
 

@@ -8,6 +8,7 @@ penultimate layer is named ``embedding`` so that monitoring can use it as a feat
 
 from __future__ import annotations
 
+import functools
 import json
 import tarfile
 from collections.abc import Callable
@@ -85,12 +86,17 @@ def forward_pass(model: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarr
 
     Keras' ``predict``/``predict_on_batch`` pay a per-call overhead that doubled the time of the
     inference step on small batches, and ``predict`` per shard grew memory run after run
-    (docs/benchmarks.md); the compiled call is traced once per input shape.
+    (docs/benchmarks.md). The compiled call is traced once per loaded model: its input signature
+    leaves the batch dimension open, so a short last batch reuses the trace. It compiles a
+    ``partial`` of the model's call, not a lambda: TensorFlow counts traces per Python code object,
+    and one lambda shared by every model a process loads (a simulation loads dozens) looked like
+    retracing ("5 out of the last 10 calls ... triggered tf.function retracing").
     """
     import numpy as np
     import tensorflow as tf
 
-    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
+    call = tf.function(functools.partial(model.__call__, training=False), input_signature=signature)
     n_outputs = int(model.output_shape[-1])
 
     def run(images: np.ndarray) -> np.ndarray:

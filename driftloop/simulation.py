@@ -16,7 +16,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from tqdm import tqdm
 
@@ -128,18 +128,24 @@ class _Evaluator:
 
 
 def simulate(options: SimulationOptions) -> SimulationResult:
+    """Run the simulation; the console shows one progress bar and one timeline line per hourly run."""
+    n_runs = options.cycles * len(STAGE_NAMES) + 1
+    # Steps: the data, the initial training, each hourly run, the accuracy matrix.
+    bar = tqdm(total=n_runs + 3, desc="simulation", unit="step", disable=not options.progress)
+    bar.set_postfix_str("data")
     data = ensure_data(options)
     state = options.workdir / "state"
     shutil.rmtree(state, ignore_errors=True)  # every simulation starts from an empty system
     system = LocalSystem(state, settings=options.settings)
     for stage in STAGE_NAMES:
         system.import_dataset(data / stage, stage)
+    bar.update()
 
-    n_runs = options.cycles * len(STAGE_NAMES) + 1
-    bar = tqdm(total=n_runs + 2, desc="simulation", unit="step", disable=not options.progress)
     bar.set_postfix_str("initial training on original")
     first = system.train(data_prefix("original", "train"), data_prefix("original", "val"), when=SIMULATION_START)
     bar.update()
+    for line in timeline_header():
+        tqdm.write(line)
     models = {first.run_id: "original"}  # train run id -> matrix label
     rows: list[RunRow] = []
     for position in range(n_runs):
@@ -168,6 +174,8 @@ def simulate(options: SimulationOptions) -> SimulationResult:
             model_trained_on=models[outcome.record.model_run_id],
             explanations=outcome.record.explanations,
         ))
+        tqdm.write(timeline_line(rows[-1]))
+        log.info("%s serve run on %s: %s", rows[-1].time, test_set, outcome.decision.reason)
         bar.update()
 
     bar.set_postfix_str("accuracy matrix")
@@ -178,8 +186,7 @@ def simulate(options: SimulationOptions) -> SimulationResult:
     result = SimulationResult(runs=rows, matrix=matrix, workdir=options.workdir,
                               models={label: run_id for run_id, label in models.items()})
     write_outputs(result, system)
-    print(timeline_table(rows))
-    print(f"\nwrote {options.workdir / 'simulation.json'}, accuracy_matrix.csv and report.html")
+    print(f"wrote {options.workdir / 'simulation.json'}, accuracy_matrix.csv and report.html")
     return result
 
 
@@ -221,18 +228,38 @@ def missed_harm(rows: list[RunRow]) -> list[RunRow]:
     return [r for r in rows if r.accuracy_drop is not None and r.accuracy_drop >= HARM_POINTS and not r.drift]
 
 
+_TIMELINE_HEADER: Final = ("Time", "Input test set", "Detector trained on", "Drift", "Retrained", "Accuracy")
+# Fixed widths, so that each line can be printed as its run ends: wide enough for every stage name.
+_TIMELINE_WIDTHS: Final = (
+    5,
+    max(len(_TIMELINE_HEADER[1]), *map(len, STAGE_NAMES)),
+    max(len(_TIMELINE_HEADER[2]), *map(len, STAGE_NAMES)),
+    5,
+    max(len(f"on {stage} (kept champion)") for stage in STAGE_NAMES),
+    len(_TIMELINE_HEADER[5]),
+)
+
+
+def _timeline_cells(cells: tuple[str, ...]) -> str:
+    return " | ".join(cell.ljust(width) for cell, width in zip(cells, _TIMELINE_WIDTHS, strict=True)).rstrip()
+
+
+def timeline_header() -> list[str]:
+    """The timeline table's header and rule."""
+    return [_timeline_cells(_TIMELINE_HEADER), "-+-".join("-" * width for width in _TIMELINE_WIDTHS)]
+
+
+def timeline_line(r: RunRow) -> str:
+    """One hourly run as a line of the timeline table."""
+    retrained = f"on {r.retrained_on} ({'promoted' if r.promoted else 'kept champion'})" if r.retrained else "-"
+    accuracy = "-" if r.accuracy is None else f"{100 * r.accuracy:.1f}%"
+    return _timeline_cells((r.time, r.test_set, r.reference_trained_on, "TRUE" if r.drift else "false",
+                            retrained, accuracy))
+
+
 def timeline_table(rows: list[RunRow]) -> str:
-    header = ("Time", "Input test set", "Detector trained on", "Drift", "Retrained", "Accuracy")
-    lines = [header] + [
-        (r.time, r.test_set, r.reference_trained_on, "TRUE" if r.drift else "false",
-         f"on {r.retrained_on} ({'promoted' if r.promoted else 'kept champion'})" if r.retrained else "-",
-         "-" if r.accuracy is None else f"{100 * r.accuracy:.1f}%")
-        for r in rows
-    ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = [" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
-    out.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(out)
+    """The whole timeline, as the simulation prints it line by line."""
+    return "\n".join([*timeline_header(), *map(timeline_line, rows)])
 
 
 def write_outputs(result: SimulationResult, system: LocalSystem) -> None:
