@@ -8,13 +8,15 @@ NODE_STAMP := node_modules/.driftloop-installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install simulate test lint typecheck pytest bench synth clean
+.PHONY: install simulate test lint typecheck pytest bench synth images lock clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
-$(PY_STAMP): requirements.txt pyproject.toml
+# The dev lock (requirements/dev.txt: the runtime set plus the tools, every package pinned with its
+# hashes); CPython >= 3.11.4 (pyproject.toml says why).
+$(PY_STAMP): requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/pip install --disable-pip-version-check -q --require-hashes -r requirements/dev.txt
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 
@@ -45,6 +47,20 @@ bench: install
 
 synth: install
 	npx cdk synth --quiet
+
+# Builds the four component images (docker, else podman; on an offline stand-in base made from
+# Debian packages unless BASE_IMAGE is given) and runs the train and serve chain inside them as
+# SageMaker would (tools/image_check.py). Needs root for podman and debootstrap.
+images: install
+	$(BIN)/python tools/image_check.py $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(ARGS)
+
+# Re-resolves both locks from requirements/*.in (kept pins stay unless ARGS says otherwise, e.g.
+# ARGS=--upgrade or ARGS="--upgrade-package shap"). The runtime lock is for the images' platform.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28
+lock: install
+	$(UV_COMPILE) requirements/runtime.in --override requirements/runtime-overrides.txt -o requirements/runtime.txt $(ARGS)
+	$(UV_COMPILE) requirements/dev.in --override requirements/dev-overrides.txt -o requirements/dev.txt $(ARGS)
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

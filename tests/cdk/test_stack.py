@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,6 @@ from aws_cdk import Stack
 from aws_cdk.assertions import Match, Template
 
 from driftloop.layout import ParameterNames
-from driftloop.pipelines import Component
 from driftloop.records import NO_RECORD
 
 from .conftest import REPO_ROOT, Synthesized
@@ -112,24 +110,6 @@ def test_production_teardown_retains_data(prod: Template) -> None:
     assert {b["DeletionPolicy"] for b in prod.find_resources("AWS::S3::Bucket").values()} == {"Retain"}
     assert prod.find_resources("Custom::S3AutoDeleteObjects") == {}
     assert {g["DeletionPolicy"] for g in prod.find_resources("AWS::Logs::LogGroup").values()} == {"Retain"}
-
-
-def test_one_image_asset_per_component_with_a_lean_build_context(synthesized: Synthesized) -> None:
-    stack = synthesized.development
-    manifest = json.loads((synthesized.outdir / f"{stack.artifact_id}.assets.json").read_text())
-    images = manifest["dockerImages"].values()
-    assert sorted(image["source"]["dockerFile"] for image in images) == sorted(
-        f"containers/{c.value}/Dockerfile" for c in Component
-    )
-    for image in images:
-        assert image["source"]["platform"] == "linux/amd64"
-        context = synthesized.outdir / image["source"]["directory"]
-        assert (context / image["source"]["dockerFile"]).is_file()
-        assert (context / "driftloop" / "pipelines.py").is_file()
-        assert (context / "requirements.txt").is_file()
-        present = {p.name for p in context.iterdir()}
-        assert not present & {".venv", "node_modules", "tests", ".git", "runs", "cdk.out", "stacks"}
-        assert list(context.rglob("__pycache__")) == []
 
 
 def test_parameters_start_as_no_run_yet(dev: Template) -> None:

@@ -2,8 +2,9 @@
 
 There is no container engine here, so an image cannot run. What an image *does* is known anyway:
 CDK records every Docker image asset in the cloud assembly (``*.assets.json``: the image tag is
-the asset hash, the source is a folder with a Dockerfile), and the Dockerfile's ``ENTRYPOINT`` and
-``ENV`` say what the container executes. ``ImageCatalog`` maps an image URI to that command, and
+the asset hash, the source is a folder with a Dockerfile and the target stage to build), and that
+stage's ``ENTRYPOINT`` and ``ENV`` (with those of the stages it is built ``FROM``) say what the
+container executes. ``ImageCatalog`` maps an image URI to that command, and
 the command then runs here as a local process with this venv's Python (the same package the image
 installs).
 
@@ -53,19 +54,44 @@ class ContainerImage:
     context: Path | None = None
 
     @classmethod
-    def from_dockerfile(cls, dockerfile: Path, context: Path | None = None) -> ContainerImage:
-        entrypoint: tuple[str, ...] = ()
-        environment: dict[str, str] = {}
+    def from_dockerfile(
+        cls, dockerfile: Path, context: Path | None = None, target: str | None = None
+    ) -> ContainerImage:
+        """ENTRYPOINT and ENV of a Dockerfile's ``target`` stage (default: the last), inherited along ``FROM``."""
+        stages: dict[str, tuple[str, list[str]]] = {}  # stage name -> (what it is FROM, its instructions)
+        order: list[str] = []
         for instruction in _instructions(dockerfile.read_text()):
             keyword, _, rest = instruction.partition(" ")
-            if keyword.upper() == "ENTRYPOINT":
-                entrypoint = tuple(json.loads(rest))  # exec form; the shell form is not supported
-            elif keyword.upper() == "ENV":
-                for pair in shlex.split(rest):
-                    name, _, value = pair.partition("=")
-                    environment[name] = value
+            if keyword.upper() == "FROM":
+                words = rest.split()
+                parent = next(w for w in words if not w.startswith("--"))
+                name = words[-1] if len(words) >= 3 and words[-2].upper() == "AS" else f"#{len(order)}"
+                stages[name] = (parent, [])
+                order.append(name)
+            elif order:
+                stages[order[-1]][1].append(instruction)
+        if not order:
+            raise ValueError(f"{dockerfile}: no FROM")
+        name = target or order[-1]
+        if name not in stages:
+            raise ValueError(f"{dockerfile}: no stage named {name!r}")
+        chain: list[str] = []
+        while name in stages and name not in chain:
+            chain.append(name)
+            name = stages[name][0]
+        entrypoint: tuple[str, ...] = ()
+        environment: dict[str, str] = {}
+        for stage in reversed(chain):  # the base stage first; later stages override
+            for instruction in stages[stage][1]:
+                keyword, _, rest = instruction.partition(" ")
+                if keyword.upper() == "ENTRYPOINT":
+                    entrypoint = tuple(json.loads(rest))  # exec form; the shell form is not supported
+                elif keyword.upper() == "ENV":
+                    for pair in shlex.split(rest):
+                        key, _, value = pair.partition("=")
+                        environment[key] = value
         if not entrypoint:
-            raise ValueError(f"{dockerfile}: no ENTRYPOINT in exec form")
+            raise ValueError(f"{dockerfile}: stage {chain[0]!r} has no ENTRYPOINT in exec form")
         return cls(entrypoint=entrypoint, environment=environment, context=context)
 
     def command(self) -> list[str]:
@@ -105,7 +131,8 @@ class ImageCatalog:
             for asset in json.loads(manifest.read_text()).get("dockerImages", {}).values():
                 source = asset["source"]
                 context = outdir / source["directory"]
-                image = ContainerImage.from_dockerfile(context / source.get("dockerFile", "Dockerfile"), context)
+                dockerfile = context / source.get("dockerFile", "Dockerfile")
+                image = ContainerImage.from_dockerfile(dockerfile, context, source.get("dockerBuildTarget"))
                 for destination in asset["destinations"].values():
                     images[destination["imageTag"]] = image
         return cls(images)
