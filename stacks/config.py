@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal, Self, cast
 
 from driftloop.config import DecisionPolicy, Settings
-from driftloop.layout import DEFAULT_PARAMETER_PREFIX, ParameterNames
+from driftloop.layout import ParameterNames
 from driftloop.pipelines import Component
 
 CONTEXT_KEY: Final = "driftloop"
@@ -58,7 +58,9 @@ class DeploymentConfig:
     # development: `cdk destroy` deletes everything, bucket contents included.
     # production: the buckets (data, artifacts, access logs) and the log groups are retained.
     environment: Environment = "development"
-    parameter_prefix: str = DEFAULT_PARAMETER_PREFIX
+    # Parameter Store names start with this; empty: "/<stack_name in lower case>" ("/driftloop"), so
+    # that two stacks in one account and region never share a parameter.
+    parameter_prefix: str = ""
     # EventBridge Scheduler expression for the serve pipeline, and whether it fires.
     schedule_expression: str = "rate(1 hour)"
     schedule_enabled: bool = True
@@ -81,14 +83,10 @@ class DeploymentConfig:
     notification_email: str = ""
     log_retention_days: int = 30
     access_log_retention_days: int = 90
-    train_timeout_minutes: int = 360
-    serve_timeout_minutes: int = 180
     # A job that failed for lack of instance capacity is started again (new name) this many times.
     capacity_retries: int = 3
     capacity_retry_wait_seconds: int = 300
     tracing: bool = True
-    # Public SSM parameter that names the Powertools for AWS Lambda layer (pinned like requirements.txt).
-    powertools_layer_parameter: str = "/aws/service/powertools/python/x86_64/python3.14/3.37.0"
 
     @property
     def destroy_on_teardown(self) -> bool:
@@ -96,7 +94,7 @@ class DeploymentConfig:
 
     @property
     def parameter_names(self) -> ParameterNames:
-        return ParameterNames(self.parameter_prefix)
+        return ParameterNames(self.parameter_prefix or f"/{self.stack_name.lower()}")
 
     @property
     def runtime_settings(self) -> Settings:

@@ -3,34 +3,75 @@
 The code asset is the repository root reduced to an allow-list: the handlers plus the
 ``driftloop`` package, whose modules the handlers import are pure Python (no numpy, no TF).
 The handlers reach S3 and Parameter Store through driftloop's own stores (boto3, in the runtime).
-Powertools for AWS Lambda comes from its public layer, whose ARN the deployment reads from
-the SSM parameter Powertools publishes per version (resolved by CloudFormation, not at synth).
+Powertools for AWS Lambda is a layer of this stack, made at synth from the packages the project
+pins and installs (``requirements/``): no public parameter is resolved at deploy time (Powertools
+publishes its layer in some regions only), and the handlers run with the versions they are tested
+with, on the Python the tests run them on.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import shutil
+import sys
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from aws_cdk import Duration, IgnoreMode
+import jsii
+from aws_cdk import BundlingOptions, DockerImage, Duration, IgnoreMode, ILocalBundling
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from driftloop import telemetry
 from driftloop.layout import artifact_prefix
 from stacks.config import DeploymentConfig
 from stacks.logs import log_group
-from stacks.parameters import RunParameters
+from stacks.parameters import RunParameters, allow
 
 HANDLER_MODULE: Final = "lambdas.control_steps.handlers"
 # Docker-ignore patterns (later ones win; "!" keeps): everything but the handlers and the package.
 # Docker's matcher skips an excluded folder whole, so synth never walks .venv or node_modules.
 CODE_EXCLUDE: Final = ("*", "!lambdas", "!driftloop", "**/__pycache__", "**/*.pyc")
-RUNTIME: Final = lambda_.Runtime.PYTHON_3_14
+# The Python the tests run the handlers on (requires-python in pyproject.toml).
+RUNTIME: Final = lambda_.Runtime.PYTHON_3_11
+# What the Powertools layer holds: the package and what it imports that the runtime lacks.
+POWERTOOLS_PACKAGES: Final = ("aws_lambda_powertools", "jmespath", "typing_extensions")
+
+
+@jsii.implements(ILocalBundling)
+class InstalledPackages:
+    """Bundles a Python layer (``python/<package>``) from the packages installed in this environment."""
+
+    def __init__(self, packages: tuple[str, ...]) -> None:
+        self.packages = packages
+
+    def try_bundle(self, output_dir: str, *args: Any, **kwargs: Any) -> bool:
+        target = Path(output_dir) / "python"
+        target.mkdir(parents=True, exist_ok=True)
+        for package in self.packages:
+            origin = Path(importlib.import_module(package).__file__ or "")
+            if origin.name == "__init__.py":
+                shutil.copytree(origin.parent, target / origin.parent.name,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
+            else:
+                shutil.copy2(origin, target / origin.name)
+        return True
+
+
+def powertools_code() -> lambda_.Code:
+    # The image is never pulled: the local bundler always succeeds (no Docker needed at synth).
+    bundler = InstalledPackages(POWERTOOLS_PACKAGES)
+    return lambda_.Code.from_asset(
+        str(Path(__file__).resolve().parent / "layer_source"),
+        bundling=BundlingOptions(image=DockerImage.from_registry("scratch"), local=bundler),
+    )
+
+
+def runtime_is_the_tested_python() -> bool:
+    return RUNTIME.name == f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def runs_pattern(pipeline: str, artifact: str) -> str:
@@ -52,12 +93,17 @@ class ControlStepFunctions(Construct):
         super().__init__(scope, construct_id)
         self.config = config
         self.code = lambda_.Code.from_asset(str(repo_root), exclude=list(CODE_EXCLUDE), ignore_mode=IgnoreMode.DOCKER)
-        self.layer = lambda_.LayerVersion.from_layer_version_arn(
-            self, "Powertools", ssm.StringParameter.value_for_string_parameter(self, config.powertools_layer_parameter)
+        self.layer = lambda_.LayerVersion(
+            self,
+            "Powertools",
+            code=powertools_code(),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[lambda_.Architecture.X86_64],
+            description="Powertools for AWS Lambda (Python), as pinned by driftloop",
         )
         self.environment = {
             "BUCKET_NAME": bucket.bucket_name,
-            "PARAMETER_PREFIX": config.parameter_prefix,
+            "PARAMETER_PREFIX": config.parameter_names.prefix,
             "DECISION_POLICY": json.dumps(config.decision_policy.to_dict(), sort_keys=True),
             "POWERTOOLS_SERVICE_NAME": telemetry.SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": telemetry.NAMESPACE,
@@ -66,17 +112,17 @@ class ControlStepFunctions(Construct):
 
         # plan: reads the current train record; names every artifact of the run (writes nothing).
         self.plan = self._function("Plan", "plan", "a run's plan: artifact URIs and the current model")
-        parameters.train_latest.grant_read(self.plan)
+        allow(self.plan, "ssm:GetParameter", parameters.train_latest)
 
         # decide: reads the serve runs' drift reports and the previous serve record; writes nothing.
         self.decide = self._function("Decide", "decide", "drift report -> retrain decision")
         self._allow_get(self.decide, bucket, runs_pattern("serve", "drift_report"))
-        parameters.serve_latest.grant_read(self.decide)
+        allow(self.decide, "ssm:GetParameter", parameters.serve_latest)
 
         # record_serve: reads the drift report; writes serve/latest, the serve run's last step.
         self.record_serve = self._function("RecordServe", "record_serve", "the serve record")
         self._allow_get(self.record_serve, bucket, runs_pattern("serve", "drift_report"))
-        parameters.serve_latest.grant_write(self.record_serve)
+        allow(self.record_serve, "ssm:PutParameter", parameters.serve_latest)
 
         # record_train: reads the new model's metrics and the champion's evaluation; writes the train records.
         self.record_train = self._function("RecordTrain", "record_train", "champion/challenger, train records")
@@ -93,15 +139,17 @@ class ControlStepFunctions(Construct):
                 conditions={"StringLike": {"s3:prefix": listed}},
             )
         )
-        parameters.train_latest.grant_write(self.record_train)
-        parameters.train_last_attempt.grant_write(self.record_train)
+        allow(self.record_train, "ssm:PutParameter", parameters.train_latest, parameters.train_last_attempt)
 
         # next_batch (simulation only): reads and advances the cycle position.
         self.next_batch: lambda_.Function | None = None
         if config.simulation:
             self.next_batch = self._function("NextBatch", "next_batch", "simulation: next stage's test set")
-            parameters.simulation_position.grant_read(self.next_batch)
-            parameters.simulation_position.grant_write(self.next_batch)
+            allow(self.next_batch, "ssm:GetParameter", parameters.simulation_position)
+            allow(self.next_batch, "ssm:PutParameter", parameters.simulation_position)
+
+    def all(self) -> list[lambda_.Function]:
+        return [f for f in (self.plan, self.decide, self.record_serve, self.record_train, self.next_batch) if f]
 
     def _function(self, construct_id: str, handler: str, purpose: str) -> lambda_.Function:
         role = iam.Role(

@@ -41,7 +41,9 @@ class DriftloopStack(Stack):
         self.config = config
         self.storage = Storage(self, "Storage", config=config)
         bucket = self.storage.bucket
-        self.parameters = RunParameters(self, "Parameters", names=config.parameter_names)
+        self.parameters = RunParameters(
+            self, "Parameters", names=config.parameter_names, retain=not config.destroy_on_teardown
+        )
         self.images = ComponentImages(self, "Images", repo_root=repo_root)
         self.notifications = Notifications(self, "Notifications", email=config.notification_email)
         readable = sorted({DATA_FOLDER, BATCHES_FOLDER, config.batch_prefix.split("/")[0]})
@@ -71,6 +73,7 @@ class DriftloopStack(Stack):
         CfnOutput(self, "ServeStateMachineArn", value=self.pipelines.serve.state_machine_arn)
         CfnOutput(self, "TopicArn", value=self.notifications.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.dashboard.dashboard.dashboard_name)
+        CfnOutput(self, "ParameterPrefix", value=config.parameter_names.prefix, description="the run records")
         nag.suppress(self)
 
 

@@ -25,12 +25,21 @@ from constructs import Construct
 from driftloop.pipelines import RUN_SETTINGS_ENV, Component, JobKind, Pipeline, Step, container_path
 from stacks.config import DeploymentConfig, JobResources
 
-# Errors of the SageMaker API calls that a later attempt can get past. SageMaker reports
-# throttling ("Rate exceeded") as the generic AmazonSageMakerException and quota exhaustion as
-# ResourceLimitExceededException. A job that *ran* and failed for want of instances surfaces as
-# States.TaskFailed with "CapacityError" in its cause: that is retried by ``capacity_retry``.
-RETRYABLE_API_ERRORS: Final = ("SageMaker.AmazonSageMakerException", "SageMaker.ResourceLimitExceededException")
+# What a later attempt can get past, and nothing else (a ValidationException or AccessDenied fails
+# the run at once):
+# * quota exhaustion (too many jobs at once): ResourceLimitExceededException, retried in place;
+# * throttling of the API call: Step Functions names it only by the generic AmazonSageMakerException,
+#   with the error code in its cause, so a Choice on the cause starts the job again after a pause;
+# * a job that ran and failed for want of instances: States.TaskFailed with "CapacityError" in its
+#   cause, started again (new name) after a longer pause.
+QUOTA_ERRORS: Final = ("SageMaker.ResourceLimitExceededException",)
+QUOTA_RETRY: Final = {"interval_s": 30, "max_attempts": 4, "backoff_rate": 2.0}
+API_ERROR: Final = "SageMaker.AmazonSageMakerException"
+THROTTLING_PATTERNS: Final = ("*ThrottlingException*", "*Rate exceeded*")
+THROTTLING_WAIT_S: Final = 30
 CAPACITY_ERROR_PATTERN: Final = "*CapacityError*"
+# Lambda states and their retries, the overlap guard and notifications: a generous allowance.
+CONTROL_ALLOWANCE_MINUTES: Final = 30
 PROCESSING_EVENTS_RULE: Final = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
 UUID_LENGTH: Final = 36
 MAX_JOB_NAME: Final = 63
@@ -262,6 +271,28 @@ class JobStates:
         )
 
 
+def quota_retry_seconds() -> int:
+    """The longest the quota retry waits in all (30 + 60 + 120 + 240 s)."""
+    interval, attempts, rate = QUOTA_RETRY["interval_s"], int(QUOTA_RETRY["max_attempts"]), QUOTA_RETRY["backoff_rate"]
+    return int(sum(interval * rate**i for i in range(attempts)))
+
+
+def worst_case_minutes(config: DeploymentConfig, pipeline: Pipeline, step: Step) -> int:
+    """How long one step may take: every attempt to its limit, with every pause between them."""
+    limit = resources_for(config, pipeline, step).max_runtime_minutes
+    pauses_s = config.capacity_retries * max(config.capacity_retry_wait_seconds, THROTTLING_WAIT_S)
+    return -(-(limit * 60 * (1 + config.capacity_retries) + pauses_s + quota_retry_seconds()) // 60)
+
+
+def state_machine_timeout_minutes(config: DeploymentConfig, pipeline: Pipeline) -> int:
+    """Above the sum of every job's worst case: a run is stopped only when something hangs.
+
+    An execution timeout cannot be caught inside the state machine, so it must never cut short a run
+    that SageMaker would still finish.
+    """
+    return sum(worst_case_minutes(config, pipeline, s) for s in pipeline.steps) + CONTROL_ALLOWANCE_MINUTES
+
+
 def add_error_handling(
     scope: Construct,
     job: sfn.TaskStateBase | sfn.CustomState,
@@ -270,35 +301,39 @@ def add_error_handling(
     config: DeploymentConfig,
     on_failure: sfn.IChainable,
 ) -> None:
-    """Retry throttling/quota API errors; start the job again on a capacity error; else ``on_failure``.
+    """Retry quota errors; start the job again after throttling or a capacity error; else ``on_failure``.
 
     A retry of the same state evaluates the job name again, so every attempt has a fresh name.
-    The capacity loop counts its attempts in ``$.attempts.<step>.n`` (set to 0 by the first state).
+    The loop counts its attempts in ``$.attempts.<step>.n`` (set to 0 by the plan state).
     """
     job.add_retry(
-        errors=list(RETRYABLE_API_ERRORS), interval=Duration.seconds(30), max_attempts=4, backoff_rate=2.0
+        errors=list(QUOTA_ERRORS), interval=Duration.seconds(int(QUOTA_RETRY["interval_s"])),
+        max_attempts=int(QUOTA_RETRY["max_attempts"]), backoff_rate=float(QUOTA_RETRY["backoff_rate"]),
     )
     name = state_name(step)
     counter = f"$.attempts.{step.name}.n"
-    again = sfn.Pass(
-        scope,
-        f"{name}CountAttempt",
-        parameters={"n": sfn.JsonPath.math_add(sfn.JsonPath.number_at(counter), 1)},
-        result_path=f"$.attempts.{step.name}",
-    )
-    pause = Duration.seconds(config.capacity_retry_wait_seconds)
-    wait = sfn.Wait(scope, f"{name}WaitForCapacity", time=sfn.WaitTime.duration(pause))
-    capacity = (
-        sfn.Choice(scope, f"{name}CapacityError?")
+    attempts_left = sfn.Condition.number_less_than(counter, config.capacity_retries)
+
+    def again(kind: str, seconds: int) -> sfn.IChainable:
+        count = sfn.Pass(
+            scope,
+            f"{name}Count{kind}Attempt",
+            parameters={"n": sfn.JsonPath.math_add(sfn.JsonPath.number_at(counter), 1)},
+            result_path=f"$.attempts.{step.name}",
+        )
+        wait = sfn.Wait(scope, f"{name}WaitFor{kind}", time=sfn.WaitTime.duration(Duration.seconds(seconds)))
+        return count.next(wait).next(job)
+
+    throttled = sfn.Condition.or_(*(sfn.Condition.string_matches("$.error.Cause", p) for p in THROTTLING_PATTERNS))
+    retry = (
+        sfn.Choice(scope, f"{name}Retryable?")
         .when(sfn.Condition.not_(sfn.Condition.is_present("$.error.Cause")), on_failure)
         .when(
-            sfn.Condition.and_(
-                sfn.Condition.string_matches("$.error.Cause", CAPACITY_ERROR_PATTERN),
-                sfn.Condition.number_less_than(counter, config.capacity_retries),
-            ),
-            again.next(wait).next(job),
+            sfn.Condition.and_(sfn.Condition.string_matches("$.error.Cause", CAPACITY_ERROR_PATTERN), attempts_left),
+            again("Capacity", config.capacity_retry_wait_seconds),
         )
+        .when(sfn.Condition.and_(throttled, attempts_left), again("Throttling", THROTTLING_WAIT_S))
         .otherwise(on_failure)
     )
-    job.add_catch(capacity, errors=["States.TaskFailed"], result_path="$.error")
+    job.add_catch(retry, errors=["States.TaskFailed", API_ERROR], result_path="$.error")
     job.add_catch(on_failure, errors=["States.ALL"], result_path="$.error")

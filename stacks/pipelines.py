@@ -37,7 +37,7 @@ from driftloop.contracts import Contract, field_names
 from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline
 from stacks.config import DeploymentConfig
 from stacks.control_steps import ControlStepFunctions
-from stacks.jobs import JobStates, add_error_handling, state_name
+from stacks.jobs import JobStates, add_error_handling, state_machine_timeout_minutes, state_name
 from stacks.logs import log_group
 from stacks.parameters import RunParameters
 
@@ -90,15 +90,13 @@ class PipelineStateMachines(Construct):
 
     # ------------------------------------------------------------------ shared pieces
 
-    def _state_machine(
-        self, pipeline: Pipeline, start: sfn.IChainable, minutes: int, jobs: JobStates
-    ) -> sfn.StateMachine:
+    def _state_machine(self, pipeline: Pipeline, start: sfn.IChainable, jobs: JobStates) -> sfn.StateMachine:
         logs = log_group(self, f"{pipeline.name.title()}Logs", self.config)
         machine = sfn.StateMachine(
             self,
             pipeline.name.title(),
             definition_body=sfn.DefinitionBody.from_chainable(start),
-            timeout=Duration.minutes(minutes),
+            timeout=Duration.minutes(state_machine_timeout_minutes(self.config, pipeline)),
             tracing_enabled=self.config.tracing,
             logs=sfn.LogOptions(destination=logs, level=sfn.LogLevel.ALL, include_execution_data=True),
             comment=f"driftloop {pipeline.name} pipeline (rendered from driftloop.pipelines)",
@@ -108,6 +106,12 @@ class PipelineStateMachines(Construct):
         return machine
 
     def _failure(self, scope: Construct, pipeline: Pipeline) -> sfn.IChainable:
+        """Notify, then fail: every Catch leads here with ``$.error``, whose ``Cause`` may be missing.
+
+        Step Functions gives a caught error ``Error`` always and ``Cause`` only sometimes (e.g. not for
+        ``States.Timeout`` of a task without a heartbeat message); reading a missing path would end the
+        execution with an uncaught ``States.Runtime`` error, and nobody would be told.
+        """
         notify = tasks.SnsPublish(
             scope,
             "NotifyFailure",
@@ -117,13 +121,26 @@ class PipelineStateMachines(Construct):
                 sfn.JsonPath.format(
                     f"driftloop {pipeline.name} run {{}} failed: {{}}: {{}}. No parameter was changed.",
                     sfn.JsonPath.execution_name,
-                    sfn.JsonPath.string_at("$.error.Error"),
-                    sfn.JsonPath.string_at("$.error.Cause"),
+                    sfn.JsonPath.string_at("$.failure.error"),
+                    sfn.JsonPath.string_at("$.failure.cause"),
                 )
             ),
             result_path=sfn.JsonPath.DISCARD,
         )
-        return notify.next(sfn.Fail(scope, "Failed", error_path="$.error.Error", cause_path="$.error.Cause"))
+        notify.next(sfn.Fail(scope, "Failed", error_path="$.failure.error", cause_path="$.failure.cause"))
+
+        def failure(construct_id: str, cause: str) -> sfn.IChainable:
+            parameters = {"error": sfn.JsonPath.string_at("$.error.Error"), "cause": cause}
+            return sfn.Pass(scope, construct_id, parameters=parameters, result_path="$.failure").next(notify)
+
+        return (
+            sfn.Choice(scope, "FailureHasCause?")
+            .when(
+                sfn.Condition.is_present("$.error.Cause"),
+                failure("DescribeFailure", sfn.JsonPath.string_at("$.error.Cause")),
+            )
+            .otherwise(failure("DescribeFailureWithoutCause", "Step Functions gave no cause"))
+        )
 
     def _plan(self, scope: Construct, pipeline: Pipeline) -> tasks.LambdaInvoke:
         """The run's plan (``driftloop.loop.plan_run``): the execution input is the run's start."""
@@ -201,7 +218,7 @@ class PipelineStateMachines(Construct):
         plan = self._plan(scope, pipeline)
         plan.add_catch(failure, errors=["States.ALL"], result_path="$.error")
         plan.next(self._steps(scope, jobs, tail, failure))
-        return self._state_machine(pipeline, plan, self.config.train_timeout_minutes, jobs)
+        return self._state_machine(pipeline, plan, jobs)
 
     # ------------------------------------------------------------------ serve
 
@@ -350,4 +367,4 @@ class PipelineStateMachines(Construct):
             )
         else:
             entry = plan
-        return self._state_machine(pipeline, entry, self.config.serve_timeout_minutes, jobs)
+        return self._state_machine(pipeline, entry, jobs)

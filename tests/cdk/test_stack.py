@@ -149,8 +149,7 @@ def test_lambdas_write_only_driftloop_parameters(synthesized: Synthesized, dev: 
     parameters = _parameter_names(dev)
     names = ParameterNames()
     written: dict[str, set[str]] = {}
-    for function in (functions.decide, functions.record_train, functions.next_batch):
-        assert function is not None
+    for function in functions.all():
         role_id = logical_id(function.role)
         assert "ManagedPolicyArns" not in dev.find_resources("AWS::IAM::Role")[role_id]["Properties"]
         for statement in statements_of(dev, function.role):
@@ -163,9 +162,24 @@ def test_lambdas_write_only_driftloop_parameters(synthesized: Synthesized, dev: 
                         written.setdefault(function.node.id, set()).add(parameters[ref])
     assert written == {
         "RecordTrain": {names.train_latest, names.train_last_attempt},
+        "RecordServe": {names.serve_latest},
         "NextBatch": {names.simulation_position},
     }
     assert all(name.startswith(names.prefix + "/") for name in parameters.values())
+
+
+def test_parameter_actions_are_ones_that_can_be_scoped_to_a_parameter(synthesized: Synthesized, dev: Template) -> None:
+    """ssm:DescribeParameters has no resource-level permissions: granted on a parameter, it does nothing."""
+    for function in synthesized.development.functions.all():
+        actions = {a for s in statements_of(dev, function.role) for a in as_list(s["Action"]) if a.startswith("ssm:")}
+        assert actions and actions <= {"ssm:GetParameter", "ssm:PutParameter"}, function.node.id
+
+
+def test_two_stacks_share_no_parameter_and_production_keeps_its_records(dev: Template, prod: Template) -> None:
+    assert not set(_parameter_names(dev).values()) & set(_parameter_names(prod).values())
+    assert all(name.startswith("/driftloopprod/") for name in _parameter_names(prod).values())
+    assert {p["DeletionPolicy"] for p in prod.find_resources("AWS::SSM::Parameter").values()} == {"Retain"}
+    assert {p["DeletionPolicy"] for p in dev.find_resources("AWS::SSM::Parameter").values()} == {"Delete"}
 
 
 def test_record_train_lambda_reads_only_the_models_and_evaluations(synthesized: Synthesized, dev: Template) -> None:
@@ -189,13 +203,23 @@ def test_sagemaker_jobs_write_only_under_runs(synthesized: Synthesized, dev: Tem
             assert statement["Action"] == "ecr:GetAuthorizationToken"
 
 
+def test_the_lambda_runtime_is_the_python_the_handler_tests_run_on() -> None:
+    from stacks.control_steps import runtime_is_the_tested_python
+
+    assert runtime_is_the_tested_python()
+
+
 def test_lambdas_run_the_handlers_with_powertools(synthesized: Synthesized, dev: Template) -> None:
-    functions = dev.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.14"}})
+    functions = dev.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.11"}})
     handlers = sorted(f["Properties"]["Handler"] for f in functions.values())
     steps = ("decide", "next_batch", "plan", "record_serve", "record_train")
     assert handlers == [f"lambdas.control_steps.handlers.{h}" for h in steps]
-    resolved = [p["Default"] for p in dev.to_json()["Parameters"].values() if "/powertools/" in p.get("Default", "")]
-    assert resolved == [synthesized.development.config.powertools_layer_parameter]
+    # No public parameter is resolved at deploy time: the layer is part of the stack.
+    assert not [p for p in dev.to_json().get("Parameters", {}).values() if "/aws/service/" in p.get("Default", "")]
+    (layer,) = dev.find_resources("AWS::Lambda::LayerVersion").values()
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
+    layer_asset = synthesized.outdir / f"asset.{layer['Properties']['Content']['S3Key'].removesuffix('.zip')}"
+    assert (layer_asset / "python" / "aws_lambda_powertools" / "__init__.py").is_file()
     (function,) = [f for f in functions.values() if f["Properties"]["Handler"].endswith(".decide")]
     asset = synthesized.outdir / f"asset.{function['Properties']['Code']['S3Key'].removesuffix('.zip')}"
     assert (asset / "lambdas" / "control_steps" / "handlers.py").is_file()

@@ -19,8 +19,6 @@ from support.deployed_system import DeployedSystem
 from support.job_runner import ImageCatalog
 from support.moto_server import MotoServer
 
-from driftloop.layout import DEFAULT_PARAMETER_PREFIX
-
 REPO = Path(__file__).resolve().parents[2]
 # Plumbing, not model quality: few epochs and few SHAP samples keep each job to seconds.
 TEST_CONTEXT: dict[str, Any] = {
@@ -34,14 +32,17 @@ TEST_CONTEXT: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def deployed(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedSystem]:
+def deployed(
+    moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[DeployedSystem]:
+    """A module may deploy with other settings: its ``DEPLOYMENT_CONTEXT`` replaces ``TEST_CONTEXT``."""
     moto_server.reset()
     workdir = tmp_path_factory.mktemp("emulator")
-    context = load_context(REPO, TEST_CONTEXT)
+    context = load_context(REPO, getattr(request.module, "DEPLOYMENT_CONTEXT", TEST_CONTEXT))
     assembly = synthesize(REPO, workdir / "cdk.out", context, moto_server.region)
     images = ImageCatalog.from_cloud_assembly(assembly.outdir)
     with emulated_aws(moto_server, images=images, workdir=workdir / "emulation") as emulation:
-        prepare_account(moto_server, assembly, emulation.publish_public_parameter)
+        prepare_account(moto_server)
         publish_file_assets(moto_server, assembly)
         (stack,) = assembly.stacks
         outputs = deploy(moto_server, assembly)[stack.name]
@@ -54,7 +55,7 @@ def deployed(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) 
             train_machine=outputs["TrainStateMachineArn"],
             serve_machine=outputs["ServeStateMachineArn"],
             topic=outputs["TopicArn"],
-            parameter_prefix=context["driftloop"].get("parameter_prefix", DEFAULT_PARAMETER_PREFIX),
+            parameter_prefix=outputs["ParameterPrefix"],
         )
         yield system
         if not system.destroyed:

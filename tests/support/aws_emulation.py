@@ -19,7 +19,6 @@ comment saying what is missing and why it matters. Nothing in ``driftloop/``, ``
 6. SageMaker runs the jobs it is asked to create (``job_runner.LocalJobRunner``).
 7. Lambda runs Python functions without Docker (``lambda_bootstrap.py`` in a subprocess), with
    the layers CloudFormation gave them.
-8. Public ``/aws/service/...`` parameters can be published (``Emulation.publish_public_parameter``).
 """
 
 from __future__ import annotations
@@ -57,8 +56,6 @@ from moto.s3.models import FakeBucket, s3_backends
 from moto.sagemaker.models import sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 from moto.scheduler.models import scheduler_backends
-from moto.ssm.models import Parameter as SsmParameter
-from moto.ssm.models import ssm_backends
 from moto.stepfunctions import models as sfn_models
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -148,27 +145,6 @@ class Emulation:
                 return run(record.request)
 
         return self._pool.submit(job)
-
-    def publish_public_parameter(self, name: str, value: str) -> None:
-        """8. A parameter of the kind AWS publishes under ``/aws/service/`` (e.g. the Powertools
-        layer's ARN per version). moto loads only a few such trees from its resources (AMIs,
-        regions, ECS; ``moto.ssm.models.ParameterDict``) and PutParameter refuses ``/aws/`` names,
-        as AWS does; so it is stored the way moto's own loaders store theirs."""
-        store = ssm_backends[DEFAULT_ACCOUNT][self.server.region]._parameters
-        store[name].append(
-            SsmParameter(  # type: ignore[abstract]
-                account_id=DEFAULT_ACCOUNT,
-                name=name,
-                value=value,
-                parameter_type="String",
-                description=None,
-                allowed_pattern=None,
-                keyid=None,
-                last_modified_date=utcnow(),
-                version=len(store[name]) + 1,
-                data_type="text",
-            )
-        )
 
     def close(self) -> None:
         with self._lock:

@@ -2,9 +2,8 @@
 
 ``synthesize`` runs ``app.py`` as the CDK CLI does (context from ``cdk.json`` plus overrides, in
 ``CDK_CONTEXT_JSON``) into a fresh cloud assembly. ``prepare_account`` gives the account what the
-templates expect to find there: the bootstrap stack's version parameter and assets bucket, and
-the public parameters AWS publishes that the app reads (the Powertools layer: one layer built
-from this venv's pinned ``aws_lambda_powertools``). ``publish_file_assets`` uploads the file
+templates expect to find there: the bootstrap stack's version parameter and assets bucket (the
+app reads no public AWS parameter). ``publish_file_assets`` uploads the file
 assets as ``cdk-assets`` would (Docker image assets cannot be built here; ``job_runner`` runs
 their entrypoints instead). ``deploy`` creates each stack with CloudFormation and ``destroy``
 deletes it.
@@ -12,14 +11,13 @@ deletes it.
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +28,6 @@ ACCOUNT = "123456789012"  # moto's default account
 QUALIFIER = "hnb659fds"  # the CDK's default bootstrap qualifier
 BOOTSTRAP_VERSION = "21"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
-# What a Powertools for AWS Lambda (Python) layer holds: the package and its dependencies.
-POWERTOOLS_LAYER_PACKAGES = ("aws_lambda_powertools", "jmespath", "typing_extensions")
-
-
-PublicParameter = Callable[[str, str], None]  # (name, value): stores an AWS public parameter
 
 
 @dataclass(frozen=True)
@@ -116,32 +109,11 @@ def read_assembly(outdir: Path) -> CloudAssembly:
     )
 
 
-def prepare_account(server: MotoServer, assembly: CloudAssembly, publish_public: PublicParameter) -> None:
-    """The bootstrap stack's resources, and the AWS public parameters the templates read."""
+def prepare_account(server: MotoServer) -> None:
+    """The bootstrap stack's resources that the templates expect."""
     server.client("s3").create_bucket(Bucket=assets_bucket(server.region))
     ssm = server.client("ssm")
     ssm.put_parameter(Name=f"/cdk-bootstrap/{QUALIFIER}/version", Value=BOOTSTRAP_VERSION, Type="String")
-    for stack in assembly.stacks:
-        for parameter in stack.template.get("Parameters", {}).values():
-            name = parameter.get("Default", "")
-            if parameter["Type"].startswith("AWS::SSM::Parameter::") and "/powertools/python/" in name:
-                publish_public(name, _publish_powertools_layer(server))
-
-
-def _publish_powertools_layer(server: MotoServer) -> str:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for package in POWERTOOLS_LAYER_PACKAGES:
-            origin = Path(importlib.import_module(package).__file__ or "")
-            if origin.name == "__init__.py":
-                for path in sorted(origin.parent.rglob("*.py")):
-                    archive.write(path, f"python/{path.relative_to(origin.parent.parent)}")
-            else:
-                archive.write(origin, f"python/{origin.name}")
-    layer = server.client("lambda").publish_layer_version(
-        LayerName="AWSLambdaPowertoolsPythonV3", Content={"ZipFile": buffer.getvalue()}
-    )
-    return str(layer["LayerVersionArn"])
 
 
 def assets_bucket(region: str) -> str:
