@@ -45,7 +45,9 @@ class DriftloopStack(Stack):
             self, "Parameters", names=config.parameter_names, retain=not config.destroy_on_teardown
         )
         self.images = ComponentImages(self, "Images", repo_root=repo_root)
-        self.notifications = Notifications(self, "Notifications", email=config.notification_email)
+        self.notifications = Notifications(
+            self, "Notifications", email=config.notification_email, retain=not config.destroy_on_teardown
+        )
         readable = sorted({DATA_FOLDER, BATCHES_FOLDER, config.batch_prefix.split("/")[0]})
         self.job_role = SageMakerJobRole(
             self, "SageMaker", bucket=bucket, images=self.images.images, data_prefixes=tuple(readable),
@@ -65,6 +67,7 @@ class DriftloopStack(Stack):
             functions=self.functions,
             topic=self.notifications.topic,
         )
+        self.notifications.tell_uncaught_ends(self.pipelines.train, self.pipelines.serve)
         self.schedule = ServeSchedule(self, "Schedule", config=config, state_machine=self.pipelines.serve)
         self.dashboard = Dashboard(self, "Dashboard", train=self.pipelines.train, serve=self.pipelines.serve)
 

@@ -122,6 +122,16 @@ def suppress(stack: DriftloopStack) -> None:
             "Granted by CDK for the Lambda task: invoking the function's versions and aliases.",
             *(f"{_ref(stack, f)}:*" for f in invoked),
         )
+        NagSuppressions.add_resource_suppressions(
+            machine.role,
+            [NagPackSuppression(
+                id=IAM5,
+                reason="Granted by CDK's topic.grant_publish on the topic's own key only: SNS needs "
+                "kms:GenerateDataKey* (every data-key variant) to encrypt a message.",
+                applies_to=["Action::kms:GenerateDataKey*"],
+            )],
+            apply_to_children=True,
+        )
         _iam5(
             machine.role,
             "Granted by CDK: CloudWatch Logs delivery and X-Ray tracing of the state machine and "

@@ -237,9 +237,13 @@ def test_state_machines_log_everything_and_trace(dev: Template) -> None:
     assert retention == {30}
 
 
-def test_topic_is_encrypted_tls_only_and_mails_when_configured(dev: Template, prod: Template) -> None:
+def test_topic_is_encrypted_tls_only_and_mails_when_configured(
+    synthesized: Synthesized, dev: Template, prod: Template
+) -> None:
     (topic,) = dev.find_resources("AWS::SNS::Topic").values()
-    assert resolve(topic["Properties"]["KmsMasterKeyId"]).endswith(":alias/aws/sns")
+    key = logical_id(synthesized.development.notifications.key)
+    assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key, "Arn"]}
+    assert dev.find_resources("AWS::KMS::Key")[key]["Properties"]["EnableKeyRotation"] is True
     dev.has_resource_properties(
         "AWS::SNS::TopicPolicy",
         {
@@ -252,6 +256,23 @@ def test_topic_is_encrypted_tls_only_and_mails_when_configured(dev: Template, pr
     )
     dev.resource_count_is("AWS::SNS::Subscription", 0)
     prod.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
+
+
+def test_executions_that_end_outside_any_catch_reach_the_topic(synthesized: Synthesized, dev: Template) -> None:
+    stack = synthesized.development
+    (rule,) = dev.find_resources("AWS::Events::Rule").values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    machines = [{"Ref": logical_id(m)} for m in (stack.pipelines.train, stack.pipelines.serve)]
+    assert pattern["detail"]["stateMachineArn"] == machines
+    assert pattern["detail"]["$or"] == [{"status": ["TIMED_OUT", "ABORTED"]},
+                                        {"status": ["FAILED"], "error": ["States.Runtime"]}]
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": logical_id(stack.notifications.topic)}
+    # EventBridge may publish to the encrypted topic: the key lets it, and the topic policy does.
+    key = dev.find_resources("AWS::KMS::Key")[logical_id(stack.notifications.key)]
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    assert any(s.get("Principal") == {"Service": "events.amazonaws.com"} for s in statements)
 
 
 def test_dashboard_shows_drift_accuracy_and_outcomes(dev: Template) -> None:

@@ -250,12 +250,24 @@ def test_a_batch_without_images_fails_the_run_notifies_and_changes_no_pointer(
 # Each resource type of the template, and how to see that a deleted one is gone (None: nothing of
 # its own to look at; a policy goes with what it is attached to).
 Probe = Callable[[DeployedSystem, str], Any]
+
+
+def _key_is_usable(system: DeployedSystem, key_id: str) -> None:
+    """A deleted KMS key is scheduled for deletion (AWS keeps it 7-30 days, unusable and unbilled)."""
+    state = system.client("kms").describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"]
+    if state == "PendingDeletion":
+        raise ClientError({"Error": {"Code": "KMSInvalidStateException", "Message": state}}, "DescribeKey")
+
+
 GONE_PROBES: dict[str, Probe | None] = {
     "AWS::S3::Bucket": lambda s, name: s.client("s3").head_bucket(Bucket=name),
     "AWS::StepFunctions::StateMachine": lambda s, arn: s.client("stepfunctions").describe_state_machine(
         stateMachineArn=arn
     ),
     "AWS::Lambda::Function": lambda s, name: s.client("lambda").get_function(FunctionName=name),
+    "AWS::Lambda::LayerVersion": lambda s, arn: s.client("lambda").get_layer_version_by_arn(Arn=arn),
+    "AWS::KMS::Key": _key_is_usable,
+    "AWS::Events::Rule": lambda s, name: s.client("events").describe_rule(Name=name.split("|")[-1].split("/")[-1]),
     "AWS::SSM::Parameter": lambda s, name: s.client("ssm").get_parameter(Name=name),
     "AWS::SNS::Topic": lambda s, arn: s.client("sns").get_topic_attributes(TopicArn=arn),
     "AWS::IAM::Role": lambda s, name: s.client("iam").get_role(RoleName=name),

@@ -727,7 +727,9 @@ def _finish_job(kind: str, job: Any, record: JobRecord, done: Future[JobOutcome]
 def _cloudformation_keeps_layers(patch: pytest.MonkeyPatch) -> None:
     """``AWS::Lambda::Function`` (``LambdaFunction.create_from_cloudformation_json``) passes only
     a few properties on to ``create_function`` and drops ``Layers``: a function that imports a
-    layer's package (Powertools) would fail on import. The created function gets its layers."""
+    layer's package (Powertools) would fail on import. The created function gets its layers. A
+    ``Ref`` to a layer of the same template reaches it as moto's ``LayerVersion`` object, whose ARN
+    is what CloudFormation's ``Ref`` gives."""
     create = lambda_models.LambdaFunction.create_from_cloudformation_json
 
     def create_with_layers(
@@ -739,7 +741,7 @@ def _cloudformation_keeps_layers(patch: pytest.MonkeyPatch) -> None:
         **kwargs: Any,
     ) -> Any:
         function = create(resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        layers = cloudformation_json["Properties"].get("Layers", [])
+        layers = [getattr(layer, "arn", layer) for layer in cloudformation_json["Properties"].get("Layers", [])]
         if layers:
             function.layers = function._get_layers_data(layers)
         return function
