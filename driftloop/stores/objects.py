@@ -19,7 +19,7 @@ from typing import IO, Any, Final
 
 from botocore.exceptions import ClientError
 
-from driftloop.data.files import NOT_IMPORTED_FILE, not_imported_csv, walk
+from driftloop.data.files import NOT_IMPORTED_FILE, Found, not_imported_csv, walk
 
 # Local writes go to a hidden temp file first; no valid key can start with this, so list() can skip them.
 _TEMP_PREFIX: Final = ".partial-"
@@ -40,6 +40,14 @@ def check_key(key: str) -> None:
         or any(part.startswith(_TEMP_PREFIX) for part in parts)
     ):
         raise ValueError(f"object key must be a relative 'a/b/c' path without '.', '..' or empty parts: {key!r}")
+
+
+def _is_key(key: str) -> bool:
+    try:
+        check_key(key)
+    except ValueError:
+        return False
+    return True
 
 
 def _folder(prefix: str) -> str:
@@ -83,23 +91,33 @@ class ObjectStore(ABC):
         """Put every file under ``local_dir`` at ``prefix/<relative path>``; returns the file count.
 
         Nothing outside ``local_dir`` is read (``driftloop.data.files.walk``): links that leave it,
-        broken links, links to folders and special files are not copied, and neither can an
-        empty folder named like a file be; those are listed with their reasons in
+        broken links, links to folders and special files are not copied, nor files whose names
+        cannot be keys, and neither can an empty folder named like a file be; those are listed in
         ``prefix/NOT_IMPORTED_FILE``, which the processing component turns into manifest lines.
         """
         local_dir = Path(local_dir)
         if not local_dir.is_dir():
             raise NotADirectoryError(f"cannot upload {local_dir}: not a directory")
         folder = _folder(prefix)
-        found = walk(local_dir)
-        files = [item.relative for item in found if item.readable and item.relative != PurePosixPath(NOT_IMPORTED_FILE)]
+        files: list[PurePosixPath] = []
+        refused: list[Found] = []
+        for item in walk(local_dir):
+            if not item.readable:
+                refused.append(item)
+            elif item.relative == PurePosixPath(NOT_IMPORTED_FILE):
+                continue  # the store's own record of an earlier import
+            elif not _is_key(folder + item.relative.as_posix()):
+                refused.append(Found(item.relative, "bad_name: a name no object key may have (a backslash, or the "
+                                                    f"store's temporary prefix {_TEMP_PREFIX!r})"))
+            else:
+                files.append(item.relative)
         for relative in files:
             self.put_file(folder + relative.as_posix(), local_dir / relative)
-        refused = [item for item in found if not item.readable]
         if refused:
             self.put_bytes(folder + NOT_IMPORTED_FILE, not_imported_csv(refused))
-            log.warning("%s: %d entr%s not imported (links out of the folder, broken links, special files), e.g. %s",
-                        local_dir, len(refused), "y" if len(refused) == 1 else "ies", refused[0].relative)
+            log.warning("%s: %d entr%s not imported (e.g. links out of the folder, broken links), first %s: %s",
+                        local_dir, len(refused), "y" if len(refused) == 1 else "ies", refused[0].relative,
+                        refused[0].reason)
         return len(files)
 
     def download_dir(self, prefix: str, local_dir: Path) -> int:

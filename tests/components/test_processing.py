@@ -287,6 +287,18 @@ def test_an_imported_batch_keeps_its_skipped_entries_in_the_manifest(tmp_path: P
     assert codes(manifest(tmp_path / "out")) == expected
 
 
+def test_a_file_whose_name_cannot_be_an_object_key_is_listed_not_imported(tmp_path: Path) -> None:
+    from driftloop.stores.objects import LocalObjectStore
+
+    write(tmp_path / "batch" / "good.png", noise(1))
+    write(tmp_path / "batch" / "back\\slash.png", noise(2), format="PNG")
+    store = LocalObjectStore(tmp_path / "store")
+    assert store.upload_dir(tmp_path / "batch", "batches/b1") == 1
+    store.download_dir("batches/b1", tmp_path / "copy")
+    processing.process_folder(tmp_path / "copy", tmp_path / "out", config(), None, workers=1)
+    assert codes(manifest(tmp_path / "out")) == {"back\\slash.png": "bad_name", "good.png": "ok"}
+
+
 # --- modes and exit codes -----------------------------------------------------------------------
 
 
