@@ -76,8 +76,9 @@ def _decide_retrain(
     if stage is None:
         return RetrainDecision(
             False,
-            f"drift, but {batch_source!r} is not a stage's data set (data/<stage>/test), so there is "
-            "no matching train and validation data: upload it and start the train pipeline",
+            # The record names the batch already: a long key is not repeated (records stay small).
+            "drift, but the batch is not a stage's data set (data/<stage>/test), so there is no matching "
+            "train and validation data: upload it and start the train pipeline",
         )
     return RetrainDecision(
         True,

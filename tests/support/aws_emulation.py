@@ -18,7 +18,9 @@ comment saying what is missing and why it matters. Nothing in ``driftloop/``, ``
 5. Step Functions runs ``sagemaker:createProcessingJob.sync`` / ``createTrainingJob.sync``.
 6. SageMaker runs the jobs it is asked to create (``job_runner.LocalJobRunner``).
 7. Lambda runs Python functions without Docker (``lambda_bootstrap.py`` in a subprocess), with
-   the layers CloudFormation gave them.
+   the layers CloudFormation gave them; ``delete_stack`` deletes a template's layer.
+8. SageMaker errors reach Step Functions named as AWS names them (``SageMaker.<modeled exception>``
+   or the generic ``SageMaker.AmazonSageMakerException``, the error code in the cause).
 """
 
 from __future__ import annotations
@@ -553,6 +555,12 @@ def _service_integrations_use_aws_casing(patch: pytest.MonkeyPatch) -> None:
 
 # 5. ---------------------------------------------------------------------------------------------
 # The .sync integrations: which Describe call to poll, the job's name field and its status field.
+# The errors SageMaker's API model names (botocore's service model: ResourceLimitExceeded, ...).
+# Step Functions reports each by its SDK exception class (SageMaker.ResourceLimitExceededException),
+# and every other error (throttling, validation, access) by the generic AmazonSageMakerException.
+_SAGEMAKER_MODELED_ERRORS = frozenset(
+    shape.name for shape in botocore.session.get_session().get_service_model("sagemaker").error_shapes
+)
 _SAGEMAKER_SYNC: dict[str, tuple[str, str, str]] = {
     "createProcessingJob": ("describe_processing_job", "ProcessingJobName", "ProcessingJobStatus"),
     "createTrainingJob": ("describe_training_job", "TrainingJobName", "TrainingJobStatus"),
@@ -583,8 +591,17 @@ class _SageMakerTask(StateTaskServiceCallback):
         """SageMaker's responses are PascalCase already and are returned as they are."""
 
     def _from_error(self, env: Any, ex: Exception) -> FailureEvent:
+        """Errors named as Step Functions names them: ``SageMaker.<exception>`` for the exceptions
+        SageMaker's SDK models, the generic ``SageMaker.AmazonSageMakerException`` for the rest
+        (throttling, validation, access), with the error code in the cause, as the Java SDK formats it."""
         if isinstance(ex, ClientError):
-            error = "SageMaker.AmazonSageMakerException"
+            code = str(ex.response["Error"].get("Code", ""))
+            exception = f"{code.removesuffix('Exception')}Exception"
+            error = f"SageMaker.{exception if code in _SAGEMAKER_MODELED_ERRORS else 'AmazonSageMakerException'}"
+            status = ex.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400)
+            request = ex.response.get("ResponseMetadata", {}).get("RequestId", "")
+            cause = (f"{ex.response['Error'].get('Message', '')} (Service: AmazonSageMaker; Status Code: {status}; "
+                     f"Error Code: {code}; Request ID: {request}; Proxy: null)")
             return FailureEvent(
                 env=env,
                 error_name=CustomErrorName(error),
@@ -592,7 +609,7 @@ class _SageMakerTask(StateTaskServiceCallback):
                 event_details=EventDetails(  # type: ignore[typeddict-item]
                     taskFailedEventDetails=TaskFailedEventDetails(  # type: ignore[typeddict-item]
                         error=error,
-                        cause=ex.response["Error"]["Message"],
+                        cause=cause,
                         resource=self._get_sfn_resource(),
                         resourceType=self._get_sfn_resource_type(),
                     )
@@ -747,6 +764,12 @@ def _cloudformation_keeps_layers(patch: pytest.MonkeyPatch) -> None:
         return function
 
     patch.setattr(lambda_models.LambdaFunction, "create_from_cloudformation_json", classmethod(create_with_layers))
+
+    def delete_layer_version(self: Any, account_id: str, region: str) -> None:
+        """``AWS::Lambda::LayerVersion`` has no delete in moto: ``delete_stack`` would leave it behind."""
+        lambda_models.lambda_backends[account_id][region].delete_layer_version(self.name, str(self.version))
+
+    patch.setattr(lambda_models.LayerVersion, "delete", delete_layer_version, raising=False)
 
 
 # What the Lambda Python runtime provides besides the standard library: boto3 and its dependencies.

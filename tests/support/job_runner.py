@@ -9,11 +9,13 @@ the command then runs here as a local process with this venv's Python (the same 
 installs).
 
 SageMaker's side of the job is emulated with folders: inputs are downloaded from S3 into a
-temporary folder that stands for the container's ``/opt/ml``, the component is pointed at them
-with its ``--input-<channel>``/``--output-<channel>`` options (every path of the component
-defaults to SageMaker's container paths, see ``driftloop.pipelines``), and outputs are uploaded
+temporary folder that stands for the container's ``/opt/ml``, which is mounted at ``/opt/ml`` in
+a private mount namespace of the job's process, so the command runs exactly as the request gives
+it (``ContainerEntrypoint`` + ``ContainerArguments``, or the image's entrypoint with ``train``),
+nothing added, and the component finds its channels at SageMaker's paths. Outputs are uploaded
 back: each processing output to its ``S3Uri``, a training job's model folder as
-``<S3OutputPath>/<job>/output/model.tar.gz``. A job runs as one instance whatever its
+``<S3OutputPath>/<job>/output/model.tar.gz``. A failed job's reason is what the container wrote
+to ``/opt/ml/output/{failure,message}``, else the end of its log. A job runs as one instance whatever its
 ``InstanceCount``, so a ``ShardedByS3Key`` input is not split across instances here.
 """
 
@@ -31,16 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from driftloop.pipelines import (
-    PROCESSING_INPUT_ROOT,
-    PROCESSING_OUTPUT_ROOT,
-    TRAINING_HYPERPARAMETERS,
-    TRAINING_INPUT_ROOT,
-    TRAINING_MODEL_DIR,
-)
+from driftloop.pipelines import TRAINING_HYPERPARAMETERS, TRAINING_INPUT_ROOT, TRAINING_MODEL_DIR
 
 # SageMaker truncates FailureReason to 1024 characters; keep the end of the log, where errors are.
 FAILURE_REASON_LIMIT = 1024
+# Where a failed container leaves its reason for SageMaker to show (training: FailureReason;
+# processing: ExitMessage, folded into the FailureReason here, since moto describes no ExitMessage).
+TRAINING_FAILURE = PurePosixPath("/opt/ml/output/failure")
+PROCESSING_MESSAGE = PurePosixPath("/opt/ml/output/message")
 DEFAULT_MAX_RUNTIME_S = 24 * 3600
 
 
@@ -183,49 +183,39 @@ class LocalJobRunner:
         name = request["ProcessingJobName"]
         app = request["AppSpecification"]
         with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=self.workdir) as tmp:
-            root = Path(tmp)  # stands for the container's filesystem root
-            paths: dict[str, Path] = {}
-            overrides: list[str] = []
+            root = Path(tmp)  # stands for the container's filesystem root; its opt/ml is mounted at /opt/ml
             for item in request.get("ProcessingInputs", []):
                 if "S3Input" not in item:
                     raise JobFailed(f"ClientError: input {item.get('InputName')}: only S3 inputs are emulated")
-                local = item["S3Input"]["LocalPath"]
-                paths[local] = self._download(item["S3Input"]["S3Uri"], _under(root, local))
-                overrides += _channel_option("input", PROCESSING_INPUT_ROOT, local, paths[local])
+                self._download(item["S3Input"]["S3Uri"], _under(root, item["S3Input"]["LocalPath"]))
             outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
             for item in outputs:
-                local = item["S3Output"]["LocalPath"]
-                paths[local] = _under(root, local)
-                paths[local].mkdir(parents=True, exist_ok=True)
-                overrides += _channel_option("output", PROCESSING_OUTPUT_ROOT, local, paths[local])
+                _under(root, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
             image = self._image(app["ImageUri"])
             command = list(app["ContainerEntrypoint"]) if app.get("ContainerEntrypoint") else image.command()
-            arguments = [_map_path(arg, paths) for arg in app.get("ContainerArguments", [])]
-            self._execute(name, [*command, *arguments, *overrides], image, request, root)
+            self._execute(name, [*command, *app.get("ContainerArguments", [])], image, request, root,
+                          failure_file=PROCESSING_MESSAGE)
             for item in outputs:
-                self._upload_dir(paths[item["S3Output"]["LocalPath"]], item["S3Output"]["S3Uri"])
+                self._upload_dir(_under(root, item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])
 
     def _training_job(self, request: Mapping[str, Any]) -> None:
         name = request["TrainingJobName"]
         spec = request["AlgorithmSpecification"]
         with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=self.workdir) as tmp:
             root = Path(tmp)
-            overrides: list[str] = []
             for channel in request.get("InputDataConfig", []):
                 local = str(TRAINING_INPUT_ROOT / channel["ChannelName"])
-                folder = self._download(channel["DataSource"]["S3DataSource"]["S3Uri"], _under(root, local))
-                overrides += _channel_option("input", TRAINING_INPUT_ROOT, local, folder)
+                self._download(channel["DataSource"]["S3DataSource"]["S3Uri"], _under(root, local))
             hyperparameters = _under(root, str(TRAINING_HYPERPARAMETERS))
             hyperparameters.parent.mkdir(parents=True)
             hyperparameters.write_text(json.dumps(request.get("HyperParameters", {})))
             model_dir = _under(root, str(TRAINING_MODEL_DIR))
             model_dir.mkdir(parents=True)
-            # SageMaker starts a training image as ``<image> train``; its model folder is /opt/ml/model.
-            overrides += ["--config", str(hyperparameters), f"--output-{TRAINING_MODEL_DIR.name}", str(model_dir)]
             image = self._image(spec["TrainingImage"])
+            # SageMaker starts a training image as ``<image> train``.
             command = list(spec["ContainerEntrypoint"]) if spec.get("ContainerEntrypoint") else image.command()
             arguments = list(spec.get("ContainerArguments", ["train"]))
-            self._execute(name, [*command, *arguments, *overrides], image, request, root)
+            self._execute(name, [*command, *arguments], image, request, root, failure_file=TRAINING_FAILURE)
             archive = root / "model.tar.gz"
             with tarfile.open(archive, "w:gz") as tar:
                 for path in sorted(model_dir.iterdir()):
@@ -242,8 +232,10 @@ class LocalJobRunner:
             raise JobFailed(f"ClientError: {error}") from error
 
     def _execute(
-        self, name: str, argv: Sequence[str], image: ContainerImage, request: Mapping[str, Any], root: Path
+        self, name: str, argv: Sequence[str], image: ContainerImage, request: Mapping[str, Any], root: Path,
+        *, failure_file: PurePosixPath,
     ) -> None:
+        """Run the command exactly as the request gives it, with ``root/opt/ml`` mounted at ``/opt/ml``."""
         # A container sees no AWS credentials of the caller; the job's role is not emulated.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
         env.update(image.environment)
@@ -257,14 +249,17 @@ class LocalJobRunner:
             log.flush()
             try:
                 completed = subprocess.run(
-                    list(argv), cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=limit, check=False
+                    [*in_container_paths(root), *argv], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                    timeout=limit, check=False,
                 )
             except subprocess.TimeoutExpired as error:
                 raise JobFailed(f"MaxRuntimeExceeded: the job ran longer than {limit} s") from error
         if completed.returncode != 0:
-            tail = log_path.read_text().strip().splitlines()[1:][-5:]  # the first line is the command
-            # Paths as the container saw them (/opt/ml/...), not where this machine put them.
-            message = " | ".join(tail).replace(str(root), "")
+            reason = _under(root, str(failure_file))
+            if reason.is_file():  # what the container wrote for SageMaker to show
+                message = reason.read_text(errors="replace")[:FAILURE_REASON_LIMIT]
+            else:
+                message = " | ".join(log_path.read_text().strip().splitlines()[1:][-5:])  # line 1 is the command
             raise JobFailed(f"AlgorithmError: exit code {completed.returncode}: {message}")
 
     def _download(self, uri: str, folder: Path) -> Path:
@@ -303,17 +298,11 @@ def _under(root: Path, container_path: str) -> Path:
     return root / PurePosixPath(container_path).relative_to("/")
 
 
-def _channel_option(direction: str, channel_root: PurePosixPath, container_path: str, local: Path) -> list[str]:
-    """``--input-<channel> DIR`` for a folder at SageMaker's conventional path of that channel."""
-    path = PurePosixPath(container_path)
-    if path.parent != channel_root:
-        return []
-    return [f"--{direction}-{path.name}", str(local)]
+# The mount namespace of one job: a private /opt (so nothing reaches the machine's own), with the
+# job's folder bound at /opt/ml, SageMaker's container paths. Needs root (as CI and sessions run).
+_MOUNT_OPT_ML = 'mount -t tmpfs driftloop-job /opt && mkdir /opt/ml && mount --bind "$0" /opt/ml && exec "$@"'
 
 
-def _map_path(argument: str, paths: Mapping[str, Path]) -> str:
-    """A container argument that names a mounted folder (or a file in it) names the local folder."""
-    for container, local in paths.items():
-        if argument == container or argument.startswith(container.rstrip("/") + "/"):
-            return str(local) + argument[len(container.rstrip("/")) :]
-    return argument
+def in_container_paths(root: Path) -> list[str]:
+    """The command prefix that runs a job's command with ``root/opt/ml`` at ``/opt/ml``."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", _MOUNT_OPT_ML, str(root / "opt" / "ml")]
