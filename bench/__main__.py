@@ -19,6 +19,7 @@ BENCHMARKS = {
     "drift": "bench.drift_quality",
     "simulate": "bench.main_job",
     "synth": "bench.synth",
+    "accuracy_estimation": "bench.accuracy_estimation",
 }
 
 

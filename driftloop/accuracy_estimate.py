@@ -1,0 +1,346 @@
+"""Label-free accuracy estimation for a batch, from the classifier's class probabilities.
+
+A drift flag says that the inputs moved, not that the model got worse. This module estimates how
+accurate the model is on an unlabelled batch, with an interval that reflects the batch size, from
+the softmax outputs alone. It is calibrated once, at train time, on the labelled validation set
+(``calibrate``), and the calibration is a small frozen, JSON-serialisable object
+(``AccuracyCalibration``) saved beside the model or detector. Methods (``METHODS``):
+
+* ``average_confidence``: the mean of the largest class probability. The baseline: right only if
+  the model is calibrated, and softmax CNNs are over-confident, more so under shift.
+* ``atc_mc`` / ``atc_ne``: Average Thresholded Confidence (Garg et al., "Leveraging Unlabeled Data
+  to Predict Out-of-Distribution Performance", ICLR 2022). On validation, pick the threshold ``t``
+  so that the fraction of examples scoring at least ``t`` equals the validation accuracy; the
+  estimate for a batch is the fraction of its examples scoring at least ``t``. The score is the
+  maximum confidence (``mc``) or the negative entropy of the probabilities (``ne``; the paper's
+  better variant).
+* ``cbpe``: confidence-based performance estimation after NannyML's CBPE, for the one binary
+  target "the prediction is right": calibrate the maximum confidence on validation (isotonic
+  regression, pool-adjacent-violators), then the expected accuracy of a batch is the mean of its
+  calibrated confidences. A validation set without errors makes the map the constant 1.
+
+One more method needs a second model, so it sits beside the others (``estimate_agreement``):
+
+* ``agreement``: generalisation disagreement equality (Jiang et al., "Assessing Generalization of
+  SGD via Disagreement", ICLR 2022): two copies of the classifier trained alike but from another
+  seed agree on about as many images as each gets right, so the estimate is the share of the batch
+  on which their predicted classes agree. No calibration; it sees a model that is confidently
+  wrong (which no confidence-based method can) when the two copies are wrong differently.
+
+Intervals (``AccuracyEstimate.lower``/``upper``, at ``confidence``, 0.95 by default):
+
+* ``average_confidence`` and ``cbpe`` say each image is right with its own probability ``p_i``; if
+  so, the number right in the batch is Poisson-binomial, and the interval is that distribution's
+  central interval (exact for up to ``EXACT_MAX_N`` images, normal beyond). It is the interval for
+  *this batch's* accuracy, and it narrows as 1/sqrt(n).
+* ATC (and ``agreement``) gives a count, not per-image probabilities: ``k`` of ``n`` images score at
+  least ``t`` (or agree).
+  Under ATC's assumption the batch's accuracy ``A`` and ``k / n`` are two proportions of the same
+  ``n`` images with one mean ``p``; ``A - k / n`` has variance ``D / n``, where ``D`` is the chance
+  that "right" and "above the threshold" disagree, and ``D <= 2 p (1 - p)`` whenever the score is
+  not anti-correlated with being right. So the interval is the Wilson score interval for ``k / n``
+  at an effective size ``n / 2`` (``paired_wilson``): it covers at least its nominal rate when ATC's
+  assumption holds, more when the score separates right from wrong well. (The plain Wilson interval
+  at ``n`` covers the *population* accuracy, not the batch's; the normal one collapses to a point at
+  ``k = n``, the usual case for a good model on a small batch.)
+
+Neither interval includes the error of the method under shift (its bias), nor the error of a
+threshold or map fitted on a small validation set: ``bench/accuracy_estimation.py`` measures how
+often they cover the true batch accuracy (docs/benchmarks.md).
+
+Pure numpy: no TensorFlow, and nothing here is imported by the decision Lambda's modules
+(``driftloop.decision``, ``driftloop.records``), which must run without numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any, Final, Literal, get_args
+
+import numpy as np
+
+Method = Literal["average_confidence", "atc_mc", "atc_ne", "cbpe"]
+METHODS: Final[tuple[Method, ...]] = get_args(Method)
+AGREEMENT: Final = "agreement"  # needs a second model: ``estimate_agreement``
+# Measured (docs/benchmarks.md, section 6): the smallest error of the single-model methods at
+# 200-image batches over 3 data seeds × 7 models × 7 stages (``agreement`` is smaller, at the cost
+# of a second trained copy).
+DEFAULT_METHOD: Final[Method] = "atc_ne"
+CALIBRATION_FILE: Final = "accuracy_calibration.json"
+SCHEMA_VERSION: Final = 1
+DEFAULT_CONFIDENCE: Final = 0.95
+EXACT_MAX_N: Final = 5000  # Poisson-binomial by dynamic programming up to here (O(n^2)), normal beyond
+ENTROPY_FLOOR: Final = 1e-12  # p log p at p = 0 is taken as 0 via log(max(p, floor)), as driftloop.drift does
+_INTERVALS: Final[dict[Method, str]] = {
+    "average_confidence": "poisson_binomial", "cbpe": "poisson_binomial",
+    "atc_mc": "paired_wilson", "atc_ne": "paired_wilson",
+}
+
+
+def _probabilities(probabilities: Any, n_classes: int | None = None) -> np.ndarray:
+    array = np.asarray(probabilities, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] < 2:
+        raise ValueError(f"probabilities must be an (n, n_classes >= 2) array, got shape {array.shape}")
+    if n_classes is not None and array.shape[1] != n_classes:
+        raise ValueError(f"probabilities have {array.shape[1]} classes, the calibration {n_classes}")
+    if not np.all(np.isfinite(array)) or array.min(initial=0.0) < 0.0 or array.max(initial=0.0) > 1.0 + 1e-6:
+        raise ValueError("probabilities must be finite and within [0, 1]")
+    return array
+
+
+def max_confidence(probabilities: Any) -> np.ndarray:
+    """The largest class probability of each row."""
+    return np.asarray(_probabilities(probabilities).max(axis=1))
+
+
+def negative_entropy(probabilities: Any) -> np.ndarray:
+    """``sum p log p`` of each row (0 for a one-hot row, ``-log n_classes`` for a uniform one)."""
+    p = _probabilities(probabilities)
+    return np.asarray((p * np.log(np.maximum(p, ENTROPY_FLOOR))).sum(axis=1))
+
+
+def atc_threshold(scores: Any, correct: Any) -> float:
+    """The threshold ``t`` at which the fraction of ``scores >= t`` equals the fraction ``correct``.
+
+    With ``k`` of ``n`` correct, ``t`` is the ``k``-th largest score, so that exactly ``k`` examples
+    score at least ``t`` when no scores tie: Garg et al.'s rule. With ``k = 0``, the next float above
+    the largest score (finite, so the calibration stays strict JSON).
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    k = int(np.count_nonzero(np.asarray(correct, dtype=bool)))
+    if len(s) == 0:
+        raise ValueError("no scores to choose a threshold from")
+    return math.nextafter(float(s[-1]), math.inf) if k == 0 else float(s[len(s) - k])
+
+
+def isotonic_fit(x: Any, y: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Non-decreasing least-squares fit of ``y`` on ``x`` (pool adjacent violators).
+
+    Returns knots ``(xs, ys)``: both ends of every pooled block, so ``np.interp(x, xs, ys)`` is the
+    step function with linear steps between blocks and the end values beyond (what scikit-learn's
+    ``IsotonicRegression(out_of_bounds="clip")`` predicts). Tied ``x`` are averaged first.
+    """
+    x_arr, y_arr = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x_arr.shape != y_arr.shape or x_arr.ndim != 1 or len(x_arr) == 0:
+        raise ValueError("x and y must be non-empty 1-D arrays of one length")
+    unique, inverse, counts = np.unique(x_arr, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=y_arr)
+    # Blocks as (value sum, weight, first x, last x); merge while the last two do not increase.
+    blocks: list[tuple[float, float, float, float]] = []
+    for value, weight, position in zip(sums.tolist(), counts.tolist(), unique.tolist(), strict=True):
+        blocks.append((float(value), float(weight), float(position), float(position)))
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            last = blocks.pop()
+            first = blocks.pop()
+            blocks.append((first[0] + last[0], first[1] + last[1], first[2], last[3]))
+    xs: list[float] = []
+    ys: list[float] = []
+    for total, weight, first_x, last_x in blocks:
+        for position in (first_x, last_x) if last_x > first_x else (first_x,):
+            xs.append(position)
+            ys.append(total / weight)
+    return tuple(xs), tuple(ys)
+
+
+@dataclass(frozen=True)
+class AccuracyCalibration:
+    """What the estimators learned from the labelled validation set; saved as JSON at train time."""
+
+    n: int  # validation images
+    n_classes: int
+    accuracy: float  # validation accuracy: the reference the harm policy measures a drop from
+    average_confidence: float  # mean max confidence on validation (> accuracy: over-confident)
+    atc_mc_threshold: float  # score >= threshold counts as right
+    atc_ne_threshold: float
+    cbpe_x: tuple[float, ...]  # isotonic map of max confidence -> P(correct): knots
+    cbpe_y: tuple[float, ...]
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cbpe_x"], data["cbpe_y"] = list(self.cbpe_x), list(self.cbpe_y)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AccuracyCalibration:
+        known = {f.name for f in fields(cls)}
+        unknown, missing = sorted(set(data) - known), sorted(known - set(data) - {"schema"})
+        if unknown or missing:
+            raise ValueError(f"AccuracyCalibration: unknown keys {unknown}, missing keys {missing}")
+        if data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise ValueError(f"AccuracyCalibration schema {data['schema']} is not {SCHEMA_VERSION}")
+        values = dict(data)
+        values["cbpe_x"] = tuple(float(v) for v in data["cbpe_x"])
+        values["cbpe_y"] = tuple(float(v) for v in data["cbpe_y"])
+        for name in ("accuracy", "average_confidence", "atc_mc_threshold", "atc_ne_threshold"):
+            values[name] = float(data[name])
+        calibration = cls(**values)
+        if len(calibration.cbpe_x) != len(calibration.cbpe_y) or not calibration.cbpe_x:
+            raise ValueError("AccuracyCalibration: cbpe_x and cbpe_y must be non-empty and of one length")
+        return calibration
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> AccuracyCalibration:
+        return cls.from_dict(json.loads(text))
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json() + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> AccuracyCalibration:
+        return cls.from_json(path.read_text())
+
+
+def calibrate(probabilities: Any, labels: Any) -> AccuracyCalibration:
+    """Learn every method's threshold or map from labelled (validation) outputs."""
+    p = _probabilities(probabilities)
+    y = np.asarray(labels)
+    if y.shape != (len(p),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be {len(p)} integer class indices, got {y.dtype} {y.shape}")
+    if len(p) == 0:
+        raise ValueError("calibration needs at least one labelled example")
+    if y.min() < 0 or y.max() >= p.shape[1]:
+        raise ValueError(f"labels must index the {p.shape[1]} classes")
+    correct = p.argmax(axis=1) == y
+    confidence = p.max(axis=1)
+    xs, ys = isotonic_fit(confidence, correct.astype(np.float64))
+    return AccuracyCalibration(
+        n=len(p), n_classes=p.shape[1], accuracy=float(correct.mean()), average_confidence=float(confidence.mean()),
+        atc_mc_threshold=atc_threshold(confidence, correct),
+        atc_ne_threshold=atc_threshold(negative_entropy(p), correct),
+        cbpe_x=xs, cbpe_y=ys,
+    )
+
+
+@dataclass(frozen=True)
+class AccuracyEstimate:
+    """A batch's estimated accuracy (a fraction) and its interval for this batch size."""
+
+    method: str
+    accuracy: float
+    lower: float
+    upper: float
+    confidence: float  # of the interval
+    interval: str  # "paired_wilson" (ATC) or "poisson_binomial"
+    n: int  # images in the batch
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AccuracyEstimate:
+        return cls(method=str(data["method"]), accuracy=float(data["accuracy"]), lower=float(data["lower"]),
+                   upper=float(data["upper"]), confidence=float(data["confidence"]), interval=str(data["interval"]),
+                   n=int(data["n"]))
+
+
+def wilson_interval(k: float, n: float, confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``k / n`` (``n`` may be an effective size)."""
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    phat = k / n
+    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n))
+    # At k = 0 or k = n the bound is exactly 0 or 1; rounding must not move it off.
+    lower = 0.0 if k == 0 else max(0.0, centre - half)
+    upper = 1.0 if k == n else min(1.0, centre + half)
+    return lower, upper
+
+
+def poisson_binomial_interval(p: Any, confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float]:
+    """Central interval of ``(number of successes) / n`` for independent Bernoulli(``p_i``).
+
+    Exact (the distribution by dynamic programming) up to ``EXACT_MAX_N`` trials: the smallest
+    counts whose CDF reaches (1 - confidence) / 2 and (1 + confidence) / 2, so it covers at least
+    ``confidence``. Beyond, the normal approximation.
+    """
+    probs = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    n = len(probs)
+    if n < 1:
+        raise ValueError("need at least one trial")
+    tail = (1.0 - confidence) / 2
+    if n > EXACT_MAX_N:
+        mean, sd = float(probs.mean()), float(np.sqrt((probs * (1 - probs)).sum()) / n)
+        z = NormalDist().inv_cdf(1 - tail)
+        return max(0.0, mean - z * sd), min(1.0, mean + z * sd)
+    pmf = np.zeros(n + 1)
+    pmf[0] = 1.0
+    for i, q in enumerate(probs, start=1):
+        pmf[1:i + 1] = pmf[1:i + 1] * (1 - q) + pmf[:i] * q
+        pmf[0] *= 1 - q
+    cdf = np.cumsum(pmf)
+    low = int(np.searchsorted(cdf, tail - 1e-12))
+    high = int(np.searchsorted(cdf, 1 - tail - 1e-12))
+    return low / n, min(high, n) / n
+
+
+def per_image_probability(probabilities: Any, calibration: AccuracyCalibration, method: Method) -> np.ndarray:
+    """What a method takes as each image's chance of being right (ATC: 1 above the threshold, else 0)."""
+    p = _probabilities(probabilities, calibration.n_classes)
+    if method == "average_confidence":
+        return np.asarray(p.max(axis=1))
+    if method == "cbpe":
+        return np.asarray(np.interp(p.max(axis=1), calibration.cbpe_x, calibration.cbpe_y))
+    if method == "atc_mc":
+        return (p.max(axis=1) >= calibration.atc_mc_threshold).astype(np.float64)
+    if method == "atc_ne":
+        return (negative_entropy(p) >= calibration.atc_ne_threshold).astype(np.float64)
+    raise ValueError(f"unknown method {method!r}; known: {METHODS}")
+
+
+def estimate(probabilities: Any, calibration: AccuracyCalibration, method: Method = DEFAULT_METHOD,
+             confidence: float = DEFAULT_CONFIDENCE) -> AccuracyEstimate:
+    """Estimate the accuracy of the model on one unlabelled batch from its class probabilities."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    chance = per_image_probability(probabilities, calibration, method)
+    n = len(chance)
+    if n == 0:
+        raise ValueError("cannot estimate the accuracy of an empty batch")
+    point = float(chance.mean())
+    interval = _INTERVALS[method]
+    if interval == "paired_wilson":
+        # The truth and the estimate are two proportions of the same n images with one mean (ATC's
+        # assumption); their difference has variance D / n, D = P(right != above threshold) <=
+        # 2 p (1 - p) when the score is not anti-correlated with being right: Wilson at n / 2.
+        lower, upper = wilson_interval(n * point / 2, n / 2, confidence)
+    else:
+        lower, upper = poisson_binomial_interval(chance, confidence)
+    return AccuracyEstimate(method=method, accuracy=point, lower=min(lower, point), upper=max(upper, point),
+                            confidence=confidence, interval=interval, n=n)
+
+
+def estimate_agreement(probabilities: Any, second: Any, confidence: float = DEFAULT_CONFIDENCE) -> AccuracyEstimate:
+    """The share of the batch on which two independently trained copies of the model agree.
+
+    ``probabilities`` and ``second`` are both copies' outputs on the same images, in one order.
+    The interval is ``paired_wilson``, as for ATC (the count is of agreeing images).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    first, other = _probabilities(probabilities), _probabilities(second)
+    if first.shape != other.shape:
+        raise ValueError(f"the two models' outputs differ in shape: {first.shape} vs {other.shape}")
+    n = len(first)
+    if n == 0:
+        raise ValueError("cannot estimate the accuracy of an empty batch")
+    point = float(np.mean(first.argmax(axis=1) == other.argmax(axis=1)))
+    lower, upper = wilson_interval(n * point / 2, n / 2, confidence)
+    return AccuracyEstimate(method=AGREEMENT, accuracy=point, lower=min(lower, point), upper=max(upper, point),
+                            confidence=confidence, interval="paired_wilson", n=n)
+
+
+def estimate_all(probabilities: Any, calibration: AccuracyCalibration,
+                 confidence: float = DEFAULT_CONFIDENCE) -> dict[str, AccuracyEstimate]:
+    """Every method's estimate of one batch, by method name."""
+    return {method: estimate(probabilities, calibration, method, confidence) for method in METHODS}
