@@ -28,6 +28,7 @@ from driftloop.config import TrainingConfig
 from driftloop.model_io import ModelNotFound, forward_pass, load_model, save_model
 from driftloop.models import ARCHITECTURES, build_model
 from driftloop.pipelines import EVALUATION_FILE, PREDICTIONS_FILE, TRAIN_METRICS_FILE, Component
+from driftloop.scores import Evaluation, TrainMetrics
 from driftloop.shards import UNKNOWN_LABEL, Shard, ShardSummary, iter_shards, load_all, read_summary
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,8 @@ def run_train(invocation: Invocation) -> dict[str, Any]:
     }
     out = invocation.outputs["model"]
     save_model(model, classes, out)
-    (out / TRAIN_METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    # Through its contract, so a writer that drifts from what champion/challenger reads fails here.
+    (out / TRAIN_METRICS_FILE).write_text(TrainMetrics.from_dict(metrics).to_json(indent=2))
     log.info(
         "trained %s on %d images: val_accuracy %.3f, val_loss %.3f, %d epochs (best %d), %.1f s",
         config.architecture, len(train), val_accuracy, val_loss, metrics["epochs"], metrics["best_epoch"], wall_time,
@@ -235,7 +237,7 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     result: dict[str, Any] = {"n": n, "classes": classes}
     if summary.labelled and n:
         scores = evaluation.result(classes, n)
-        (out / EVALUATION_FILE).write_text(json.dumps(scores, indent=2))
+        (out / EVALUATION_FILE).write_text(Evaluation.from_dict(scores).to_json(indent=2))
         result["evaluation"] = {k: v for k, v in scores.items() if k in ("accuracy", "loss", "reason")}
     log.info("predicted %d image(s); evaluation: %s", n, result.get("evaluation", "none (unlabelled input)"))
     (out / PREDICTION_SUMMARY_FILE).write_text(json.dumps(result, indent=2))
