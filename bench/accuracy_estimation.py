@@ -77,16 +77,7 @@ def _code_hash() -> str:
 
 def _cached(folder: Path, params: dict[str, Any], make: Callable[[Path], object]) -> Path:
     """``fixtures.cached`` with the narrower code hash (see the module docstring)."""
-    marker = folder.with_name(folder.name + fixtures.MARKER)
-    params = {**params, "version": FIXTURE_VERSION, "code": _code_hash()}
-    if marker.exists() and json.loads(marker.read_text()) == params:
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    marker.unlink(missing_ok=True)
-    folder.mkdir(parents=True)
-    make(folder)
-    marker.write_text(json.dumps(params))
-    return folder
+    return fixtures.cached(folder, params, make, code=f"{_code_hash()}-v{FIXTURE_VERSION}")
 
 
 def _run(component: str, mode: str, inputs: dict[str, Path], outputs: dict[str, Path],

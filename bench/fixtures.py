@@ -36,13 +36,14 @@ FIXTURE_VERSION = 3
 HELD_OUT_SEED = 1000
 
 
-def cached(folder: Path, params: dict[str, Any], make: Callable[[Path], object]) -> Path:
+def cached(folder: Path, params: dict[str, Any], make: Callable[[Path], object], *, code: str | None = None) -> Path:
     """``folder`` made by ``make`` once per set of ``params``; anything else there is replaced.
 
+    ``code`` is the hash of the code the folder depends on (default: all of driftloop's source).
     The marker sits beside the folder, not in it: inside, it would be one more (hidden) input file.
     """
     marker = folder.with_name(folder.name + MARKER)
-    params = {**params, "version": FIXTURE_VERSION, "driftloop": source_hash()}
+    params = {**params, "version": FIXTURE_VERSION, "driftloop": code or source_hash()}
     if marker.exists() and json.loads(marker.read_text()) == params:
         return folder
     shutil.rmtree(folder, ignore_errors=True)
