@@ -5,12 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.driftloop-installed
 NODE_STAMP := node_modules/.driftloop-installed
+# checkov, the template check of the CDK suite, in its own environment: it pins many packages
+# (boto3, pydantic, ...) that the dev lock holds at other versions.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.driftloop-installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: install simulate test lint typecheck pytest bench synth images lock clean
 
-install: $(PY_STAMP) $(NODE_STAMP)
+install: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 
 # The dev lock (requirements/dev.txt: the runtime set plus the tools, every package pinned with its
 # hashes); CPython >= 3.11.4 (pyproject.toml says why).
@@ -18,6 +22,11 @@ $(PY_STAMP): requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q --require-hashes -r requirements/dev.txt
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	touch $@
+
+$(CHECKOV_STAMP): requirements/checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --disable-pip-version-check -q --require-hashes -r requirements/checkov.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -54,13 +63,14 @@ synth: install
 images: install
 	$(BIN)/python tools/image_check.py $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(ARGS)
 
-# Re-resolves both locks from requirements/*.in (kept pins stay unless ARGS says otherwise, e.g.
+# Re-resolves the locks from requirements/*.in (kept pins stay unless ARGS says otherwise, e.g.
 # ARGS=--upgrade or ARGS="--upgrade-package shap"). The runtime lock is for the images' platform.
 UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28
 lock: install
 	$(UV_COMPILE) requirements/runtime.in --override requirements/runtime-overrides.txt -o requirements/runtime.txt $(ARGS)
 	$(UV_COMPILE) requirements/dev.in --override requirements/dev-overrides.txt -o requirements/dev.txt $(ARGS)
+	$(UV_COMPILE) requirements/checkov.in -o requirements/checkov.txt $(ARGS)
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from driftloop.layout import data_prefix, run_prefix
-from stacks import nag
+from stacks import checkov, nag
 from stacks.config import CONTEXT_KEY, DeploymentConfig
 from stacks.control_steps import ControlStepFunctions
 from stacks.dashboard import Dashboard
@@ -78,6 +78,7 @@ class DriftloopStack(Stack):
         CfnOutput(self, "DashboardName", value=self.dashboard.dashboard.dashboard_name)
         CfnOutput(self, "ParameterPrefix", value=config.parameter_names.prefix, description="the run records")
         nag.suppress(self)
+        checkov.suppress(self)
 
 
 def cdk_json_context(repo_root: Path = REPO_ROOT) -> dict[str, Any]:
