@@ -12,7 +12,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.driftloop-installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install simulate test lint typecheck pytest bench synth images lock clean
+.PHONY: install simulate test lint typecheck pytest bench synth images lock clean readme-results
 
 install: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 
@@ -50,6 +50,10 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(ARGS) || [ $$? -eq 5 ]
+
+# The README's results of the default simulation, from a real run (driftloop/results_doc.py).
+readme-results: install
+	$(BIN)/python -m driftloop.results_doc
 
 bench: install
 	$(BIN)/python -m bench $(ARGS)

@@ -72,3 +72,29 @@ def test_each_matrix_row_names_the_train_run_whose_model_it_is(simulation: Simul
     for label, run_id in models.items():
         model = simulation.workdir / "state" / "store" / "runs" / "train" / run_id / "model"
         assert (model / "model.keras").is_file(), label
+
+
+def test_the_same_seed_on_one_machine_writes_byte_identical_results(
+    simulation: SimulationResult, tmp_path: Path, small_data: Path, fast_settings: Settings
+) -> None:
+    again = simulate(SimulationOptions(workdir=tmp_path, data=small_data, settings=fast_settings, progress=False))
+    assert (again.workdir / "simulation.json").read_bytes() == (simulation.workdir / "simulation.json").read_bytes()
+    assert (again.workdir / "accuracy_matrix.csv").read_bytes() == (
+        simulation.workdir / "accuracy_matrix.csv").read_bytes()
+
+
+def test_the_readme_results_are_written_from_the_run(simulation: SimulationResult) -> None:
+    from driftloop.results_doc import BEGIN, END, Measured, render, replace_section
+    from driftloop.simulation import timeline_line
+
+    section = render(simulation, Measured(date="2026-12-01", machine="2 cores, test CPU", wall_s=61.4))
+    assert section.startswith(BEGIN) and section.endswith(END)
+    assert "Measured 2026-12-01 on 2 cores, test CPU" in section and "took 61 s wall" in section
+    for run in simulation.runs:
+        assert timeline_line(run) in section
+    for label in simulation.matrix:
+        assert f"| {label} | " in section
+    readme = f"# title\n\nbefore\n{BEGIN}\nstale table\n{END}\nafter\n"
+    assert replace_section(readme, section) == f"# title\n\nbefore\n{section}\nafter\n"
+    with pytest.raises(ValueError, match="results:begin"):
+        replace_section("# no markers\n", section)
