@@ -1,4 +1,4 @@
-"""The ``driftloop`` command: data sets, local train/serve runs and the simulation.
+"""The ``driftloop`` command: data sets, local train/serve runs, the simulation, and ``status``.
 
 The console shows results (and, for ``simulate``, one progress bar and one line per hourly run).
 Everything else — the components' logs, TensorFlow's own output, from Python or from its C++ core —
@@ -70,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--cycles", type=int, default=1, help="passes over the seven stages")
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--size", choices=["blog", "small"], default="blog", help="synthetic set size")
+
+    status = commands.add_parser("status", help="the current model, the last train attempt and the last serve runs")
+    status.add_argument("-v", "--verbose", action="count", default=0,
+                        help="show driftloop's log lines on the console (status only reads: it writes no log)")
+    where = status.add_mutually_exclusive_group(required=True)
+    where.add_argument("--workdir", type=Path, help="a local work folder (of train, serve or simulate)")
+    where.add_argument("--aws", action="store_true", help="a deployment: the stack's Parameter Store records")
+    status.add_argument("--stack", help='the stack (with --aws; default "Driftloop")')
+    status.add_argument("--region", help="the stack's region (with --aws; default: the AWS configuration's)")
+    status.add_argument("--runs", type=int, default=5, metavar="N", help="serve runs to show (default 5)")
     return parser
 
 
@@ -222,6 +232,17 @@ def _simulate(args: argparse.Namespace) -> None:
                                size=args.size, settings=load_settings(args.settings)))
 
 
+def _status(args: argparse.Namespace) -> None:
+    from driftloop.status import DEFAULT_STACK, aws_source, local_source, read_status
+
+    if args.runs < 0:
+        raise ValueError(f"--runs must be 0 or more, got {args.runs}")
+    if not args.aws and (args.stack or args.region):
+        raise ValueError("--stack and --region go with --aws")
+    source = aws_source(args.stack or DEFAULT_STACK, args.region) if args.aws else local_source(args.workdir)
+    print("\n".join(read_status(source, runs=args.runs)))
+
+
 def _data(args: argparse.Namespace) -> None:
     if args.data_command == "make":
         from driftloop.data.synthetic import make_dataset
@@ -240,13 +261,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_process()
     args = _parser().parse_args(argv)
-    workdir: Path | None = getattr(args, "workdir", None) if args.command != "data" else None
+    # status only reads: it writes no log into the folder it is shown (nor makes a typo'd one).
+    workdir: Path | None = getattr(args, "workdir", None) if args.command not in ("data", "status") else None
     log_file = workdir / LOG_FILE if workdir is not None else None
     route_output(log_file, verbose=args.verbose, fresh=args.command == "simulate")
     log.info("driftloop %s", " ".join(sys.argv[1:] if argv is None else argv))
     where = f" (the log: {log_file})" if log_file else ""
     try:
-        {"data": _data, "train": _train, "serve": _serve, "simulate": _simulate}[args.command](args)
+        {"data": _data, "train": _train, "serve": _serve, "simulate": _simulate, "status": _status}[args.command](args)
     except (ComponentError, LookupError, FileNotFoundError, ValueError) as error:
         # Missing models, parameters, objects or settings: their messages say what to do; no traceback.
         log.info("failed: %s", error, exc_info=True)
