@@ -247,6 +247,35 @@ def test_a_batch_without_images_fails_the_run_notifies_and_changes_no_pointer(
     assert "no usable images in /opt/ml/processing/input/batch" in outcome.failure_reason
 
 
+def test_a_second_stack_with_another_name_deploys_beside_the_first(
+    deployed: DeployedSystem, failed_serve: Any, tmp_path: Path
+) -> None:
+    """No physical name is shared: the parameters take the stack's name, the rest is generated."""
+    from support.cdk_deploy import deploy, destroy, load_context, publish_file_assets, synthesize
+
+    from .conftest import REPO, TEST_CONTEXT
+
+    context = load_context(REPO, {"driftloop": {**TEST_CONTEXT["driftloop"], "stack_name": "DriftloopTwo"}})
+    assembly = synthesize(REPO, tmp_path / "cdk.out", context, deployed.server.region)
+    publish_file_assets(deployed.server, assembly)
+    cloudformation = deployed.client("cloudformation")
+    try:
+        outputs = deploy(deployed.server, assembly)["DriftloopTwo"]
+        stack_id = cloudformation.describe_stacks(StackName="DriftloopTwo")["Stacks"][0]["StackId"]
+        assert outputs["ParameterPrefix"] == "/driftlooptwo" != deployed.parameter_prefix
+        assert outputs["BucketName"] != deployed.bucket
+        ssm = deployed.client("ssm")
+        for prefix in (deployed.parameter_prefix, outputs["ParameterPrefix"]):
+            assert ssm.get_parameter(Name=f"{prefix}/train/latest")["Parameter"]["Value"]
+    finally:
+        destroy(deployed.server, assembly)
+    wait_until(  # gone before the first stack's teardown test counts what is left
+        lambda: cloudformation.describe_stacks(StackName=stack_id)["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE",
+        timeout=60,
+        what="the second stack is deleted",
+    )
+
+
 # Each resource type of the template, and how to see that a deleted one is gone (None: nothing of
 # its own to look at; a policy goes with what it is attached to).
 Probe = Callable[[DeployedSystem, str], Any]
