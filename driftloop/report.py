@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,17 @@ def _drift_figure(rows: list[RunRow]) -> str:
     return encoded
 
 
+@dataclass(frozen=True)
+class RetrainMark:
+    run: int  # index of the hourly run that started the retrain: the mark sits on it
+    label: str
+    promoted: bool
+
+
+def retrain_marks(rows: list[RunRow]) -> list[RetrainMark]:
+    return [RetrainMark(i, f"→ {r.retrained_on}", bool(r.promoted)) for i, r in enumerate(rows) if r.retrained]
+
+
 def _accuracy_figure(rows: list[RunRow]) -> str:
     import matplotlib.pyplot as plt
 
@@ -54,12 +66,20 @@ def _accuracy_figure(rows: list[RunRow]) -> str:
     x = list(range(len(rows)))
     accuracy = [100 * r.accuracy if r.accuracy is not None else float("nan") for r in rows]
     ax.plot(x, accuracy, "o-", label="accuracy of the serving model")
-    for i, r in enumerate(rows):
-        if r.retrained:
-            ax.axvline(i + 0.5, color="green" if r.promoted else "grey", linestyle=":")
-            ax.annotate(f"retrained on {r.retrained_on}" + ("" if r.promoted else " (kept)"),
-                        (i + 0.5, min(a for a in accuracy if a == a) if any(a == a for a in accuracy) else 0),
-                        rotation=90, fontsize=7, color="green" if r.promoted else "grey", va="bottom")
+    # Each retrain is marked at the run that started it, with a short horizontal label beside it.
+    marks = retrain_marks(rows)
+    for promoted, marker, colour, label in ((True, "^", "green", "retrained, promoted"),
+                                            (False, "v", "grey", "retrained, champion kept")):
+        chosen = [m for m in marks if m.promoted == promoted]
+        if chosen:
+            ax.scatter([m.run for m in chosen], [accuracy[m.run] for m in chosen], marker=marker, s=90,
+                       color=colour, zorder=3, label=label)
+    for m in marks:
+        ax.annotate(m.label, (m.run, accuracy[m.run]), textcoords="offset points",
+                    xytext=(0, -16 if m.run % 2 else 10), ha="center", fontsize=7,
+                    color="green" if m.promoted else "grey")
+    ax.set_ylim(min([a for a in accuracy if a == a] or [0]) - 12, 108)
+    ax.legend(fontsize=7, loc="lower left")
     ax.set_xticks(x, [f"{r.time}\n{r.test_set}" for r in rows], fontsize=8)
     ax.set_ylabel("accuracy (%)")
     ax.set_title("Accuracy per hourly run (labels known only because this is a simulation)")

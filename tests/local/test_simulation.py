@@ -98,3 +98,14 @@ def test_the_readme_results_are_written_from_the_run(simulation: SimulationResul
     assert replace_section(readme, section) == f"# title\n\nbefore\n{section}\nafter\n"
     with pytest.raises(ValueError, match="results:begin"):
         replace_section("# no markers\n", section)
+
+
+def test_the_report_marks_each_retrain_on_the_run_that_started_it(simulation: SimulationResult) -> None:
+    from driftloop.report import retrain_marks
+
+    marks = retrain_marks(simulation.runs)
+    started = [i for i, r in enumerate(simulation.runs) if r.retrained]
+    assert [m.run for m in marks] == started
+    for mark in marks:
+        run = simulation.runs[mark.run]
+        assert mark.label == f"→ {run.retrained_on}" and mark.promoted == bool(run.promoted)
