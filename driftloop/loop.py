@@ -7,7 +7,8 @@ branch on the decision and catch failures; every rule lives in this module or th
 of ``driftloop.decision``.
 
 A run goes: ``plan_run`` (its id, every artifact's URI, per-step settings, the train record it
-resolved from) -> the pipeline's jobs -> ``record_train``, or ``decide`` then ``record_serve``.
+resolved from) -> the pipeline's jobs -> ``record_train``, or ``decide`` then ``record_serve`` (each
+given the drift report its caller read once with ``read_drift_report``).
 Only standard-library and pure driftloop modules are imported: the Lambda bundle has no numpy.
 """
 
@@ -191,9 +192,8 @@ def runs_since_retrain(previous: ServeRecord | None) -> int | None:
     return None if previous.runs_since_retrain is None else previous.runs_since_retrain + 1
 
 
-def decide(stores: Stores, plan: RunPlan, policy: DecisionPolicy) -> RetrainDecision:
+def decide(stores: Stores, plan: RunPlan, report: DriftReport, policy: DecisionPolicy) -> RetrainDecision:
     """The serve run's retrain decision, from its drift report and the previous serve record."""
-    report = read_drift_report(stores, plan)
     previous = read_record(stores.params, stores.names.serve_latest, ServeRecord)
     batch = plan.start[SERVE_PIPELINE.start_inputs()[0]]
     return decide_retrain(report, batch_source=batch, policy=policy, runs_since_retrain=runs_since_retrain(previous))
@@ -233,11 +233,12 @@ def record_train(stores: Stores, plan: RunPlan) -> TrainRecord:
     return record
 
 
-def record_serve(stores: Stores, plan: RunPlan, decision: RetrainDecision, outcome: RetrainOutcome) -> ServeRecord:
+def record_serve(
+    stores: Stores, plan: RunPlan, report: DriftReport, decision: RetrainDecision, outcome: RetrainOutcome
+) -> ServeRecord:
     """The serve run's record, written last: ``serve/latest``."""
     if plan.current is None:
         raise NoModel("a serve run's plan names no model: plan it with plan_run")
-    report = read_drift_report(stores, plan)
     record = ServeRecord(
         run_id=plan.run_id,
         time=plan.time,

@@ -166,13 +166,14 @@ class LocalSystem:
             raise ComponentError(f"{error} (driftloop train --data DIR --workdir W)") from error
         with tempfile.TemporaryDirectory(prefix="driftloop-serve-") as tmp:
             self.run_pipeline(SERVE_PIPELINE, plan, Path(tmp))
-        decision = loop.decide(self.stores, plan, self.settings.policy)
+        report = loop.read_drift_report(self.stores, plan)
+        decision = loop.decide(self.stores, plan, report, self.settings.policy)
         retrained = None
         if decision.retrain and retrain:
             assert decision.train_data is not None and decision.val_data is not None
             retrained = self.train(decision.train_data, decision.val_data, when=when)
         outcome = loop.RetrainOutcome(started=retrained is not None, reason=decision.reason,
                                       run_id=retrained.run_id if retrained else None)
-        record = loop.record_serve(self.stores, plan, decision, outcome)
-        return ServeOutcome(record=record, report=loop.read_drift_report(self.stores, plan), decision=decision,
+        record = loop.record_serve(self.stores, plan, report, decision, outcome)
+        return ServeOutcome(record=record, report=report, decision=decision,
                             retrain=retrained, evaluation=loop.read_evaluation(self.stores, plan.uri["predictions"]))

@@ -3,7 +3,7 @@
 Each step becomes one job: the training step a ``SageMakerCreateTrainingJob`` task (``RUN_JOB``,
 i.e. ``.sync``), every other step a ``createProcessingJob.sync`` task (there is no CDK task for
 it: a ``CustomState``). Channels map to SageMaker's container paths (``container_path``); the S3
-URIs come from the run's plan (see ``RunPaths``), so every run writes its own
+URIs come from the run's plan (see ``artifact_path``), so every run writes its own
 ``runs/<pipeline>/<run_id>/<artifact>`` prefixes. Job names are ``<pipeline>-<step>-<uuid>``:
 unique per attempt, so a retried or re-started job never collides with an earlier one.
 """
@@ -11,7 +11,6 @@ unique per attempt, so a retried or re-started job never collides with an earlie
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Final
 
 from aws_cdk import Duration, Size, Stack
@@ -45,21 +44,17 @@ UUID_LENGTH: Final = 36
 MAX_JOB_NAME: Final = 63
 
 
-@dataclass(frozen=True)
-class RunPaths:
-    """Where a state machine keeps each artifact's S3 URI: the run's plan (``driftloop.loop.RunPlan``).
+# Where a state machine keeps each artifact's S3 URI and each step's per-run settings: the run's
+# plan (``driftloop.loop.RunPlan``, at ``$.plan``). A training job writes under its artifact's URI
+# (SageMaker nests ``<job>/output/model.tar.gz``), and every later reader of it finds the archive there.
 
-    A training job writes under its artifact's URI (SageMaker nests ``<job>/output/model.tar.gz``),
-    and every later reader of that artifact finds the archive there.
-    """
 
-    pipeline: Pipeline
+def artifact_path(artifact: str) -> str:
+    return f"$.plan.uri.{artifact}"
 
-    def artifact(self, artifact: str) -> str:
-        return f"$.plan.uri.{artifact}"
 
-    def run_settings(self, step: Step) -> str:
-        return f"$.plan.settings.{step.name}"
+def run_settings_path(step: Step) -> str:
+    return f"$.plan.settings.{step.name}"
 
 
 def state_name(step: Step) -> str:
@@ -103,7 +98,6 @@ class JobStates:
         self.config = config
         self.images = images
         self.role = role
-        self.paths = RunPaths(pipeline)
 
     def job(self, step: Step) -> sfn.TaskStateBase | sfn.CustomState:
         if step.job is JobKind.TRAINING:
@@ -121,7 +115,7 @@ class JobStates:
             {
                 "InputName": channel,
                 "S3Input": {
-                    "S3Uri.$": self.paths.artifact(artifact),
+                    "S3Uri.$": artifact_path(artifact),
                     "LocalPath": str(container_path(step.component, step.mode, "input", channel)),
                     "S3DataType": "S3Prefix",
                     "S3InputMode": "File",
@@ -134,7 +128,7 @@ class JobStates:
             {
                 "OutputName": channel,
                 "S3Output": {
-                    "S3Uri.$": self.paths.artifact(artifact),
+                    "S3Uri.$": artifact_path(artifact),
                     "LocalPath": str(container_path(step.component, step.mode, "output", channel)),
                     "S3UploadMode": "EndOfJob",
                 },
@@ -142,7 +136,7 @@ class JobStates:
             for channel, artifact in step.outputs
         ]
         run_settings = (
-            {"Environment": {f"{RUN_SETTINGS_ENV}.$": f"States.JsonToString({self.paths.run_settings(step)})"}}
+            {"Environment": {f"{RUN_SETTINGS_ENV}.$": f"States.JsonToString({run_settings_path(step)})"}}
             if step.run_settings
             else {}
         )
@@ -202,7 +196,7 @@ class JobStates:
                     channel_name=channel,
                     data_source=tasks.DataSource(
                         s3_data_source=tasks.S3DataSource(
-                            s3_location=tasks.S3Location.from_json_expression(self.paths.artifact(source)),
+                            s3_location=tasks.S3Location.from_json_expression(artifact_path(source)),
                             s3_data_type=tasks.S3DataType.S3_PREFIX,
                             s3_data_distribution_type=tasks.S3DataDistributionType.FULLY_REPLICATED,
                         )
@@ -211,7 +205,7 @@ class JobStates:
                 for channel, source in step.inputs
             ],
             output_data_config=tasks.OutputDataConfig(
-                s3_output_location=tasks.S3Location.from_json_expression(self.paths.artifact(artifact))
+                s3_output_location=tasks.S3Location.from_json_expression(artifact_path(artifact))
             ),
             resource_config=tasks.ResourceConfig(
                 instance_count=resources.instance_count,
@@ -222,7 +216,7 @@ class JobStates:
             stopping_condition=tasks.StoppingCondition(max_runtime=Duration.minutes(resources.max_runtime_minutes)),
             hyperparameters=hyperparameters or None,
             environment=(
-                {RUN_SETTINGS_ENV: sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(self.paths.run_settings(step)))}
+                {RUN_SETTINGS_ENV: sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(run_settings_path(step)))}
                 if step.run_settings
                 else None
             ),

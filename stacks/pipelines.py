@@ -37,30 +37,33 @@ from driftloop.contracts import Contract, field_names
 from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline
 from stacks.config import DeploymentConfig
 from stacks.control_steps import ControlStepFunctions
-from stacks.jobs import JobStates, add_error_handling, state_machine_timeout_minutes, state_name
+from stacks.jobs import JobStates, add_error_handling, artifact_path, state_machine_timeout_minutes, state_name
 from stacks.logs import log_group
 from stacks.parameters import RunParameters
 
 
-def payload(contract: type[Contract], **values: Any) -> sfn.TaskInput:
-    """A Lambda payload with exactly the contract's fields: a renamed field breaks synth, not a run.
-
-    A field not given reads the state path of the same name (``plan`` -> ``$.plan``).
-    """
+def fields_of(contract: type[Contract], values: dict[str, Any]) -> dict[str, Any]:
+    """``values``, refused if it names a field the contract does not have: a renamed field breaks synth."""
     unknown = set(values) - set(field_names(contract))
     if unknown:
         raise ValueError(f"{contract.__name__} has no field(s) {sorted(unknown)}")
+    return values
+
+
+def payload(contract: type[Contract], **values: Any) -> sfn.TaskInput:
+    """A Lambda payload with exactly the contract's fields.
+
+    A field not given reads the state path of the same name (``plan`` -> ``$.plan``).
+    """
+    given = fields_of(contract, values)
     return sfn.TaskInput.from_object(
-        {name: values.get(name, sfn.JsonPath.object_at(f"$.{name}")) for name in field_names(contract)}
+        {name: given.get(name, sfn.JsonPath.object_at(f"$.{name}")) for name in field_names(contract)}
     )
 
 
 def outcome_state(scope: Construct, construct_id: str, **values: Any) -> sfn.Pass:
     """A ``$.outcome`` (``driftloop.loop.RetrainOutcome``) of the serve run's retrain decision."""
-    unknown = set(values) - set(field_names(loop.RetrainOutcome))
-    if unknown:
-        raise ValueError(f"RetrainOutcome has no field(s) {sorted(unknown)}")
-    return sfn.Pass(scope, construct_id, parameters=values, result_path="$.outcome")
+    return sfn.Pass(scope, construct_id, parameters=fields_of(loop.RetrainOutcome, values), result_path="$.outcome")
 
 
 class PipelineStateMachines(Construct):
@@ -175,7 +178,7 @@ class PipelineStateMachines(Construct):
             add_error_handling(scope, job, step=step, config=self.config, on_failure=on_failure)
             job.next(entry)
             if step.only_if:
-                present = [sfn.Condition.is_present(jobs.paths.artifact(a)) for a in step.only_if]
+                present = [sfn.Condition.is_present(artifact_path(a)) for a in step.only_if]
                 entry = (
                     sfn.Choice(scope, f"{state_name(step)}?")
                     .when(sfn.Condition.and_(*present) if len(present) > 1 else present[0], job)

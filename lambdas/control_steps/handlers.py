@@ -52,8 +52,9 @@ def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def decide(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = loop.DecideEvent.from_dict(event)
     stores = _stores()
-    decision = loop.decide(stores, request.plan, DecisionPolicy.from_mapping(json.loads(os.environ["DECISION_POLICY"])))
     report = loop.read_drift_report(stores, request.plan)
+    policy = DecisionPolicy.from_mapping(json.loads(os.environ["DECISION_POLICY"]))
+    decision = loop.decide(stores, request.plan, report, policy)
     if not report.too_small:
         metrics.add_metric(name=telemetry.DRIFT_STATISTIC, unit=MetricUnit.NoUnit, value=report.statistic)
         metrics.add_metric(name=telemetry.DRIFT_DETECTED, unit=MetricUnit.Count, value=int(report.is_drift))
@@ -65,7 +66,9 @@ def decide(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context
 def record_serve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = loop.RecordServeEvent.from_dict(event)
-    record = loop.record_serve(_stores(), request.plan, request.decision, request.outcome)
+    stores = _stores()
+    report = loop.read_drift_report(stores, request.plan)
+    record = loop.record_serve(stores, request.plan, report, request.decision, request.outcome)
     logger.info(record.summary())
     return record.to_dict()
 

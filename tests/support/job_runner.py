@@ -33,14 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from driftloop.pipelines import TRAINING_HYPERPARAMETERS, TRAINING_INPUT_ROOT, TRAINING_MODEL_DIR
+from driftloop.components.entrypoint import FAILURE_FILES, FAILURE_LIMIT_BYTES, SAGEMAKER_ROOT
+from driftloop.pipelines import TRAINING_HYPERPARAMETERS, TRAINING_INPUT_ROOT, TRAINING_MODEL_DIR, JobKind
 
 # SageMaker truncates FailureReason to 1024 characters; keep the end of the log, where errors are.
-FAILURE_REASON_LIMIT = 1024
+FAILURE_REASON_LIMIT = FAILURE_LIMIT_BYTES
 # Where a failed container leaves its reason for SageMaker to show (training: FailureReason;
 # processing: ExitMessage, folded into the FailureReason here, since moto describes no ExitMessage).
-TRAINING_FAILURE = PurePosixPath("/opt/ml/output/failure")
-PROCESSING_MESSAGE = PurePosixPath("/opt/ml/output/message")
+TRAINING_FAILURE = PurePosixPath(SAGEMAKER_ROOT, FAILURE_FILES[JobKind.TRAINING])
+PROCESSING_MESSAGE = PurePosixPath(SAGEMAKER_ROOT, FAILURE_FILES[JobKind.PROCESSING])
 DEFAULT_MAX_RUNTIME_S = 24 * 3600
 
 
