@@ -1,7 +1,8 @@
 """The algorithm component: train the classifier (train mode), predict and evaluate (serve mode).
 
 Train mode runs as a SageMaker Training job: it reads the processed ``train`` and ``val`` shards
-and writes the model folder (model, ``classes.json``, ``metrics.json``). Serve mode streams the
+and writes the model folder (model, ``classes.json``, ``metrics.json`` and the label-free accuracy
+estimate's calibration, ``accuracy_calibration.json``). Serve mode streams the
 shards of ``data`` one at a time through the model and writes ``predictions.csv`` and, when every
 image is labelled with a class the model knows, ``evaluation.json`` (the champion/challenger
 comparison reads it).
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from driftloop.accuracy_estimate import CALIBRATION_FILE, calibrate
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.config import TrainingConfig
 from driftloop.model_io import ModelNotFound, forward_pass, load_model, save_model
@@ -162,11 +164,25 @@ def run_train(invocation: Invocation) -> dict[str, Any]:
     save_model(model, classes, out)
     # Through its contract, so a writer that drifts from what champion/challenger reads fails here.
     (out / TRAIN_METRICS_FILE).write_text(TrainMetrics.from_dict(metrics).to_json(indent=2))
+    _write_calibration(model, x_val, val.labels, config.batch_size, out)
     log.info(
         "trained %s on %d images: val_accuracy %.3f, val_loss %.3f, %d epochs (best %d), %.1f s",
         config.architecture, len(train), val_accuracy, val_loss, metrics["epochs"], metrics["best_epoch"], wall_time,
     )
     return metrics
+
+
+def _write_calibration(model: Any, x_val: np.ndarray, labels: np.ndarray, batch_size: int, out: Path) -> None:
+    """Calibrate the label-free accuracy estimate on the validation set, beside the model.
+
+    Monitoring's serve mode reads it to estimate each unlabelled batch's accuracy (and the harm
+    policies the drop from ``accuracy``); on SageMaker it travels inside ``model.tar.gz``.
+    """
+    probabilities = forward_pass(model, batch_size)(x_val)
+    calibration = calibrate(probabilities, labels)
+    calibration.write(out / CALIBRATION_FILE)
+    log.info("accuracy estimate calibrated on %d validation images: accuracy %.3f, mean confidence %.3f",
+             calibration.n, calibration.accuracy, calibration.average_confidence)
 
 
 @dataclass

@@ -74,6 +74,21 @@ def test_training_writes_model_classes_and_metrics(trained: Path) -> None:
     assert model.get_layer("embedding").output.shape[-1] > 0
 
 
+@pytest.mark.slow
+def test_training_calibrates_the_accuracy_estimate_on_the_validation_set(trained: Path, shapes: Path) -> None:
+    from driftloop.accuracy_estimate import CALIBRATION_FILE, AccuracyCalibration, estimate
+    from driftloop.shards import load_all
+
+    metrics = json.loads((trained / TRAIN_METRICS_FILE).read_text())
+    calibration = AccuracyCalibration.read(trained / CALIBRATION_FILE)
+    assert (calibration.n, calibration.n_classes) == (metrics["n_val"], len(CLASSES))
+    assert calibration.accuracy == pytest.approx(metrics["val_accuracy"])
+    # On the very images it was calibrated on, ATC's fraction above the threshold is the accuracy.
+    val = load_all(shapes / "val")
+    probabilities = load_model(trained).model(val.images.astype(np.float32), training=False).numpy()
+    assert estimate(probabilities, calibration).accuracy == pytest.approx(calibration.accuracy, abs=1 / calibration.n)
+
+
 def stopping_point(val_losses: list[float], min_delta: float, patience: int) -> tuple[int, int]:
     """(best epoch, last epoch) by the rule: an epoch counts as better only if it lowers the best loss by min_delta."""
     best, best_epoch = math.inf, 0
