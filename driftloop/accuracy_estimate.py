@@ -64,6 +64,8 @@ from typing import Any, Final, Literal, get_args
 
 import numpy as np
 
+from driftloop.drift_report import EstimatedAccuracy
+
 Method = Literal["average_confidence", "atc_mc", "atc_ne", "cbpe"]
 METHODS: Final[tuple[Method, ...]] = get_args(Method)
 AGREEMENT: Final = "agreement"  # needs a second model: ``estimate_agreement``
@@ -344,3 +346,14 @@ def estimate_all(probabilities: Any, calibration: AccuracyCalibration,
                  confidence: float = DEFAULT_CONFIDENCE) -> dict[str, AccuracyEstimate]:
     """Every method's estimate of one batch, by method name."""
     return {method: estimate(probabilities, calibration, method, confidence) for method in METHODS}
+
+
+def estimated_accuracy(probabilities: Any, calibration: AccuracyCalibration, method: Method = DEFAULT_METHOD,
+                       confidence: float = DEFAULT_CONFIDENCE) -> EstimatedAccuracy:
+    """One batch's estimate as the drift report and the serve record carry it: with the drop from validation."""
+    found = estimate(probabilities, calibration, method, confidence)
+    return EstimatedAccuracy(
+        method=found.method, estimate=found.accuracy, lower=found.lower, upper=found.upper,
+        confidence=found.confidence, n=found.n, validation_accuracy=calibration.accuracy,
+        drop_points=100 * (calibration.accuracy - found.accuracy),
+    )

@@ -1,4 +1,7 @@
-"""The drift report: what the monitoring component writes and the drift decision reads."""
+"""The drift report: what the monitoring component writes and the drift decision reads.
+
+Standard library only (the decision Lambda reads it without numpy).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,30 @@ class DetectorIdentity(Contract):
     trained_on: str  # e.g. "original" or the train data's URI
     reference_size: int
     run_id: str = ""
+
+
+@dataclass(frozen=True)
+class EstimatedAccuracy(Contract):
+    """The batch's label-free accuracy estimate (``driftloop.accuracy_estimate``), from the drift test's forward pass.
+
+    Fractions, except ``drop_points``: how far the estimate lies below the model's validation
+    accuracy, in percentage points, which the ``harm`` retrain rules compare with their threshold.
+    """
+
+    method: str  # e.g. "atc_ne"
+    estimate: float
+    lower: float  # the interval for this batch's accuracy, at ``confidence``
+    upper: float
+    confidence: float
+    n: int  # images estimated
+    validation_accuracy: float  # the model's, on the validation set it was calibrated on
+    drop_points: float  # 100 * (validation_accuracy - estimate); negative when the estimate is higher
+
+    def summary(self) -> str:
+        """``est. 88.1% [74.0, 95.1] (atc_ne), 11.9 points below validation``: for consoles and logs."""
+        relation = "below" if self.drop_points >= 0 else "above"
+        return (f"est. {100 * self.estimate:.1f}% [{100 * self.lower:.1f}, {100 * self.upper:.1f}] ({self.method}), "
+                f"{abs(self.drop_points):.1f} points {relation} validation")
 
 
 @dataclass(frozen=True)
@@ -37,6 +64,8 @@ class DriftReport(Contract):
     # Files of the batch that processing skipped (corrupt, empty, not an image): the serve record shows them.
     n_skipped: int = 0
     message: str = ""
+    # None: the batch was too small to judge, or the model has no calibration (trained before it existed).
+    accuracy_estimate: EstimatedAccuracy | None = None
 
     @property
     def n_features(self) -> int:

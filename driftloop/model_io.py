@@ -1,6 +1,7 @@
 """Saving and loading the classifier, wherever it was written.
 
-A model folder holds ``model.keras`` and ``classes.json`` (and ``metrics.json`` after training).
+A model folder holds ``model.keras`` and ``classes.json`` (and, after training, ``metrics.json`` and
+``accuracy_calibration.json``: ``read_calibration``).
 On AWS the training job's model arrives as ``model.tar.gz`` in the folder: ``load_model`` unpacks it.
 The model takes float32 images with raw pixel values in [0, 255] (it rescales inside), and its
 penultimate layer is named ``embedding`` so that monitoring can use it as a feature extractor.
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the decision Lambda imports this module for its constants: no numpy at run time
     import numpy as np
+
+    from driftloop.accuracy_estimate import AccuracyCalibration
 
 MODEL_FILE = "model.keras"
 CLASSES_FILE = "classes.json"
@@ -72,6 +75,14 @@ def load_model(model_dir: Path) -> LoadedModel:
     model = tf.keras.models.load_model(folder / MODEL_FILE)
     classes = json.loads((folder / CLASSES_FILE).read_text())
     return LoadedModel(model=model, classes=classes)
+
+
+def read_calibration(model_dir: Path) -> AccuracyCalibration | None:
+    """The model's accuracy-estimate calibration (written at train time); None for a model trained before it existed."""
+    from driftloop.accuracy_estimate import CALIBRATION_FILE, AccuracyCalibration
+
+    path = resolve_model_dir(model_dir) / CALIBRATION_FILE
+    return AccuracyCalibration.read(path) if path.is_file() else None
 
 
 def embedding_model(model: Any) -> Any:

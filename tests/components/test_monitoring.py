@@ -121,11 +121,26 @@ def _tiny_classifier(shards: Path, out: Path) -> Path:
     return out
 
 
+def _probabilities(model_dir: Path, shards: Path) -> np.ndarray:
+    from driftloop.model_io import load_model
+
+    return load_model(model_dir).model(load_all(shards).images.astype(np.float32), training=False).numpy()
+
+
+def _calibrate(model_dir: Path, val: Path) -> Path:
+    """The accuracy calibration the algorithm's training writes beside its model."""
+    from driftloop.accuracy_estimate import CALIBRATION_FILE, calibrate
+
+    calibrate(_probabilities(model_dir, val), load_all(val).labels).write(model_dir / CALIBRATION_FILE)
+    return model_dir
+
+
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("stages")
-    sets = _render_stages(root, [("original", "train"), ("original", "test"), ("noisy", "test")])
-    return {**sets, "model": _tiny_classifier(sets["original/train"], root / "model")}
+    sets = _render_stages(root, [("original", "train"), ("original", "val"), ("original", "test"), ("noisy", "test")])
+    model = _calibrate(_tiny_classifier(sets["original/train"], root / "model"), sets["original/val"])
+    return {**sets, "model": model}
 
 
 def _train(train: Path, model: Path, out: Path, **settings: object) -> int:
@@ -198,6 +213,48 @@ def test_classifier_features_flag_the_noisy_stage_only(
     for report in (original, noisy):
         assert report.detector.features == features and report.batch_size == 48
         _assert_consistent(report, n_features=CLASSIFIER_FEATURES[features])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("features", [*CLASSIFIER_FEATURES, "uae"])
+def test_the_report_estimates_the_batch_accuracy_from_the_drift_tests_forward_pass(
+    stages: dict[str, Path], tmp_path: Path, features: str
+) -> None:
+    """Whatever the features, the estimate is the one of the classifier's own probabilities on the batch."""
+    from driftloop.accuracy_estimate import DEFAULT_METHOD, AccuracyCalibration, estimated_accuracy
+
+    model = stages["model"]
+    calibration = AccuracyCalibration.read(model / "accuracy_calibration.json")
+    assert _train(stages["original/train"], model, tmp_path / "det", features=features, encoding_dim=UAE_DIM) == 0
+    estimates = {}
+    for batch in ("original/test", "noisy/test"):
+        report = _serve(stages[batch], tmp_path / "det", model, tmp_path / batch)
+        assert report.accuracy_estimate is not None
+        estimates[batch] = report.accuracy_estimate.estimate
+        expected = estimated_accuracy(_probabilities(model, stages[batch]), calibration)
+        assert report.accuracy_estimate.method == DEFAULT_METHOD and report.accuracy_estimate.n == 48
+        assert report.accuracy_estimate.estimate == pytest.approx(expected.estimate, abs=1 / 48)
+        assert report.accuracy_estimate.validation_accuracy == calibration.accuracy
+        assert report.accuracy_estimate.drop_points == pytest.approx(
+            100 * (calibration.accuracy - report.accuracy_estimate.estimate))
+        assert report.accuracy_estimate.lower <= report.accuracy_estimate.estimate <= report.accuracy_estimate.upper
+    assert estimates["noisy/test"] < estimates["original/test"]
+
+
+@pytest.mark.slow
+def test_a_model_without_calibration_gives_no_estimate_and_says_why(
+    stages: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    older = tmp_path / "older-model"
+    shutil.copytree(stages["model"], older)
+    (older / "accuracy_calibration.json").unlink()
+    assert _train(stages["original/train"], older, tmp_path / "det", features="predictions") == 0
+    with caplog.at_level("INFO", logger="driftloop.monitoring"):
+        report = _serve(stages["noisy/test"], tmp_path / "det", older, tmp_path / "report")
+    assert report.accuracy_estimate is None and report.is_drift
+    assert "has no accuracy calibration" in caplog.text
 
 
 def test_predictions_give_the_entropy_half_of_alpha() -> None:
