@@ -16,6 +16,9 @@ from typing import Any, Literal, Self, TypeVar, get_args
 Mode = Literal["train", "serve"]
 FeatureKind = Literal["uae", "embeddings", "softmax", "uncertainty", "predictions"]
 Correction = Literal["bonferroni", "fdr"]
+# Which condition of a serve batch starts a retrain (driftloop.decision): drift, harm (the estimated
+# accuracy drop), or both.
+Rule = Literal["drift", "harm", "drift_and_harm"]
 
 T = TypeVar("T")
 
@@ -122,6 +125,21 @@ class DecisionPolicy(_FromMapping):
     min_batch_size: int = 20
     # Serve runs to wait after a retrain before another one may start (0: none).
     cooldown_runs: int = 0
+    # "drift": the seed's rule, retrain on drift. "harm": retrain when the batch's estimated accuracy
+    # (driftloop.accuracy_estimate, without labels) lies at least ``harm_threshold_points`` below the
+    # model's validation accuracy. "drift_and_harm": both must hold. Measured (docs/benchmarks.md,
+    # section 6; 42-image batches): only "drift" acts on >= 95 % of the batches that lost >= 10 points
+    # (harm(atc_ne, X) misses 30-45 % at every X: a confidently wrong model estimates its drop too
+    # small); "drift_and_harm" at X = 5 cuts the needless retrains from 22 % to 8 % but misses 32 %.
+    rule: Rule = "drift"
+    # X, in percentage points; 5: the benchmark's smallest, so the harm rules' fewest misses.
+    harm_threshold_points: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.rule not in get_args(Rule):
+            raise ValueError(f"rule must be one of {get_args(Rule)}, got {self.rule!r}")
+        if not 0.0 <= self.harm_threshold_points <= 100.0:
+            raise ValueError(f"harm_threshold_points must be in [0, 100], got {self.harm_threshold_points}")
 
 
 # Which typed settings each component reads (``--settings`` / hyperparameters), by component name.

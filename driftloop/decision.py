@@ -1,7 +1,10 @@
 """The two decisions of the loop, as pure functions (the local runner and the Lambdas call these).
 
 * ``decide_retrain``: a drift report and a policy -> retrain or not, why, and on which data. The
-  seed's rule: drift on stage k's test set retrains on stage k's train and validation sets.
+  seed's rule: drift on stage k's test set retrains on stage k's train and validation sets. The
+  policy's ``rule`` says which condition of the batch counts: ``drift``, ``harm`` (the report's
+  label-free accuracy estimate at least ``harm_threshold_points`` below the model's validation
+  accuracy) or ``drift_and_harm``; the decision records which one fired, with its numbers.
 * ``decide_promotion``: champion/challenger. A retrained model replaces the current one only if its
   accuracy on the new validation set is at least the current model's accuracy on that same set.
 """
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from driftloop.config import DecisionPolicy
+from driftloop.config import DecisionPolicy, Rule
 from driftloop.contracts import Contract
 from driftloop.drift_report import DriftReport
 from driftloop.layout import data_prefix, stage_of_data_prefix
@@ -27,6 +30,15 @@ class RetrainDecision(Contract):
     val_data: str | None = None
     # What the cool-down counted: serve runs since the last one that started a retrain (None: never).
     runs_since_retrain: int | None = None
+    # The policy's rule, and the rule that held for this batch (None: none did, or the batch was too
+    # small to judge; "drift" under a harm rule when the report has no accuracy estimate).
+    rule: Rule = "drift"
+    fired: Rule | None = None
+    # Their numbers: the drift statistic against its threshold; the estimated drop (points) against X.
+    statistic: float | None = None
+    threshold: float | None = None
+    estimated_drop_points: float | None = None
+    harm_threshold_points: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,43 +61,98 @@ def decide_retrain(
     ``runs_since_retrain`` counts serve runs since the last retrain started (None: never), for the
     optional cool-down.
     """
-    return replace(_decide_retrain(report, batch_source, policy, runs_since_retrain),
-                   runs_since_retrain=runs_since_retrain)
+    decision = replace(_decide_retrain(report, batch_source, policy, runs_since_retrain),
+                       runs_since_retrain=runs_since_retrain, rule=policy.rule)
+    if _too_small(report, policy):
+        return decision
+    estimate = report.accuracy_estimate
+    return replace(
+        decision, statistic=report.statistic, threshold=report.threshold,
+        estimated_drop_points=None if estimate is None else estimate.drop_points,
+        harm_threshold_points=None if policy.rule == "drift" else policy.harm_threshold_points,
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the policy's rule made of a batch: the rule that held (None: none), its name and numbers in words."""
+
+    fired: Rule | None
+    what: str  # "drift", "harm", "drift and harm", "no drift", ...
+    numbers: str
+
+    @property
+    def reason(self) -> str:
+        return f"{self.what}: {self.numbers}"
+
+
+# Under a harm rule a report without an estimate (a model trained before calibrations existed) is
+# judged by drift alone: only a retrain brings a calibrated model, so waiting for harm would keep
+# an uncalibrated model for good.
+NO_ESTIMATE = "no accuracy estimate (the model has no calibration), so drift alone decides"
+
+
+def judge(report: DriftReport, policy: DecisionPolicy) -> Verdict:
+    """Apply the policy's rule to a batch that was big enough to judge."""
+    drift = report.is_drift
+    p_value = (f"smallest p-value {report.statistic:.3g} {'<' if drift else '>='} threshold "
+               f"{report.threshold:.3g}")
+    estimate = report.accuracy_estimate
+    if policy.rule == "drift" or estimate is None:
+        numbers = p_value if policy.rule == "drift" else f"{p_value}; {NO_ESTIMATE}"
+        return Verdict("drift", "drift", numbers) if drift else Verdict(None, "no drift", numbers)
+    x = policy.harm_threshold_points
+    harm = estimate.drop_points >= x
+    drop = (f"estimated drop {estimate.drop_points:.1f} points {'>=' if harm else '<'} {x:g} ({estimate.method} "
+            f"{100 * estimate.estimate:.1f}% vs validation {100 * estimate.validation_accuracy:.1f}%)")
+    if policy.rule == "harm":
+        return Verdict("harm", "harm", drop) if harm else Verdict(None, "no harm", drop)
+    if drift and harm:
+        return Verdict("drift_and_harm", "drift and harm", f"{p_value}; {drop}")
+    what = {(True, False): "drift but no harm", (False, True): "harm but no drift"}.get((drift, harm),
+                                                                                      "no drift, no harm")
+    return Verdict(None, what, f"{p_value}; {drop}")
+
+
+def _too_small(report: DriftReport, policy: DecisionPolicy) -> bool:
+    return report.too_small or report.batch_size < policy.min_batch_size
 
 
 def _decide_retrain(
     report: DriftReport, batch_source: str, policy: DecisionPolicy, runs_since_retrain: int | None
 ) -> RetrainDecision:
-    if report.too_small or report.batch_size < policy.min_batch_size:
+    if _too_small(report, policy):
         return RetrainDecision(
             False,
             f"batch of {report.batch_size} images is below the minimum of "
             f"{max(policy.min_batch_size, report.min_batch_size)}: too small to judge",
         )
-    if not report.is_drift:
-        return RetrainDecision(
-            False, f"no drift: smallest p-value {report.statistic:.3g} >= threshold {report.threshold:.3g}"
-        )
+    verdict = judge(report, policy)
+    if verdict.fired is None:
+        return RetrainDecision(False, verdict.reason)
     if runs_since_retrain is not None and runs_since_retrain < policy.cooldown_runs:
         return RetrainDecision(
             False,
-            f"drift, but in cool-down: {runs_since_retrain} run(s) since the last retrain, "
+            f"{verdict.what}, but in cool-down: {runs_since_retrain} run(s) since the last retrain, "
             f"policy waits {policy.cooldown_runs}",
+            fired=verdict.fired,
         )
     stage = stage_of_data_prefix(batch_source)
     if stage is None:
         return RetrainDecision(
             False,
             # The record names the batch already: a long key is not repeated (records stay small).
-            "drift, but the batch is not a stage's data set (data/<stage>/test), so there is no matching "
-            "train and validation data: upload it and start the train pipeline",
+            f"{verdict.what}, but the batch is not a stage's data set (data/<stage>/test), so there is no "
+            "matching train and validation data: upload it and start the train pipeline",
+            fired=verdict.fired,
         )
     return RetrainDecision(
         True,
-        f"drift on {stage}: smallest p-value {report.statistic:.3g} < threshold {report.threshold:.3g}",
+        f"{verdict.what} on {stage}: {verdict.numbers}",
         stage=stage,
         train_data=data_prefix(stage, "train"),
         val_data=data_prefix(stage, "val"),
+        fired=verdict.fired,
     )
 
 

@@ -38,11 +38,14 @@ class EstimatedAccuracy(Contract):
     validation_accuracy: float  # the model's, on the validation set it was calibrated on
     drop_points: float  # 100 * (validation_accuracy - estimate); negative when the estimate is higher
 
+    def percent(self) -> str:
+        """``88.1% [74.0, 95.1]``: the estimate and its interval, for people."""
+        return f"{100 * self.estimate:.1f}% [{100 * self.lower:.1f}, {100 * self.upper:.1f}]"
+
     def summary(self) -> str:
-        """``est. 88.1% [74.0, 95.1] (atc_ne), 11.9 points below validation``: for consoles and logs."""
+        """``est. 88.1% [74.0, 95.1] (atc_ne), 11.9 points below validation``: for logs."""
         relation = "below" if self.drop_points >= 0 else "above"
-        return (f"est. {100 * self.estimate:.1f}% [{100 * self.lower:.1f}, {100 * self.upper:.1f}] ({self.method}), "
-                f"{abs(self.drop_points):.1f} points {relation} validation")
+        return f"est. {self.percent()} ({self.method}), {abs(self.drop_points):.1f} points {relation} validation"
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,8 @@ def record_serve(
         retrain_reason=outcome.reason,
         retrain_run_id=outcome.run_id,
         runs_since_retrain=decision.runs_since_retrain,
+        accuracy_estimate=report.accuracy_estimate,
+        rule_fired=decision.fired,
     )
     stores.params.put(stores.names.serve_latest, record.to_json())
     return record

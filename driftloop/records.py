@@ -11,7 +11,9 @@ import json
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+from driftloop.config import Rule
 from driftloop.contracts import Contract
+from driftloop.drift_report import EstimatedAccuracy
 from driftloop.stores.params import ParameterStore
 
 # The initial value of every record parameter on AWS (CloudFormation cannot create an empty
@@ -66,13 +68,19 @@ class ServeRecord(Contract):
     retrain_run_id: str | None
     # Serve runs between the last one that started a retrain and this one (None: none ever did).
     runs_since_retrain: int | None
+    # The batch's label-free accuracy estimate, from the drift report (None: none was made; also in
+    # records written before estimates existed).
+    accuracy_estimate: EstimatedAccuracy | None = None
+    # The decision policy's rule that held for the batch (``RetrainDecision.fired``; the reason says why).
+    rule_fired: Rule | None = None
 
     def summary(self) -> str:
         drift = "DRIFT" if self.is_drift else "no drift"
         retrain = f"; retrain: {self.retrain_run_id or 'started'}" if self.retrain else ""
+        estimate = "" if self.accuracy_estimate is None else f", {self.accuracy_estimate.summary()}"
         return (
             f"serve run {self.run_id} on {self.input}: {self.n_images} images ({self.n_skipped} skipped), "
-            f"{drift} (statistic {self.statistic:.3g} vs threshold {self.threshold:.3g}); "
+            f"{drift} (statistic {self.statistic:.3g} vs threshold {self.threshold:.3g}){estimate}; "
             f"{self.retrain_reason}{retrain}"
         )
 

@@ -13,7 +13,7 @@ import csv
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from driftloop.components.entrypoint import Invocation
 from driftloop.config import Settings
+from driftloop.drift_report import EstimatedAccuracy
 from driftloop.layout import STAGE_NAMES, data_prefix, simulation_test_set
 from driftloop.pipelines import EVALUATION_FILE, Component
 from driftloop.runner import LocalSystem, component_runner
@@ -65,6 +66,8 @@ class RunRow:
     # Accuracy of the current model on the test set of the stage it was trained on, minus this run's.
     accuracy_drop: float | None = None
     explanations: str = ""
+    # The serve run's label-free estimate of ``accuracy`` (from its drift report), None if none was made.
+    accuracy_estimate: EstimatedAccuracy | None = None
 
 
 @dataclass
@@ -173,6 +176,7 @@ def simulate(options: SimulationOptions) -> SimulationResult:
             reason=outcome.decision.reason,
             model_trained_on=models[outcome.record.model_run_id],
             explanations=outcome.record.explanations,
+            accuracy_estimate=outcome.record.accuracy_estimate,
         ))
         tqdm.write(timeline_line(rows[-1]))
         log.info("%s serve run on %s: %s", rows[-1].time, test_set, outcome.decision.reason)
@@ -219,8 +223,7 @@ def _with_drop(row: RunRow, matrix: dict[str, dict[str, dict[str, float]]]) -> R
         return row
     own_stage = row.model_trained_on.split("#")[0]
     reference = matrix[row.model_trained_on][own_stage]["accuracy"]
-    values = asdict(row) | {"accuracy_drop": round(reference - row.accuracy, 6)}
-    return RunRow(**values)
+    return replace(row, accuracy_drop=round(reference - row.accuracy, 6))
 
 
 def missed_harm(rows: list[RunRow]) -> list[RunRow]:
@@ -228,7 +231,8 @@ def missed_harm(rows: list[RunRow]) -> list[RunRow]:
     return [r for r in rows if r.accuracy_drop is not None and r.accuracy_drop >= HARM_POINTS and not r.drift]
 
 
-_TIMELINE_HEADER: Final = ("Time", "Input test set", "Detector trained on", "Drift", "Retrained", "Accuracy")
+_TIMELINE_HEADER: Final = ("Time", "Input test set", "Detector trained on", "Drift", "Retrained", "Accuracy",
+                           "Estimated")
 # Fixed widths, so that each line can be printed as its run ends: wide enough for every stage name.
 _TIMELINE_WIDTHS: Final = (
     5,
@@ -237,6 +241,7 @@ _TIMELINE_WIDTHS: Final = (
     5,
     max(len(f"on {stage} (kept champion)") for stage in STAGE_NAMES),
     len(_TIMELINE_HEADER[5]),
+    len(_TIMELINE_HEADER[6]),
 )
 
 
@@ -253,8 +258,9 @@ def timeline_line(r: RunRow) -> str:
     """One hourly run as a line of the timeline table."""
     retrained = f"on {r.retrained_on} ({'promoted' if r.promoted else 'kept champion'})" if r.retrained else "-"
     accuracy = "-" if r.accuracy is None else f"{100 * r.accuracy:.1f}%"
+    estimated = "-" if r.accuracy_estimate is None else f"{100 * r.accuracy_estimate.estimate:.1f}%"
     return _timeline_cells((r.time, r.test_set, r.reference_trained_on, "TRUE" if r.drift else "false",
-                            retrained, accuracy))
+                            retrained, accuracy, estimated))
 
 
 def timeline_table(rows: list[RunRow]) -> str:

@@ -79,16 +79,20 @@ def attempt_line(record: TrainRecord, current: TrainRecord | None) -> str:
 
 
 def serve_line(record: ServeRecord) -> str:
-    """One serve run: time, input, images (skipped), drift with statistic vs threshold, the decision.
+    """One serve run: time, input, images (skipped), drift with statistic vs threshold, the estimated
+    accuracy with its interval (when the run made one), the decision.
 
-    A started retrain shows its run id (its reason is the drift on the line); any other decision its reason.
+    A started retrain shows its run id (its reason is the drift on the line; the rule, when another
+    than drift fired); any other decision its reason.
     """
     sign = "<" if record.is_drift else ">="
     drift = f"drift: {'YES' if record.is_drift else 'no '} ({record.statistic:.3g} {sign} {record.threshold:.3g})"
-    decision = (f"retrain: {record.retrain_run_id or 'started'}" if record.retrain
+    estimated = "" if record.accuracy_estimate is None else f"  est. {record.accuracy_estimate.percent()}"
+    rule = "" if record.rule_fired in (None, "drift") else f" ({record.rule_fired})"
+    decision = (f"retrain{rule}: {record.retrain_run_id or 'started'}" if record.retrain
                 else f"no retrain ({record.retrain_reason})")
     return (f"  {_when(record.time)}  {_input(record):<{INPUT_WIDTH}}  {record.n_images:>3} images "
-            f"({record.n_skipped} skipped)  {drift}  -> {decision}")
+            f"({record.n_skipped} skipped)  {drift}{estimated}  -> {decision}")
 
 
 def _input(record: ServeRecord) -> str:

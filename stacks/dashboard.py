@@ -1,4 +1,4 @@
-"""One CloudWatch dashboard: drift, accuracy and how the executions end.
+"""One CloudWatch dashboard: drift, accuracy (validation, and each batch's label-free estimate), how the executions end.
 
 Drift and accuracy come from the Lambdas' Powertools metrics (embedded metric format: no
 PutMetricData permission needed); execution outcomes from Step Functions' own metrics.
@@ -49,6 +49,17 @@ class Dashboard(Construct):
             left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
             width=12,
         )
+        estimate = cloudwatch.GraphWidget(
+            title="Estimated accuracy of each serve batch, without labels (95 % interval; "
+            "over-estimates a confidently wrong model)",
+            left=[
+                loop_metric(telemetry.ESTIMATED_ACCURACY, "Average", "estimate"),
+                loop_metric(telemetry.ESTIMATED_ACCURACY_LOWER, "Average", "lower"),
+                loop_metric(telemetry.ESTIMATED_ACCURACY_UPPER, "Average", "upper"),
+            ],
+            left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
+            width=24,
+        )
         outcomes = [
             cloudwatch.GraphWidget(
                 title=f"{name} executions",
@@ -63,4 +74,5 @@ class Dashboard(Construct):
             for name, machine in (("Serve", serve), ("Train", train))
         ]
         self.dashboard.add_widgets(drift, accuracy)
+        self.dashboard.add_widgets(estimate)
         self.dashboard.add_widgets(*outcomes)

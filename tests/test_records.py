@@ -5,7 +5,7 @@ from __future__ import annotations
 from driftloop import loop
 from driftloop.config import DecisionPolicy
 from driftloop.decision import decide_retrain
-from driftloop.drift_report import DetectorIdentity, DriftReport
+from driftloop.drift_report import DetectorIdentity, DriftReport, EstimatedAccuracy
 from driftloop.records import ServeRecord, TrainRecord
 from driftloop.stores.params import STANDARD_TIER_MAX_BYTES
 
@@ -40,6 +40,11 @@ def test_the_longest_serve_record_fits_the_standard_tier() -> None:
         is_drift=True, statistic=1.2345678901234567e-300, threshold=0.007142857142857143, n_images=100_000,
         n_skipped=100_000, retrain=False, retrain_reason=outcome.reason, retrain_run_id=None,
         runs_since_retrain=decision.runs_since_retrain,
+        accuracy_estimate=EstimatedAccuracy(
+            method="average_confidence", estimate=0.12345678901234567, lower=0.12345678901234567,
+            upper=0.12345678901234567, confidence=0.95, n=100_000, validation_accuracy=0.9876543210987654,
+            drop_points=-12.345678901234567,
+        ),
     )
     assert len(record.to_json().encode()) <= STANDARD_TIER_MAX_BYTES
 

@@ -59,6 +59,12 @@ def decide(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name=telemetry.DRIFT_STATISTIC, unit=MetricUnit.NoUnit, value=report.statistic)
         metrics.add_metric(name=telemetry.DRIFT_DETECTED, unit=MetricUnit.Count, value=int(report.is_drift))
     metrics.add_metric(name=telemetry.BATCH_SIZE, unit=MetricUnit.Count, value=report.batch_size)
+    if report.accuracy_estimate is not None:
+        estimate = report.accuracy_estimate
+        for name, value in ((telemetry.ESTIMATED_ACCURACY, estimate.estimate),
+                            (telemetry.ESTIMATED_ACCURACY_LOWER, estimate.lower),
+                            (telemetry.ESTIMATED_ACCURACY_UPPER, estimate.upper)):
+            metrics.add_metric(name=name, unit=MetricUnit.NoUnit, value=value)
     logger.info("retrain decision", extra={"decision": decision.to_dict(), "report": report.message})
     return decision.to_dict()
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from driftloop.contracts import ContractError
-from driftloop.drift_report import DetectorIdentity, DriftReport
+from driftloop.drift_report import DetectorIdentity, DriftReport, EstimatedAccuracy
 from driftloop.layout import ParameterNames
 from driftloop.records import NO_RECORD
 
@@ -74,13 +74,17 @@ def metrics(val_accuracy: float) -> bytes:
     }).encode()
 
 
-def report(*, drift: bool, size: int = 42) -> bytes:
+ESTIMATE = EstimatedAccuracy(method="atc_ne", estimate=38 / 42, lower=0.74, upper=0.97, confidence=0.95, n=42,
+                             validation_accuracy=1.0, drop_points=100 * (1 - 38 / 42))
+
+
+def report(*, drift: bool, size: int = 42, estimate: EstimatedAccuracy | None = None) -> bytes:
     return DriftReport(
         is_drift=drift, too_small=size < 20, correction="bonferroni", p_val=0.05, threshold=0.05 / 32,
         statistic=1e-8 if drift else 0.4, p_values=[1e-8 if drift else 0.4], distances=[0.5], batch_size=size,
         min_batch_size=20, detector=DetectorIdentity(features="uae", trained_on="original", reference_size=408,
                                                      run_id="t1"),
-        n_skipped=1, message="test",
+        n_skipped=1, message="test", accuracy_estimate=estimate,
     ).to_json().encode()
 
 
@@ -181,10 +185,11 @@ def test_an_event_with_a_missing_or_unknown_field_is_refused(aws: Emulated, lamb
         handlers().decide({"plan": {}, "artifacts": {}}, lambda_context)
 
 
-def serve(aws: Emulated, run_id: str, batch: str, drift: bool, context: LambdaContext) -> dict[str, Any]:
+def serve(aws: Emulated, run_id: str, batch: str, drift: bool, context: LambdaContext,
+          estimate: EstimatedAccuracy | None = None) -> dict[str, Any]:
     """A serve run as the state machine drives it, retraining whenever decided."""
     run = plan("serve", run_id, {"batch": batch}, context)
-    aws.put(f"runs/serve/{run_id}/drift_report/drift_report.json", report(drift=drift))
+    aws.put(f"runs/serve/{run_id}/drift_report/drift_report.json", report(drift=drift, estimate=estimate))
     decision = handlers().decide({"plan": run}, context)
     outcome = {"started": decision["retrain"], "reason": decision["reason"]}
     if decision["retrain"]:
@@ -202,6 +207,34 @@ def test_drift_on_a_stage_retrains_on_that_stage_and_the_record_says_so(
     assert (record["is_drift"], record["retrain"], record["retrain_run_id"]) == (True, True, "retrain-s1")
     assert (record["stage"], record["model_run_id"], record["n_skipped"]) == ("stage-3", "t1", 1)
     assert record["reference_trained_on"] == "original"
+
+
+def emitted_metrics(output: str) -> dict[str, list[float]]:
+    """The metric values in Powertools' embedded-metric-format lines on stdout (a list per metric)."""
+    found: dict[str, list[float]] = {}
+    for line in output.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            record = json.loads(line)
+            for directive in record["_aws"]["CloudWatchMetrics"]:
+                found |= {metric["Name"]: record[metric["Name"]] for metric in directive["Metrics"]}
+    return found
+
+
+def test_the_batchs_accuracy_estimate_is_a_metric_and_in_the_serve_record(
+    aws: Emulated, lambda_context: LambdaContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from driftloop import telemetry
+
+    train(aws, "t1", "original", 0.9, lambda_context)
+    capsys.readouterr()
+    record = serve(aws, "s1", "data/stage-1/test", False, lambda_context, estimate=ESTIMATE)
+    emitted = emitted_metrics(capsys.readouterr().out)
+    assert (emitted[telemetry.ESTIMATED_ACCURACY], emitted[telemetry.ESTIMATED_ACCURACY_LOWER],
+            emitted[telemetry.ESTIMATED_ACCURACY_UPPER]) == ([ESTIMATE.estimate], [ESTIMATE.lower], [ESTIMATE.upper])
+    assert EstimatedAccuracy.from_dict(record["accuracy_estimate"]) == ESTIMATE
+    without = serve(aws, "s2", "data/stage-1/test", False, lambda_context)
+    assert without["accuracy_estimate"] is None
+    assert telemetry.ESTIMATED_ACCURACY not in emitted_metrics(capsys.readouterr().out)
 
 
 def test_the_cooldown_counts_serve_runs_since_the_last_retrain(

@@ -278,7 +278,8 @@ def test_executions_that_end_outside_any_catch_reach_the_topic(synthesized: Synt
 def test_dashboard_shows_drift_accuracy_and_outcomes(dev: Template) -> None:
     (dashboard,) = dev.find_resources("AWS::CloudWatch::Dashboard").values()
     body = resolve(dashboard["Properties"]["DashboardBody"])
-    shown = ("DriftStatistic", "ChallengerAccuracy", "ChampionAccuracy", "ExecutionsFailed", "ExecutionsSucceeded")
+    shown = ("DriftStatistic", "ChallengerAccuracy", "ChampionAccuracy", "EstimatedAccuracy", "EstimatedAccuracyLower",
+             "EstimatedAccuracyUpper", "ExecutionsFailed", "ExecutionsSucceeded")
     assert [metric for metric in shown if metric not in body] == []
 
 

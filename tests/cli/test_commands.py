@@ -145,7 +145,7 @@ def test_simulate_shows_one_progress_bar_and_one_line_per_hourly_run(user: Path,
     assert done.returncode == 0, done.stderr
     out = lines(done.stdout)
     assert out[0].split(" | ") == ["Time ", "Input test set", "Detector trained on", "Drift",
-                                   "Retrained                  ", "Accuracy"]
+                                   "Retrained                  ", "Accuracy", "Estimated"]
     assert set(out[1]) == {"-", "+"}
     hours = [line.split(" | ")[0] for line in out[2:-1]]
     assert hours == [f"{hour}:05" for hour in range(11, 19)]

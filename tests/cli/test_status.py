@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from driftloop.drift_report import EstimatedAccuracy
 from driftloop.layout import ParameterNames
 from driftloop.records import NO_RECORD, ServeRecord, TrainRecord
 from driftloop.status import DEFAULT_STACK, Hints, StatusError, aws_source, local_source, read_status, status_lines
@@ -41,8 +42,14 @@ def train(run_id: str, *, stage: str, accuracy: float, champion: float | None, p
     )
 
 
+def estimated(right: int, lower: float, upper: float) -> EstimatedAccuracy:
+    return EstimatedAccuracy(method="atc_ne", estimate=right / 42, lower=lower, upper=upper, confidence=0.95, n=42,
+                             validation_accuracy=1.0, drop_points=100 * (1 - right / 42))
+
+
 def serve(hour: int, stage: str | None, *, drift: bool, statistic: float, retrain_run_id: str | None = None,
-          reason: str | None = None, n_images: int = 42, n_skipped: int = 0) -> ServeRecord:
+          reason: str | None = None, n_images: int = 42, n_skipped: int = 0,
+          estimate: EstimatedAccuracy | None = None) -> ServeRecord:
     run_id = f"serve-20261201T{hour:02d}0500"
     batch = f"data/{stage}/test" if stage else f"batches/{run_id}"
     return ServeRecord(
@@ -53,7 +60,7 @@ def serve(hour: int, stage: str | None, *, drift: bool, statistic: float, retrai
         n_images=n_images, n_skipped=n_skipped, retrain=retrain_run_id is not None,
         retrain_reason=reason or (f"drift on {stage}: smallest p-value {statistic:.3g} < threshold 0.0071" if drift
                                   else f"no drift: smallest p-value {statistic:.3g} >= threshold 0.0071"),
-        retrain_run_id=retrain_run_id, runs_since_retrain=None,
+        retrain_run_id=retrain_run_id, runs_since_retrain=None, accuracy_estimate=estimate,
     )
 
 
@@ -63,13 +70,14 @@ KEPT = train("train-20261201T150500", stage="stage-4", accuracy=0.611, champion=
              champion_run_id=FIRST.run_id)
 SERVED = [
     serve(11, "original", drift=False, statistic=0.41),
-    serve(12, "stage-1", drift=False, statistic=0.043),
+    serve(12, "stage-1", drift=False, statistic=0.043, estimate=estimated(40, 0.8512, 0.9897)),
     serve(13, "stage-2", drift=True, statistic=0.0049, reason="drift, but in cool-down: 0 run(s) since the last "
                                                               "retrain, policy waits 1"),
     serve(14, None, drift=True, statistic=2e-5, n_images=40, n_skipped=2,
           reason="drift, but the batch is not a stage's data set (data/<stage>/test), so there is no matching "
                  "train and validation data: upload it and start the train pipeline"),
-    serve(15, "stage-4", drift=True, statistic=5.5e-08, retrain_run_id=KEPT.run_id),
+    serve(15, "stage-4", drift=True, statistic=5.5e-08, retrain_run_id=KEPT.run_id,
+          estimate=estimated(30, 0.5806, 0.8341)),
     serve(16, "stage-5", drift=False, statistic=0.2, n_images=12,
           reason="batch of 12 images is below the minimum of 20: too small to judge"),
 ]
@@ -79,14 +87,14 @@ EXPECTED = [
     "last train attempt: train-20261201T150500 on stage-4, 2026-12-01 15:05: NOT promoted, kept the champion "
     "(challenger 0.611 < champion 0.944 of train-20261201T100500 on the new validation set)",
     "last 5 serve runs (oldest first):",
-    "  2026-12-01 12:05  stage-1    42 images (0 skipped)  drift: no  (0.043 >= 0.0071)  "
+    "  2026-12-01 12:05  stage-1    42 images (0 skipped)  drift: no  (0.043 >= 0.0071)  est. 95.2% [85.1, 99.0]  "
     "-> no retrain (no drift: smallest p-value 0.043 >= threshold 0.0071)",
     "  2026-12-01 13:05  stage-2    42 images (0 skipped)  drift: YES (0.0049 < 0.0071)  "
     "-> no retrain (drift, but in cool-down: 0 run(s) since the last retrain, policy waits 1)",
     "  2026-12-01 14:05  batches/serve-20261201T140500   40 images (2 skipped)  drift: YES (2e-05 < 0.0071)  "
     "-> no retrain (drift, but the batch is not a stage's data set (data/<stage>/test), so there is no matching "
     "train and validation data: upload it and start the train pipeline)",
-    "  2026-12-01 15:05  stage-4    42 images (0 skipped)  drift: YES (5.5e-08 < 0.0071)  "
+    "  2026-12-01 15:05  stage-4    42 images (0 skipped)  drift: YES (5.5e-08 < 0.0071)  est. 71.4% [58.1, 83.4]  "
     "-> retrain: train-20261201T150500",
     "  2026-12-01 16:05  stage-5    12 images (0 skipped)  drift: no  (0.2 >= 0.0071)  "
     "-> no retrain (batch of 12 images is below the minimum of 20: too small to judge)",
@@ -129,6 +137,17 @@ def test_the_serve_history_is_cut_to_the_runs_asked_for_and_the_sentinel_skipped
                                                           *EXPECTED[-2:]]
     assert status_lines(params, names, hints, runs=20)[2] == "last 6 serve runs (oldest first):"
     assert status_lines(params, names, hints, runs=0) == EXPECTED[:2]
+
+
+def test_a_retrain_started_by_a_harm_rule_names_the_rule() -> None:
+    from dataclasses import replace
+
+    from driftloop.status import serve_line
+
+    record = replace(serve(17, "noisy", drift=False, statistic=0.3, retrain_run_id="train-20261201T170500",
+                           estimate=estimated(20, 0.3403, 0.6597)), rule_fired="harm")
+    assert serve_line(record) == ("  2026-12-01 17:05  noisy      42 images (0 skipped)  drift: no  (0.3 >= 0.0071)  "
+                                  "est. 47.6% [34.0, 66.0]  -> retrain (harm): train-20261201T170500")
 
 
 def test_a_promoted_first_model_and_no_serve_run_yet_say_what_to_run_next(tmp_path: Path) -> None:
