@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from driftloop.config import DriftConfig
 from driftloop.layout import STAGE_NAMES
+from driftloop.measured import RUNS_PER_MONTH, DriftPower
 from driftloop.stores.objects import ObjectNotFound, ObjectStore
 
 if TYPE_CHECKING:
@@ -148,7 +150,67 @@ def _table(headers: list[str], body: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def write_report(result: SimulationResult, objects: ObjectStore, path: Path) -> None:
+def _percent(value: float) -> str:
+    return f"{100 * value:.0f} %"
+
+
+def mild_rows(rows: list[RunRow], power: DriftPower | None) -> list[list[str]]:
+    """The runs 5-10 points below their model's own stage, each with the benchmark's power for its batch size."""
+    from driftloop.simulation import ACTED_ON_POINTS, HARM_POINTS, criterion
+
+    body = []
+    for r in criterion(rows).mild:
+        cell_power = band_power = "not measured (bench/results/accuracy_estimation.json missing)"
+        if power is not None:
+            size = power.nearest_size(r.n_images)
+            cell = power.cell(r.model_trained_on.split("#")[0], r.test_set)
+            band = power.band(100 * HARM_POINTS, 100 * ACTED_ON_POINTS, size)
+            cell_power = "-" if cell is None else (f"{_percent(cell.flagged[size])} of {cell.n_batches[size]} "
+                                                   f"batches of {size} ({cell.drop_points:.1f} points on average)")
+            band_power = "-" if band.power is None else f"{_percent(band.power)} over {len(band.cells)} cells"
+        body.append([r.time, r.test_set, r.model_trained_on, f"{100 * (r.accuracy_drop or 0):.1f}",
+                     "TRUE" if r.drift else "false", "yes" if r.retrained else "no", cell_power, band_power])
+    return body
+
+
+def _criterion_section(rows: list[RunRow], drift: DriftConfig) -> str:
+    """The default run's criterion (issue 14), this run's verdict on it, and the false-alarm budget."""
+    from driftloop.simulation import ACTED_ON_POINTS, HARM_POINTS, criterion
+
+    judged = criterion(rows)
+    power = DriftPower.load()
+    on_original = ", ".join(f"{r.time} (model trained on {r.model_trained_on})" for r in judged.retrained_on_original)
+    missed = ", ".join(f"{r.time} {r.test_set} ({100 * (r.accuracy_drop or 0):.1f} points)"
+                       for r in judged.harmful_not_acted_on)
+    items = [
+        f"Retrains on Original while an Original model served: {on_original or 'none'}.",
+        f"Runs {100 * ACTED_ON_POINTS:.0f} points or more below the serving model's accuracy on its own stage: "
+        f"{len(judged.harmful)}, of which acted on (a retrain started): "
+        f"{len(judged.harmful) - len(judged.harmful_not_acted_on)}" + (f"; not acted on: {missed}" if missed else "")
+        + ".",
+    ]
+    if power is not None:
+        size = power.nearest_size(rows[0].n_images if rows else 42)
+        fpr, batches = power.false_positive_rate(size)
+        note = "" if power.measured_for(drift) else f" (measured with {power.drift}, not this run's detector)"
+        items.append(f"False alarms: the benchmark's rule flags {100 * fpr:.1f} % of batches of {size} held-out images "
+                     f"of a model's own stage ({batches:,} batches){note}: at hourly runs, "
+                     f"{fpr * RUNS_PER_MONTH:.0f} needless retrains in a {RUNS_PER_MONTH}-run month.")
+    listed = (_table(["Time", "Test set", "Model trained on", "Drop (points)", "Drift", "Retrained",
+                      "Measured power, this model and stage", f"Measured power, all {100 * HARM_POINTS:.0f}–"
+                      f"{100 * ACTED_ON_POINTS:.0f}-point cells"], mild_rows(rows, power))
+              if judged.mild else "<p>No run lost 5–10 points.</p>")
+    bullets = "".join(f"<li>{html.escape(item)}</li>" for item in items)
+    return (f"<h2>What the rule could see</h2><p>The default run's criterion: no retrain on Original while the "
+            f"Original model serves, and every run {100 * ACTED_ON_POINTS:.0f} points or more below the serving "
+            f"model's accuracy on its own stage is acted on. {'It holds.' if judged.holds else 'It does NOT hold.'}"
+            f"</p><ul>{bullets}</ul><p>Runs {100 * HARM_POINTS:.0f}–{100 * ACTED_ON_POINTS:.0f} points below: a "
+            "single test on a small batch cannot reliably see 2–4 more wrong images; the share of such batches "
+            "the benchmark's rule flags (bench/results/accuracy_estimation.json):</p>" + listed)
+
+
+def write_report(result: SimulationResult, objects: ObjectStore, path: Path,
+                 drift: DriftConfig | None = None) -> None:
     rows = result.runs
     timeline = _table(
         ["Time", "Input test set", "Detector trained on", "Drift", "Statistic", "Threshold", "Retrained",
@@ -190,6 +252,7 @@ batch of that size. It follows the accuracy where a shift leaves the model unsur
 it over-estimates a model that is confidently wrong (docs/benchmarks.md, section 6).</p>
 <img src="data:image/png;base64,{_drift_figure(rows)}" alt="drift statistic per hour">
 <img src="data:image/png;base64,{_accuracy_figure(rows)}" alt="accuracy per hour">
+{_criterion_section(rows, drift or DriftConfig())}
 <h2>Every model on every test set</h2>
 <img src="data:image/png;base64,{_matrix_figure(result.matrix)}" alt="accuracy matrix">{matrix}
 <h2>Explanations (SHAP)</h2>{shap or "<p>No explanation pictures were found.</p>"}

@@ -116,11 +116,12 @@ def render(result: SimulationResult, measured: Measured) -> str:
     ])
 
 
-def replace_section(text: str, section: str) -> str:
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"README has no {BEGIN} ... {END} section to replace")
-    return text[:start] + section + text[end + len(END):]
+def replace_section(text: str, section: str, begin: str = BEGIN, end: str = END) -> str:
+    """``text`` with the part from ``begin`` to ``end`` (markers included) replaced by ``section``."""
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"README has no {begin} ... {end} section to replace")
+    return text[:start] + section + text[stop + len(end):]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

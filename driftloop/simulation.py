@@ -31,6 +31,10 @@ from driftloop.runner import LocalSystem, component_runner
 SIMULATION_START = datetime(2023, 2, 5, 10, 5, tzinfo=UTC)
 DATA_MARKER = ".driftloop-data.json"
 HARM_POINTS = 0.05  # an accuracy drop this large should have been flagged as drift
+# The default run's criterion (issue 14): a run that loses this much against the serving model's own
+# stage must be acted on (a retrain started); drops from HARM_POINTS up to it are listed with the
+# measured power, because a 42-image batch cannot reliably show 2-4 more wrong images.
+ACTED_ON_POINTS = 0.10
 
 log = logging.getLogger(__name__)
 
@@ -226,9 +230,34 @@ def _with_drop(row: RunRow, matrix: dict[str, dict[str, dict[str, float]]]) -> R
     return replace(row, accuracy_drop=round(reference - row.accuracy, 6))
 
 
-def missed_harm(rows: list[RunRow]) -> list[RunRow]:
-    """Runs whose accuracy fell by HARM_POINTS or more but that were not flagged as drift."""
-    return [r for r in rows if r.accuracy_drop is not None and r.accuracy_drop >= HARM_POINTS and not r.drift]
+@dataclass(frozen=True)
+class Criterion:
+    """The default run's check: what must hold, and the runs in the band a 42-image batch may miss."""
+
+    retrained_on_original: list[RunRow]  # retrains on Original while an Original model served: must be none
+    harmful: list[RunRow]  # ACTED_ON_POINTS or more below the serving model's own stage
+    mild: list[RunRow]  # from HARM_POINTS up to ACTED_ON_POINTS below: listed, with the measured power
+
+    @property
+    def harmful_not_acted_on(self) -> list[RunRow]:
+        return [r for r in self.harmful if not r.retrained]
+
+    @property
+    def holds(self) -> bool:
+        return not self.retrained_on_original and not self.harmful_not_acted_on
+
+
+def criterion(rows: list[RunRow]) -> Criterion:
+    """Judge a finished run by the criterion (drops come from the matrix: ``RunRow.accuracy_drop``)."""
+    def drop(r: RunRow) -> float:
+        return -1.0 if r.accuracy_drop is None else r.accuracy_drop
+
+    return Criterion(
+        retrained_on_original=[r for r in rows if r.retrained and r.test_set == "original"
+                               and r.model_trained_on.split("#")[0] == "original"],
+        harmful=[r for r in rows if drop(r) >= ACTED_ON_POINTS - 1e-9],
+        mild=[r for r in rows if HARM_POINTS - 1e-9 <= drop(r) < ACTED_ON_POINTS - 1e-9],
+    )
 
 
 _TIMELINE_HEADER: Final = ("Time", "Input test set", "Detector trained on", "Drift", "Retrained", "Accuracy",
@@ -279,4 +308,4 @@ def write_outputs(result: SimulationResult, system: LocalSystem) -> None:
         for label, row in result.matrix.items():
             for metric in ("accuracy", "loss"):
                 writer.writerow([label, metric, *(f"{row[s][metric]:.4f}" for s in STAGE_NAMES)])
-    write_report(result, system.objects, workdir / "report.html")
+    write_report(result, system.objects, workdir / "report.html", drift=system.settings.drift)

@@ -159,6 +159,9 @@ def test_serving_the_original_set_is_recorded_alike(after_serve_original: dict[s
     record = after_serve_original["serve/latest"]
     assert (record["is_drift"], record["retrain"]) == (False, False)
     assert record["reference_trained_on"] == "original"
+    # Both backends read the calibration the training wrote (on AWS: inside model.tar.gz), and agree on it.
+    assert record["accuracy_estimate"] is not None and record["accuracy_estimate"]["n"] == record["n_images"]
+    assert record["rule_fired"] is None
 
 
 def test_the_detector_names_its_stage_and_train_run_on_both_backends(
@@ -176,6 +179,7 @@ def test_the_detector_names_its_stage_and_train_run_on_both_backends(
 def test_a_drifting_stage_retrains_and_promotes_alike(after_serve_noisy: dict[str, Any]) -> None:
     record = after_serve_noisy["serve/latest"]
     assert (record["is_drift"], record["retrain"], record["stage"]) == (True, True, "noisy")
+    assert record["rule_fired"] == "drift" and record["accuracy_estimate"] is not None
     latest = after_serve_noisy["train/latest"]
     assert latest["run_id"] == record["retrain_run_id"] and latest["promoted"] is True
     assert latest["stage"] == "noisy" and latest["champion_run_id"] == make_run_id("train", START)

@@ -1,4 +1,4 @@
-"""A small end-to-end simulation: the main job, on the small synthetic set."""
+"""The default simulation end to end (``driftloop simulate``: seed 0, blog size, default settings), run twice."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from driftloop.config import Settings
 from driftloop.layout import STAGE_NAMES
 from driftloop.simulation import SimulationOptions, SimulationResult, simulate
 
@@ -18,10 +17,10 @@ RUN_FIELDS = {"time", "test_set", "reference_trained_on", "drift", "statistic", 
 
 
 @pytest.fixture(scope="module")
-def simulation(tmp_path_factory: pytest.TempPathFactory, small_data: Path, fast_settings: Settings,
-               ) -> SimulationResult:
+def simulation(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
+    """The default run, as `driftloop simulate` makes it: its criterion is a property of these settings."""
     workdir = tmp_path_factory.mktemp("simulation")
-    return simulate(SimulationOptions(workdir=workdir, data=small_data, settings=fast_settings, progress=False))
+    return simulate(SimulationOptions(workdir=workdir, progress=False))
 
 
 def test_plays_the_seven_test_sets_in_order_then_original_again(simulation: SimulationResult) -> None:
@@ -74,10 +73,10 @@ def test_each_matrix_row_names_the_train_run_whose_model_it_is(simulation: Simul
         assert (model / "model.keras").is_file(), label
 
 
-def test_the_same_seed_on_one_machine_writes_byte_identical_results(
-    simulation: SimulationResult, tmp_path: Path, small_data: Path, fast_settings: Settings
-) -> None:
-    again = simulate(SimulationOptions(workdir=tmp_path, data=small_data, settings=fast_settings, progress=False))
+def test_the_same_seed_on_one_machine_writes_byte_identical_results(simulation: SimulationResult,
+                                                                     tmp_path: Path) -> None:
+    # The data set is the first run's (its generation is checked byte for byte in tests/data).
+    again = simulate(SimulationOptions(workdir=tmp_path, data=simulation.workdir / "data", progress=False))
     assert (again.workdir / "simulation.json").read_bytes() == (simulation.workdir / "simulation.json").read_bytes()
     assert (again.workdir / "accuracy_matrix.csv").read_bytes() == (
         simulation.workdir / "accuracy_matrix.csv").read_bytes()
@@ -109,3 +108,42 @@ def test_the_report_marks_each_retrain_on_the_run_that_started_it(simulation: Si
     for mark in marks:
         run = simulation.runs[mark.run]
         assert mark.label == f"→ {run.retrained_on}" and mark.promoted == bool(run.promoted)
+
+
+def test_the_default_runs_criterion_holds(simulation: SimulationResult) -> None:
+    """Issue 14, decided: no retrain on Original while the Original model serves; every run 10 points or
+    more below the serving model's accuracy on its own stage is acted on; 5-10 points are listed."""
+    from driftloop.simulation import criterion
+
+    judged = criterion(simulation.runs)
+    assert judged.retrained_on_original == []
+    assert [r.test_set for r in simulation.runs if r.test_set == "original" and r.model_trained_on == "original"]
+    assert judged.harmful and judged.harmful_not_acted_on == []
+    assert judged.holds
+
+
+def test_the_report_lists_the_5_to_10_point_runs_with_the_measured_power(simulation: SimulationResult) -> None:
+    import html
+
+    from driftloop.measured import DriftPower
+    from driftloop.report import mild_rows
+    from driftloop.simulation import criterion
+
+    page = (simulation.workdir / "report.html").read_text()
+    assert "What the rule could see" in page and "It holds." in page
+    listed = mild_rows(simulation.runs, DriftPower.load())
+    assert [cells[0] for cells in listed] == [r.time for r in criterion(simulation.runs).mild]
+    for cells in listed:
+        assert "of 600 batches of 42" in cells[6]  # the benchmark's cell for this model and stage
+        assert "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" in page
+
+
+def test_every_run_carries_its_label_free_estimate(simulation: SimulationResult) -> None:
+    runs = json.loads((simulation.workdir / "simulation.json").read_text())["runs"]
+    for run in runs:
+        estimate = run["accuracy_estimate"]
+        assert estimate["method"] == "atc_ne" and estimate["n"] == run["n_images"]
+        assert estimate["lower"] <= estimate["estimate"] <= estimate["upper"]
+    # The Original model on held-out Original images: right on all, and estimated close to that.
+    first = simulation.runs[0]
+    assert first.accuracy == 1.0 and first.accuracy_estimate is not None and first.accuracy_estimate.estimate > 0.9
