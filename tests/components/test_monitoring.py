@@ -376,3 +376,13 @@ def test_merge_refuses_features_that_miss_part_of_the_batch(
         monitoring.run_merge(Invocation(mode="merge", inputs={"features": tmp_path / "parts",
                                                               "detector": uae_detector},
                                         outputs={"report": tmp_path / "report"}))
+
+
+def test_merge_of_a_batch_without_images_fails_the_run(uae_detector: Path, tmp_path: Path) -> None:
+    """Hosts that each got no usable image wrote empty parts: the merge is where the batch is whole."""
+    write_shards(tmp_path / "batch", [], shard_size=64, image_size=SIZE, classes=[])
+    _features(tmp_path / "batch", uae_detector, tmp_path / "parts", Hosts.of_job(2)[0])
+    with pytest.raises(ComponentError, match="no usable images in the batch"):
+        monitoring.run_merge(Invocation(mode="merge", inputs={"features": tmp_path / "parts",
+                                                              "detector": uae_detector},
+                                        outputs={"report": tmp_path / "report"}))
