@@ -199,7 +199,7 @@ def test_a_retrain_that_keeps_the_champion_is_recorded_alike(
 
 
 def test_two_hosts_predict_every_image_once_and_write_one_drift_report(
-    backends: Backends, after_serve_original: dict[str, Any]
+    backends: Backends, after_first_train: dict[str, Any], after_serve_original: dict[str, Any]
 ) -> None:
     """The AWS run's two hosts each wrote their part; together they are the one-instance run's result."""
     record = after_serve_original["serve/latest"]
@@ -226,6 +226,10 @@ def test_two_hosts_predict_every_image_once_and_write_one_drift_report(
                       params=backends.local.params, settings=replace(backends.local.settings, instances=ScaleOut()))
     plan = loop.plan_run(one.stores, "serve", run_id="serve-one-host", time=START.isoformat(),
                          start=SERVE_ORIGINAL[0])
+    # With the model, detector and explainer that run served with (later steps promote another model).
+    served_with = after_first_train["train/latest"]
+    resolved = {artifact: served_with[field] for artifact, field in SERVE_PIPELINE.resolved}
+    plan = replace(plan, uri={**plan.uri, **resolved})
     with tempfile.TemporaryDirectory() as tmp:
         one.run_pipeline(SERVE_PIPELINE, plan, Path(tmp))
     alone = list(csv.reader(io.StringIO(one.objects.get_bytes(

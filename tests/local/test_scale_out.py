@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,3 +72,11 @@ def test_the_drift_report_and_the_record_do_not_depend_on_the_hosts(
     skip = {"run_id", "time", "input", "drift_report", "predictions", "explanations"}
     assert {k: v for k, v in two.record.to_dict().items() if k not in skip} == \
         {k: v for k, v in one.record.to_dict().items() if k not in skip}
+
+
+def test_the_same_images_are_explained_on_two_hosts(served: dict[int, tuple[LocalSystem, ServeOutcome]]) -> None:
+    def explained(system: LocalSystem, outcome: ServeOutcome) -> list[tuple[str, str]]:
+        key = f"{system.objects.key_from_uri(outcome.record.explanations)}/explanations.json"
+        return [(e["file"], e["predicted_class"]) for e in json.loads(system.objects.get_bytes(key))["explained"]]
+
+    assert explained(*served[2]) == explained(*served[1]) and len(explained(*served[1])) == 8
