@@ -17,12 +17,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final
 
 RESOURCE_CONFIG: Final = Path("/opt/ml/config/resourceconfig.json")
 SINGLE_HOST: Final = "algo-1"  # SageMaker's name for the first (or only) host
-
-T = TypeVar("T")
 
 
 class ResourceConfigError(ValueError):
@@ -69,15 +67,12 @@ class Hosts:
         except (ValueError, KeyError, TypeError) as error:
             raise ResourceConfigError(f"{path} does not name current_host and hosts: {error}") from error
 
-    def to_resource_config(self) -> str:
-        return json.dumps({"current_host": self.current, "hosts": list(self.hosts)})
-
 
 def is_part(name: str, file_name: str) -> bool:
     """Whether ``name`` is some host's part of the output file ``file_name`` (``Hosts.part_name``)."""
     stem, dot, suffix = file_name.partition(".")
-    return name == file_name or (name.startswith(f"{stem}-") and name.endswith(f"{dot}{suffix}")
-                                 and "." not in name[len(stem):-len(dot + suffix) or None])
+    host = name.removeprefix(f"{stem}-").removesuffix(f"{dot}{suffix}")
+    return name == file_name or (bool(host) and "." not in host and name == f"{stem}-{host}{dot}{suffix}")
 
 
 def part_files(folder: Path, file_name: str) -> list[Path]:
@@ -87,11 +82,11 @@ def part_files(folder: Path, file_name: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and is_part(p.name, file_name))
 
 
-def shard_by_key(keys: Sequence[T], count: int) -> list[list[T]]:
+def shard_by_key(keys: Sequence[str], count: int) -> list[list[str]]:
     """``ShardedByS3Key`` for ``count`` hosts: each key to exactly one host, about 1/N each.
 
     SageMaker does not document its assignment; this one deals the sorted keys round-robin. Nothing
     downstream depends on which host got which key (the emulator deals them out in blocks).
     """
-    ordered = sorted(keys)  # type: ignore[type-var]
+    ordered = sorted(keys)
     return [ordered[i::count] for i in range(count)]
