@@ -22,7 +22,9 @@ Serve mode on several hosts (``driftloop.hosts``): each host gets part of the ba
 (``ShardedByS3Key``) and writes its own part of the output (``shard-00000-<host>.npz``,
 ``summary-<host>.json``, ``manifest-<host>.csv``). A host whose part holds no usable image (or
 no file) writes an empty part instead of failing: whether the *batch* has any is known only
-when the parts come together, and the drift step that merges them fails the run then.
+when the parts come together, and the drift step that merges them fails the run then. A host sees
+only its own files: one that gets only the loose files of a labelled batch takes them for a flat,
+unlabelled batch (one host would skip them as ``no_class_folder``).
 """
 
 from __future__ import annotations
