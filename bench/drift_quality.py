@@ -151,6 +151,8 @@ def _component_check(options: BenchOptions, pool: Pool, detectors: dict[str, Pat
     for kind, folder in detectors.items():
         out = options.workdir / "drift-check-report" / kind
         fixtures.run_component(Component.MONITORING, "serve", {"batch": batch, "detector": folder, "model": model},
+                               {"features": out / "features"}, {})
+        fixtures.run_component(Component.MONITORING, "merge", {"features": out / "features", "detector": folder},
                                {"report": out}, {})
         report = DriftReport.read(out / DRIFT_REPORT_FILE)
         ours = drift.score(ks[kind], pool.features[kind][indices], _shares(kind, pool.features[kind]))

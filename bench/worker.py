@@ -31,8 +31,11 @@ def _serve_steps(args: argparse.Namespace) -> None:
             run_component(Component.PROCESSING, "serve", {"batch": args.images}, {"batch": shards},
                           ProcessingConfig().to_dict())
         elif step == "monitoring":
+            # Both drift steps of the serve pipeline: the features, then one KS test over them.
             run_component(Component.MONITORING, "serve",
                           {"batch": shards, "detector": args.detector, "model": args.model},
+                          {"features": args.out / "features"}, {})
+            run_component(Component.MONITORING, "merge", {"features": args.out / "features", "detector": args.detector},
                           {"report": args.out / "report"}, DriftConfig().to_dict())
         else:
             run_component(Component.ALGORITHM, "serve", {"data": shards, "model": args.model},

@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     settings.add_argument(
         "--settings", type=Path, metavar="FILE",
         help='JSON file of settings that differ from the defaults, shaped like cdk.json\'s: '
-             '{"settings": {"algorithm": {"epochs": 10}, ...}, "decision": {"cooldown_runs": 1}}',
+             '{"settings": {"algorithm": {"epochs": 10}, ...}, "decision": {"cooldown_runs": 1}, '
+             '"instances": {"predict": 2}}',
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -145,11 +146,12 @@ def load_settings(path: Path | None) -> Settings:
         given = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot read the settings file {path}: {error}") from error
-    unknown = sorted(set(given) - {"settings", "decision"}) if isinstance(given, dict) else ["(not an object)"]
+    known = {"settings", "decision", "instances"}
+    unknown = sorted(set(given) - known) if isinstance(given, dict) else ["(not an object)"]
     if unknown:
-        raise ValueError(f"settings file {path}: unknown key(s) {unknown}; expected \"settings\" and/or \"decision\"")
+        raise ValueError(f"settings file {path}: unknown key(s) {unknown}; expected {sorted(known)}")
     try:
-        return Settings.from_overrides(given.get("settings", {}), given.get("decision", {}))
+        return Settings.from_overrides(given.get("settings", {}), given.get("decision", {}), given.get("instances"))
     except (TypeError, ValueError) as error:
         raise ValueError(f"settings file {path}: {error}") from error
 

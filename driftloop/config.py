@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar, get_args
 
-Mode = Literal["train", "serve"]
+# A component's modes: learn from training data, serve a batch, or merge what the hosts of a
+# scaled-out serve step wrote into one result (``driftloop.pipelines``).
+Mode = Literal["train", "serve", "merge"]
 FeatureKind = Literal["uae", "embeddings", "softmax", "uncertainty", "predictions"]
 Correction = Literal["bonferroni", "fdr"]
 # Which condition of a serve batch starts a retrain (driftloop.decision): drift, harm (the estimated
@@ -142,6 +144,29 @@ class DecisionPolicy(_FromMapping):
             raise ValueError(f"harm_threshold_points must be in [0, 100], got {self.harm_threshold_points}")
 
 
+# SageMaker's default quota of processing instances of one type is far below this.
+MAX_INSTANCES = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleOut(_FromMapping):
+    """How many instances each serve step that can scale out runs on (SageMaker hosts on AWS,
+    worker processes locally); one field per such step of the serve pipeline, by step name.
+
+    The step's sharded input is split by object key across the instances, each instance writes its
+    own part of the output, and whatever reads the output reads every part.
+    """
+
+    process: int = 1
+    drift_features: int = 1
+    predict: int = 1
+
+    def __post_init__(self) -> None:
+        for name, count in self.to_dict().items():
+            if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_INSTANCES:
+                raise ValueError(f"instances.{name} must be an integer 1..{MAX_INSTANCES}, got {count!r}")
+
+
 # Which typed settings each component reads (``--settings`` / hyperparameters), by component name.
 COMPONENT_SETTINGS: dict[str, type[_FromMapping]] = {
     "processing": ProcessingConfig,
@@ -164,6 +189,7 @@ class Settings:
     drift: DriftConfig = dataclasses.field(default_factory=DriftConfig)
     explain: ExplainConfig = dataclasses.field(default_factory=ExplainConfig)
     policy: DecisionPolicy = dataclasses.field(default_factory=DecisionPolicy)
+    instances: ScaleOut = dataclasses.field(default_factory=ScaleOut)
 
     def component(self, name: str) -> _FromMapping:
         by_name: dict[str, _FromMapping] = {
@@ -178,8 +204,12 @@ class Settings:
         return {k: v for k, v in self.component(name).to_dict().items() if default[k] != v}
 
     @classmethod
-    def from_overrides(cls, settings: Mapping[str, Mapping[str, Any]], policy: Mapping[str, Any]) -> Settings:
-        """From non-default values by component name (``cdk.json``'s ``settings``), unknown names refused."""
+    def from_overrides(
+        cls, settings: Mapping[str, Mapping[str, Any]], policy: Mapping[str, Any],
+        instances: Mapping[str, Any] | None = None,
+    ) -> Settings:
+        """From non-default values by component name (``cdk.json``'s ``settings``), unknown names refused;
+        ``policy`` and ``instances`` as ``cdk.json``'s ``decision`` and ``instances``."""
         unknown = sorted(set(settings) - set(COMPONENT_SETTINGS))
         if unknown:
             raise ValueError(f"settings for unknown component(s) {unknown}; known: {sorted(COMPONENT_SETTINGS)}")
@@ -187,4 +217,5 @@ class Settings:
         return cls(
             processing=built["processing"], training=built["algorithm"], drift=built["monitoring"],  # type: ignore[arg-type]
             explain=built["explainability"], policy=DecisionPolicy.from_mapping(policy),  # type: ignore[arg-type]
+            instances=ScaleOut.from_mapping(instances),
         )

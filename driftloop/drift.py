@@ -221,16 +221,20 @@ def save(out_dir: Path, ks: Any, meta: DetectorMeta, encoder: Any | None) -> Non
     (out_dir / META_FILE).write_text(json.dumps(asdict(meta), indent=2))
 
 
-def load(detector_dir: Path) -> LoadedDetector:
+def load(detector_dir: Path, *, with_test: bool = True) -> LoadedDetector:
+    """The saved detector; ``with_test=False`` skips alibi-detect's KS test (``ks`` None): the
+    feature step needs only the meta data and the encoder."""
     meta_path = detector_dir / META_FILE
     if not meta_path.exists():
         raise DetectorNotFound(f"no drift detector in {detector_dir} (expected {META_FILE})")
-    from alibi_detect.saving import load_detector
-
     meta = DetectorMeta(**json.loads(meta_path.read_text()))
     encoder = None
     if meta.features == "uae":
         import tensorflow as tf
 
         encoder = tf.keras.models.load_model(detector_dir / ENCODER_FILE)
+    if not with_test:
+        return LoadedDetector(ks=None, meta=meta, encoder=encoder)
+    from alibi_detect.saving import load_detector
+
     return LoadedDetector(ks=load_detector(detector_dir / KS_DIR), meta=meta, encoder=encoder)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.shards import Shard, iter_shards
+from driftloop.shards import Shard, iter_shards, path_order, shard_files
 
 
 def sample_indices(n_total: int, k: int, seed: int) -> np.ndarray:
@@ -39,6 +39,21 @@ def take(folder: Path, indices: np.ndarray) -> Shard:
     if sum(len(f) for f in files) != len(wanted):
         raise ValueError(f"{folder} holds {start} images; asked for positions up to {int(wanted.max())}")
     return Shard(np.concatenate(images), np.concatenate(labels), np.concatenate(files))
+
+
+def sample_in_path_order(folder: Path, k: int, seed: int) -> Shard:
+    """``take(folder, sample_indices(n, k, seed))`` with positions counted in the images' path order.
+
+    One host writes a batch's shards in that order, so on a one-host folder this is exactly
+    ``take``; on the parts of several hosts it picks the same images, in the same order.
+    """
+    names = sorted((str(f) for shard in shard_files(folder) for f in shard), key=path_order)
+    chosen = {names[i] for i in sample_indices(len(names), k, seed)} if names else set()
+    picked = [(shard, np.flatnonzero(np.isin(shard.files, list(chosen)))) for shard in iter_shards(folder)]
+    files = np.concatenate([shard.files[i] for shard, i in picked]) if picked else np.zeros(0, str)
+    order = sorted(range(len(files)), key=lambda j: path_order(str(files[j])))
+    return Shard(np.concatenate([shard.images[i] for shard, i in picked])[order],
+                 np.concatenate([shard.labels[i] for shard, i in picked])[order], files[order])
 
 
 def expected_gradients(

@@ -23,6 +23,7 @@ from driftloop.config import DecisionPolicy
 from driftloop.contracts import Contract, ContractError
 from driftloop.decision import RetrainDecision, decide_promotion, decide_retrain
 from driftloop.drift_report import DriftReport
+from driftloop.hosts import is_part
 from driftloop.layout import (
     STAGE_NAMES,
     ParameterNames,
@@ -175,9 +176,14 @@ def read_train_metrics(stores: Stores, model_uri: str) -> TrainMetrics:
 
 
 def read_evaluation(stores: Stores, predictions_uri: str) -> Evaluation | None:
-    """``evaluation.json`` of a predictions artifact; None when the images were not labelled."""
-    key = artifact_file(stores, predictions_uri, EVALUATION_FILE)
-    return Evaluation.from_json(stores.objects.get_bytes(key)) if stores.objects.exists(key) else None
+    """``evaluation.json`` of a predictions artifact (every host's part, merged); None when the
+    images were not labelled."""
+    prefix = stores.objects.key_from_uri(predictions_uri)
+    keys = [key for key in stores.objects.list(prefix)
+            if key.rpartition("/")[0] == prefix and is_part(key.rpartition("/")[2], EVALUATION_FILE)]
+    if not keys:
+        return None
+    return Evaluation.merge([Evaluation.from_json(stores.objects.get_bytes(key)) for key in sorted(keys)])
 
 
 # ----------------------------------------------------------------------------- the control steps

@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Final, Literal
 
-from driftloop.config import Mode
+from driftloop.config import Mode, ScaleOut
 
 # Facts of one run that a step's settings may name (``Step.run_settings``):
 # * ``run_id``: the run's id;
@@ -58,7 +58,9 @@ COMPONENT_IO: Final[dict[tuple[Component, Mode], ComponentIO]] = {
     ),
     (Component.ALGORITHM, "serve"): ComponentIO(inputs=("data", "model"), outputs=("predictions",)),
     (Component.MONITORING, "train"): ComponentIO(inputs=("train", "model"), outputs=("detector",)),
-    (Component.MONITORING, "serve"): ComponentIO(inputs=("batch", "detector", "model"), outputs=("report",)),
+    # Serve: the drift features of this host's shards; merge: one KS test over every host's features.
+    (Component.MONITORING, "serve"): ComponentIO(inputs=("batch", "detector", "model"), outputs=("features",)),
+    (Component.MONITORING, "merge"): ComponentIO(inputs=("features", "detector"), outputs=("report",)),
     (Component.EXPLAINABILITY, "train"): ComponentIO(inputs=("train", "model"), outputs=("explainer",)),
     (Component.EXPLAINABILITY, "serve"): ComponentIO(
         inputs=("batch", "model", "explainer", "predictions"), outputs=("explanations",)
@@ -99,11 +101,20 @@ class Step:
     only_if: tuple[str, ...] = ()
     # Settings that differ per run: (setting, run fact), e.g. the detector's ``trained_on``.
     run_settings: tuple[tuple[str, RunFact], ...] = ()
+    # Input channels split by object key across the step's instances (``ScaleOut``), when it has
+    # several: each instance gets its part of these and all of the other inputs.
+    sharded: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         io = COMPONENT_IO[(self.component, self.mode)]
         if tuple(c for c, _ in self.inputs) != io.inputs or tuple(c for c, _ in self.outputs) != io.outputs:
             raise ValueError(f"step {self.name}: channels must be exactly {io}")
+        if not set(self.sharded) <= set(io.inputs) or (self.sharded and io.job is JobKind.TRAINING):
+            raise ValueError(f"step {self.name}: only input channels of a processing job can be sharded")
+
+    def instance_count(self, scale: ScaleOut) -> int:
+        """How many instances the step runs on: its ``ScaleOut`` field if it scales out, else one."""
+        return int(getattr(scale, self.name)) if self.sharded else 1
 
     @property
     def job(self) -> JobKind:
@@ -208,12 +219,22 @@ SERVE_PIPELINE: Final = Pipeline(
             "serve",
             inputs=(("batch", "raw_batch"),),
             outputs=(("batch", "batch_shards"),),
+            sharded=("batch",),
         ),
         Step(
-            "detect_drift",
+            "drift_features",
             Component.MONITORING,
             "serve",
             inputs=(("batch", "batch_shards"), ("detector", "detector"), ("model", "model")),
+            outputs=(("features", "drift_features"),),
+            sharded=("batch",),
+        ),
+        # One instance: the KS test needs every image's features at once (they are small: n x features).
+        Step(
+            "detect_drift",
+            Component.MONITORING,
+            "merge",
+            inputs=(("features", "drift_features"), ("detector", "detector")),
             outputs=(("report", "drift_report"),),
         ),
         Step(
@@ -222,7 +243,9 @@ SERVE_PIPELINE: Final = Pipeline(
             "serve",
             inputs=(("data", "batch_shards"), ("model", "model")),
             outputs=(("predictions", "predictions"),),
+            sharded=("data",),
         ),
+        # One instance: it explains a fixed sample of n_explain images, whatever the batch's size.
         Step(
             "explain",
             Component.EXPLAINABILITY,
@@ -240,9 +263,13 @@ SERVE_PIPELINE: Final = Pipeline(
 
 PIPELINES: Final = {p.name: p for p in (TRAIN_PIPELINE, SERVE_PIPELINE)}
 
+_SCALABLE = {s.name for s in SERVE_PIPELINE.steps if s.sharded}
+if set(ScaleOut().to_dict()) != _SCALABLE or any(s.sharded for s in TRAIN_PIPELINE.steps):
+    raise ValueError(f"ScaleOut's fields must be the serve steps that scale out: {sorted(_SCALABLE)}")
+
 # File names inside artifacts that the pipeline glue (record step, decision) reads.
 DRIFT_REPORT_FILE: Final = "drift_report.json"  # in drift_report
 TRAIN_METRICS_FILE: Final = "metrics.json"  # in model
 EVALUATION_FILE: Final = "evaluation.json"  # in predictions / champion_eval, when labels are known
-PREDICTIONS_FILE: Final = "predictions.csv"  # in predictions
+PREDICTIONS_FILE: Final = "predictions.csv"  # in predictions (one per host: ``driftloop.hosts``)
 MANIFEST_FILE: Final = "manifest.csv"  # in every processing output

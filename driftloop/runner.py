@@ -3,7 +3,9 @@
 State lives in a work folder: an object store (``store/``, the S3 layout of ``driftloop.layout``) and
 a SQLite parameter store (``parameters.sqlite``, the SSM names). Components run in-process through
 the same ``RUNNERS`` their container entrypoints use, so a local run exercises the component code
-that runs on AWS, without re-importing TensorFlow for every step.
+that runs on AWS, without re-importing TensorFlow for every step. A serve step set to scale out
+(``Settings.instances``) runs as SageMaker runs it on that many instances: one worker process per
+host, each with its host identity and its share of the sharded inputs (``driftloop.hosts``).
 
 A run writes its artifacts under ``runs/<pipeline>/<run_id>/`` and only then its record in the
 parameter store: a run killed at any step leaves the store pointing at whole artifacts only.
@@ -12,9 +14,13 @@ parameter store: a run killed at any step leaves the store pointing at whole art
 from __future__ import annotations
 
 import importlib
+import logging
+import multiprocessing
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +29,7 @@ from driftloop.components.entrypoint import ComponentError, Invocation, Runner
 from driftloop.config import Settings
 from driftloop.decision import RetrainDecision
 from driftloop.drift_report import DriftReport
+from driftloop.hosts import Hosts, shard_by_key
 from driftloop.layout import SPLITS, ParameterNames, data_prefix
 from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
 from driftloop.records import ServeRecord, TrainRecord, read_record
@@ -53,6 +60,12 @@ def component_runner(component: Component, mode: str) -> Runner:
     module = importlib.import_module(f"driftloop.components.{component.value}")
     runners: Mapping[str, Runner] = module.RUNNERS
     return runners[mode]
+
+
+def run_on_host(component: Component, invocation: Invocation) -> object:
+    """One host of a scaled-out step, in a worker process (its log lines go where the parent's stderr goes)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return component_runner(component, invocation.mode)(invocation)
 
 
 def utc_now() -> datetime:
@@ -115,19 +128,58 @@ class LocalSystem:
                 continue
             if self.on_step is not None:
                 self.on_step(pipeline, step)
+            count = step.instance_count(self.settings.instances)
             inputs = {channel: self._materialize(artifact, plan.uri[artifact], scratch, local)
-                      for channel, artifact in step.inputs}
+                      for channel, artifact in step.inputs if count == 1 or channel not in step.sharded}
             outputs = {channel: scratch / "out" / artifact for channel, artifact in step.outputs}
             for folder in outputs.values():
                 folder.mkdir(parents=True, exist_ok=True)
             settings = {**self.settings.component(step.component.value).to_dict(), **plan.settings.get(step.name, {})}
-            component_runner(step.component, step.mode)(
-                Invocation(mode=step.mode, inputs=inputs, outputs=outputs, settings=settings)
-            )
+            invocation = Invocation(mode=step.mode, inputs=inputs, outputs=outputs, settings=settings)
+            if count == 1:
+                component_runner(step.component, step.mode)(invocation)
+            else:
+                self._run_scaled_out(step, plan, invocation, count, scratch)
             for _channel, artifact in step.outputs:
                 self.objects.upload_dir(outputs[_channel], self.objects.key_from_uri(plan.uri[artifact]))
                 local[artifact] = outputs[_channel]
         return local
+
+    def _run_scaled_out(self, step: Step, plan: loop.RunPlan, invocation: Invocation, count: int,
+                        scratch: Path) -> None:
+        """The step on ``count`` hosts at once, as SageMaker runs it: each host a worker process with its
+        part of the sharded inputs (split by key, ``shard_by_key``), the whole of the others and its own
+        output folders, which are then put together as SageMaker uploads them to one prefix."""
+        hosts = Hosts.of_job(count)
+        folders = {host.current: scratch / f"{step.name}@{host.current}" for host in hosts}
+        invocations = []
+        for host in hosts:
+            inputs = dict(invocation.inputs)
+            outputs = {channel: folders[host.current] / "out" / channel for channel in invocation.outputs}
+            for channel, artifact in step.inputs:
+                if channel in step.sharded:
+                    prefix = self.objects.key_from_uri(plan.uri[artifact])
+                    keys = shard_by_key(self.objects.list(prefix), count)[hosts.index(host)]
+                    inputs[channel] = folders[host.current] / "in" / channel
+                    inputs[channel].mkdir(parents=True)
+                    for key in keys:
+                        self.objects.get_file(key, inputs[channel] / key[len(prefix):].lstrip("/"))
+            for folder in outputs.values():
+                folder.mkdir(parents=True)
+            invocations.append(replace(invocation, inputs=inputs, outputs=outputs, hosts=host))
+        # spawn, not fork: this process may already run TensorFlow's threads.
+        with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in [pool.submit(run_on_host, step.component, i) for i in invocations]:
+                done.result()
+        for channel, target in invocation.outputs.items():
+            for host in hosts:
+                part = folders[host.current] / "out" / channel
+                for path in sorted(p for p in part.rglob("*") if p.is_file()):
+                    destination = target / path.relative_to(part)
+                    if destination.exists():
+                        raise ComponentError(f"{step.name}: two hosts wrote {destination.relative_to(target)}")
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(path, destination)
 
     def _materialize(self, artifact: str, uri: str, scratch: Path, local: dict[str, Path]) -> Path:
         if artifact not in local:

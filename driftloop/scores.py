@@ -7,6 +7,7 @@ contract.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,3 +40,22 @@ class Evaluation(Contract):
     loss: float | None = None
     confusion_matrix: list[list[int]] | None = None
     reason: str = ""
+
+    @classmethod
+    def merge(cls, parts: Sequence[Evaluation]) -> Evaluation:
+        """One evaluation of a batch from each host's part (``driftloop.hosts``): confusion matrices
+        added up, the loss weighted by images; without scores if any part has none."""
+        if len(parts) == 1:
+            return parts[0]
+        n = sum(p.n for p in parts)
+        classes = parts[0].classes
+        if any(p.classes != classes for p in parts):
+            raise ValueError(f"evaluation parts of one batch name different classes: {[p.classes for p in parts]}")
+        unscored = [p for p in parts if p.confusion_matrix is None or p.loss is None]
+        if unscored:
+            return cls(n=n, classes=classes, reason=unscored[0].reason)
+        confusion = [[sum(row) for row in zip(*rows, strict=True)]
+                     for rows in zip(*(p.confusion_matrix or [] for p in parts), strict=True)]
+        loss = sum((p.loss or 0.0) * p.n for p in parts) / n
+        accuracy = sum(confusion[i][i] for i in range(len(confusion))) / n
+        return cls(n=n, classes=classes, accuracy=accuracy, loss=loss, confusion_matrix=confusion)

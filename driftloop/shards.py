@@ -1,20 +1,27 @@
 """Processed image shards: the format between the processing component and the others.
 
 A processed folder holds ``shard-00000.npz``, ``shard-00001.npz``, ... and ``summary.json``.
-Each shard has ``images`` (uint8, N×H×W×3), ``labels`` (int64, -1 where the class is unknown)
-and ``files`` (the source file names). Readers stream one shard at a time, so memory is bounded
-by the shard size, not by the number of images.
+Each shard has ``images`` (uint8, N×H×W×3), ``labels`` (int64, -1 where the class is unknown),
+``files`` (the source file names) and ``classes`` (the names its labels index). Readers stream one
+shard at a time, so memory is bounded by the shard size, not by the number of images.
+
+Written by a job on several hosts, the folder holds each host's part: ``shard-00000-<host>.npz``
+and ``summary-<host>.json`` (``driftloop.hosts``). A shard says everything needed to read it, so
+any subset of the shards (what ``ShardedByS3Key`` gives one host) can be read on its own;
+``read_summary`` adds the parts up.
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
+
+from driftloop.hosts import Hosts, part_files
 
 SUMMARY_FILE = "summary.json"
 SHARD_GLOB = "shard-*.npz"
@@ -26,6 +33,7 @@ class Shard:
     images: np.ndarray  # uint8 (N, H, W, 3)
     labels: np.ndarray  # int64 (N,), UNKNOWN_LABEL where unlabelled
     files: np.ndarray  # str (N,)
+    classes: tuple[str, ...] = ()  # what ``labels`` index; empty for unlabelled images
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -49,12 +57,17 @@ class ShardSummary:
 class ShardWriter:
     """Collects images and writes a shard whenever ``shard_size`` of them are buffered."""
 
-    def __init__(self, out_dir: Path, shard_size: int, image_size: int) -> None:
+    def __init__(
+        self, out_dir: Path, shard_size: int, image_size: int, *, classes: tuple[str, ...] = (),
+        hosts: Hosts | None = None,
+    ) -> None:
         if shard_size < 1:
             raise ValueError("shard_size must be at least 1")
         self.out_dir = out_dir
         self.shard_size = shard_size
         self.image_size = image_size
+        self.classes = tuple(classes)
+        self.hosts = hosts or Hosts()
         self._images: list[np.ndarray] = []
         self._labels: list[int] = []
         self._files: list[str] = []
@@ -75,19 +88,22 @@ class ShardWriter:
     def flush(self) -> None:
         if not self._images:
             return
-        path = self.out_dir / f"shard-{self.n_shards:05d}.npz"
+        path = self.out_dir / self.hosts.part_name(f"shard-{self.n_shards:05d}.npz")
         _save_npz(
             path,
             images=np.stack(self._images),
             labels=np.asarray(self._labels, dtype=np.int64),
             files=np.asarray(self._files, dtype=str),
+            classes=np.asarray(self.classes, dtype=str),
         )
         self.n_images += len(self._images)
         self.n_shards += 1
         self._images, self._labels, self._files = [], [], []
 
-    def close(self, classes: list[str], n_skipped: int, **extra: object) -> ShardSummary:
+    def close(self, n_skipped: int, **extra: object) -> ShardSummary:
+        """Write the last shard and this part's summary (``summary.json``, or ``summary-<host>.json``)."""
         self.flush()
+        classes = list(self.classes)
         summary = ShardSummary(
             classes=classes,
             image_size=self.image_size,
@@ -97,7 +113,8 @@ class ShardWriter:
             labelled=bool(classes) and self.n_images > 0,
             extra=dict(extra),
         )
-        (self.out_dir / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2))
+        (self.out_dir / self.hosts.part_name(SUMMARY_FILE)).write_text(
+            json.dumps(asdict(summary), indent=2))
         return summary
 
 
@@ -114,19 +131,67 @@ def write_shards(
     out_dir: Path, items: Iterable[tuple[np.ndarray, int, str]], *, shard_size: int, image_size: int,
     classes: list[str], n_skipped: int = 0,
 ) -> ShardSummary:
-    writer = ShardWriter(out_dir, shard_size, image_size)
+    writer = ShardWriter(out_dir, shard_size, image_size, classes=tuple(classes))
     for image, label, file in items:
         writer.add(image, label, file)
-    return writer.close(classes, n_skipped)
+    return writer.close(n_skipped)
+
+
+def summary_parts(folder: Path) -> dict[str, ShardSummary]:
+    """Each host's summary in a processed folder, by file name (one, unless processing scaled out)."""
+    return {path.name: ShardSummary(**json.loads(path.read_text()))
+            for path in part_files(folder, SUMMARY_FILE)}
+
+
+def merge_summaries(parts: Iterable[ShardSummary]) -> ShardSummary:
+    """One summary of several hosts' parts of a batch: counts added up, classes united."""
+    parts = list(parts)
+    if len(parts) == 1:
+        return parts[0]
+    sizes = {p.image_size for p in parts}
+    if len(sizes) != 1:
+        raise ValueError(f"the parts of a processed folder have different image sizes {sorted(sizes)}")
+    classes = sorted({c for p in parts for c in p.classes})
+    n_images = sum(p.n_images for p in parts)
+    skipped: dict[str, int] = {}
+    for part in parts:
+        for code, count in dict(part.extra.get("skipped_by_code", {})).items():  # type: ignore[call-overload]
+            skipped[code] = skipped.get(code, 0) + int(count)
+    extra: dict[str, object] = {"n_files": sum(int(p.extra.get("n_files", 0)) for p in parts),  # type: ignore[call-overload]
+                                "skipped_by_code": dict(sorted(skipped.items())), "n_parts": len(parts)}
+    return ShardSummary(classes=classes, image_size=sizes.pop(), n_images=n_images,
+                        n_skipped=sum(p.n_skipped for p in parts), n_shards=sum(p.n_shards for p in parts),
+                        labelled=bool(classes) and n_images > 0, extra=extra)
 
 
 def read_summary(folder: Path) -> ShardSummary:
-    path = folder / SUMMARY_FILE
-    if not path.exists():
+    """The folder's summary; the parts added up when several hosts wrote it."""
+    parts = summary_parts(folder)
+    if not parts:
         raise FileNotFoundError(
             f"{folder} is not a processed folder (no {SUMMARY_FILE}); run the processing component first"
         )
-    return ShardSummary(**json.loads(path.read_text()))
+    return merge_summaries(parts.values())
+
+
+def remap_labels(labels: np.ndarray, source: Sequence[str], target: Sequence[str]) -> np.ndarray:
+    """Indices into ``source`` -> indices into ``target`` by class name; -1 where unknown."""
+    index = {name: i for i, name in enumerate(target)}
+    table = np.array([index.get(name, UNKNOWN_LABEL) for name in source] + [UNKNOWN_LABEL], dtype=np.int64)
+    # UNKNOWN_LABEL (-1) indexes the table's last entry, which is UNKNOWN_LABEL again.
+    return table[labels]
+
+
+def path_order(file: str) -> tuple[str, ...]:
+    """The order processing writes images in: by source path, folder by folder."""
+    return PurePosixPath(file).parts
+
+
+def shard_files(folder: Path) -> Iterator[np.ndarray]:
+    """The source file names of each shard, without loading its images."""
+    for path in shard_paths(folder):
+        with np.load(path, allow_pickle=False) as data:
+            yield data["files"]
 
 
 def shard_paths(folder: Path) -> list[Path]:
@@ -137,17 +202,19 @@ def iter_shards(folder: Path) -> Iterator[Shard]:
     """Yield the shards of a processed folder one at a time, in order."""
     for path in shard_paths(folder):
         with np.load(path, allow_pickle=False) as data:
-            yield Shard(images=data["images"], labels=data["labels"], files=data["files"])
+            yield Shard(images=data["images"], labels=data["labels"], files=data["files"],
+                        classes=tuple(str(c) for c in data["classes"]))
 
 
 def load_all(folder: Path, limit: int | None = None) -> Shard:
     """Concatenate shards (for training and small reference sets); ``limit`` caps the count."""
     images, labels, files = [], [], []
+    classes = tuple(read_summary(folder).classes)  # every part's classes: labels index these
     count = 0
     for shard in iter_shards(folder):
         take = len(shard) if limit is None else min(len(shard), limit - count)
         images.append(shard.images[:take])
-        labels.append(shard.labels[:take])
+        labels.append(remap_labels(shard.labels[:take], shard.classes, classes))
         files.append(shard.files[:take])
         count += take
         if limit is not None and count >= limit:
@@ -155,4 +222,4 @@ def load_all(folder: Path, limit: int | None = None) -> Shard:
     if not images:
         size = read_summary(folder).image_size
         return Shard(np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0, str))
-    return Shard(np.concatenate(images), np.concatenate(labels), np.concatenate(files))
+    return Shard(np.concatenate(images), np.concatenate(labels), np.concatenate(files), classes)

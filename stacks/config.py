@@ -35,15 +35,12 @@ class JobResources:
     """What one kind of SageMaker job runs on."""
 
     instance_type: str
-    instance_count: int = 1
     volume_size_gb: int = 30
     max_runtime_minutes: int = 60
 
     def validate(self, what: str) -> None:
         if not self.instance_type.startswith("ml."):
             raise ConfigError(f"{what}.instance_type must be a SageMaker type like ml.m5.large: {self.instance_type!r}")
-        if not 1 <= self.instance_count <= 100:
-            raise ConfigError(f"{what}.instance_count must be 1..100, got {self.instance_count}")
         if not 1 <= self.volume_size_gb <= 16384:
             raise ConfigError(f"{what}.volume_size_gb must be 1..16384, got {self.volume_size_gb}")
         if not 1 <= self.max_runtime_minutes <= 5 * 24 * 60:
@@ -69,12 +66,14 @@ class DeploymentConfig:
     simulation: bool = True
     batch_prefix: str = "batches/incoming"
     # Processing jobs (processing, monitoring, explainability; the champion's evaluation).
-    processing: JobResources = JobResources("ml.m5.large", 1, 30, 60)
-    # The training job (algorithm, train mode).
-    training: JobResources = JobResources("ml.m5.xlarge", 1, 30, 120)
-    # Serve-mode inference (algorithm, serve mode): more than one instance shards the batch by S3 key,
-    # which needs a component that writes per-host output files.
-    inference: JobResources = JobResources("ml.m5.large", 1, 30, 60)
+    processing: JobResources = JobResources("ml.m5.large", 30, 60)
+    # The training job (algorithm, train mode); it runs on one instance.
+    training: JobResources = JobResources("ml.m5.xlarge", 30, 120)
+    # Serve-mode inference (algorithm, serve mode).
+    inference: JobResources = JobResources("ml.m5.large", 30, 60)
+    # How many instances each serve step that scales out runs on (driftloop.config.ScaleOut), e.g.
+    # {"process": 4, "drift_features": 2, "predict": 2}: its sharded input is split by S3 key.
+    instances: dict[str, int] = dataclasses.field(default_factory=dict)
     # Non-default component settings by component name (see driftloop.config), e.g.
     # {"monitoring": {"p_val": 0.01}, "algorithm": {"epochs": 20}}.
     settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -99,7 +98,7 @@ class DeploymentConfig:
     @property
     def runtime_settings(self) -> Settings:
         """The components' settings and the decision policy, as the local runner takes them."""
-        return Settings.from_overrides(self.settings, self.decision)
+        return Settings.from_overrides(self.settings, self.decision, self.instances)
 
     @property
     def decision_policy(self) -> DecisionPolicy:
@@ -147,7 +146,7 @@ class DeploymentConfig:
             raise ConfigError(f"environment must be 'development' or 'production', got {self.environment!r}")
         try:
             self.parameter_names  # noqa: B018 - validates the prefix
-            self.runtime_settings  # noqa: B018 - validates the component settings and the policy
+            self.runtime_settings  # noqa: B018 - validates the component settings, the policy and the instances
         except ValueError as error:
             raise ConfigError(str(error)) from error
         if not self.schedule_expression.startswith(("rate(", "cron(", "at(")):
@@ -159,8 +158,6 @@ class DeploymentConfig:
                               f"{self.batch_prefix!r}")
         for name in ("processing", "training", "inference"):
             cast(JobResources, getattr(self, name)).validate(name)
-        if self.training.instance_count != 1:
-            raise ConfigError("training.instance_count must be 1: the algorithm trains on one instance")
         for name in ("log_retention_days", "access_log_retention_days"):
             if getattr(self, name) not in LOG_RETENTION_DAYS:
                 raise ConfigError(f"{name} must be one of {LOG_RETENTION_DAYS}")
@@ -173,7 +170,7 @@ class DeploymentConfig:
 def _job_resources(name: str, default: JobResources, value: Any) -> JobResources:
     """``default`` with the given fields replaced, so one field can be overridden on its own."""
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{name} must be an object with instance_type, instance_count, ...; got {value!r}")
+        raise ConfigError(f"{name} must be an object with instance_type, volume_size_gb, ...; got {value!r}")
     known = {f.name: type(getattr(default, f.name)) for f in dataclasses.fields(JobResources)}
     unknown = sorted(set(value) - set(known))
     if unknown:

@@ -5,7 +5,9 @@ i.e. ``.sync``), every other step a ``createProcessingJob.sync`` task (there is 
 it: a ``CustomState``). Channels map to SageMaker's container paths (``container_path``); the S3
 URIs come from the run's plan (see ``artifact_path``), so every run writes its own
 ``runs/<pipeline>/<run_id>/<artifact>`` prefixes. Job names are ``<pipeline>-<step>-<uuid>``:
-unique per attempt, so a retried or re-started job never collides with an earlier one.
+unique per attempt, so a retried or re-started job never collides with an earlier one. A serve
+step that scales out runs on ``DeploymentConfig.instances`` instances, with its sharded inputs
+``ShardedByS3Key``; every host writes its own files under the output's one prefix (``driftloop.hosts``).
 """
 
 from __future__ import annotations
@@ -71,14 +73,14 @@ def job_name_prefix(pipeline: Pipeline, step: Step) -> str:
 def resources_for(config: DeploymentConfig, pipeline: Pipeline, step: Step) -> JobResources:
     if step.job is JobKind.TRAINING:
         return config.training
-    if is_sharded_inference(pipeline, step):
+    if pipeline.name == "serve" and step.component is Component.ALGORITHM and step.mode == "serve":
         return config.inference
     return config.processing
 
 
-def is_sharded_inference(pipeline: Pipeline, step: Step) -> bool:
-    """Serve-mode inference of the serve pipeline scales out: its ``data`` input is sharded by S3 key."""
-    return pipeline.name == "serve" and step.component is Component.ALGORITHM and step.mode == "serve"
+def instance_count(config: DeploymentConfig, step: Step) -> int:
+    """The step's instances (``DeploymentConfig.instances``; one unless the step scales out)."""
+    return step.instance_count(config.runtime_settings.instances)
 
 
 class JobStates:
@@ -106,7 +108,6 @@ class JobStates:
 
     def processing_job_json(self, step: Step) -> dict[str, Any]:
         resources = resources_for(self.config, self.pipeline, step)
-        sharded = is_sharded_inference(self.pipeline, step)
         settings = json.dumps(self.config.component_settings(step.component), separators=(",", ":"), sort_keys=True)
         if len(settings) > 256:
             raise ValueError(f"{step.component} settings are {len(settings)} characters; SageMaker allows 256 per "
@@ -119,7 +120,7 @@ class JobStates:
                     "LocalPath": str(container_path(step.component, step.mode, "input", channel)),
                     "S3DataType": "S3Prefix",
                     "S3InputMode": "File",
-                    "S3DataDistributionType": "ShardedByS3Key" if sharded and channel == "data" else "FullyReplicated",
+                    "S3DataDistributionType": "ShardedByS3Key" if channel in step.sharded else "FullyReplicated",
                 },
             }
             for channel, artifact in step.inputs
@@ -154,7 +155,7 @@ class JobStates:
                 },
                 "ProcessingResources": {
                     "ClusterConfig": {
-                        "InstanceCount": resources.instance_count if sharded else 1,
+                        "InstanceCount": instance_count(self.config, step),
                         "InstanceType": resources.instance_type,
                         "VolumeSizeInGB": resources.volume_size_gb,
                     }
@@ -208,7 +209,7 @@ class JobStates:
                 s3_output_location=tasks.S3Location.from_json_expression(artifact_path(artifact))
             ),
             resource_config=tasks.ResourceConfig(
-                instance_count=resources.instance_count,
+                instance_count=1,
                 # The task adds SageMaker's "ml." prefix itself.
                 instance_type=ec2.InstanceType(resources.instance_type.removeprefix("ml.")),
                 volume_size=Size.gibibytes(resources.volume_size_gb),

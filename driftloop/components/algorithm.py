@@ -31,7 +31,7 @@ from driftloop.model_io import ModelNotFound, forward_pass, load_model, save_mod
 from driftloop.models import ARCHITECTURES, build_model
 from driftloop.pipelines import EVALUATION_FILE, PREDICTIONS_FILE, TRAIN_METRICS_FILE, Component
 from driftloop.scores import Evaluation, TrainMetrics
-from driftloop.shards import UNKNOWN_LABEL, Shard, ShardSummary, iter_shards, load_all, read_summary
+from driftloop.shards import UNKNOWN_LABEL, Shard, ShardSummary, iter_shards, load_all, read_summary, remap_labels
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,6 @@ _EPSILON = 1e-7
 # 0.01 stops more (191 epochs) but its Stage-2 model misses the drift on Stage-3 (88 %, unflagged).
 # Stage-2 and Noisy still reach the cap: their validation loss is still falling.
 MIN_DELTA = 0.003
-
-
-def remap_labels(labels: np.ndarray, source: Sequence[str], target: Sequence[str]) -> np.ndarray:
-    """Indices into ``source`` -> indices into ``target`` by class name; -1 where unknown."""
-    index = {name: i for i, name in enumerate(target)}
-    table = np.array([index.get(name, UNKNOWN_LABEL) for name in source] + [UNKNOWN_LABEL], dtype=np.int64)
-    # UNKNOWN_LABEL (-1) indexes the table's last entry, which is UNKNOWN_LABEL again.
-    return table[labels]
 
 
 def _read_processed(folder: Path, what: str) -> ShardSummary:
@@ -224,11 +216,15 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
 
     ``evaluation.json`` is written for labelled input only: with scores when every label is a class
     the model knows, otherwise with a ``reason`` and no scores (never a crash: a champion may not
-    know a class that a new data set brings).
+    know a class that a new data set brings). On one of several hosts, ``data`` is this host's
+    shards and each file is this host's part (``predictions-<host>.csv``, ``evaluation-<host>.json``);
+    a host that got no shard writes an empty part.
     """
     config = _config(invocation)
     data_dir, out = invocation.inputs["data"], invocation.outputs["predictions"]
-    summary = _read_processed(data_dir, "data")
+    hosts = invocation.hosts
+    if not hosts.many:
+        _read_processed(data_dir, "data")  # one host has the whole batch: it must be a processed folder
     try:
         loaded = load_model(invocation.inputs["model"])
     except ModelNotFound as error:
@@ -238,25 +234,27 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
 
     out.mkdir(parents=True, exist_ok=True)
     predict = forward_pass(loaded.model, config.batch_size)
-    n = 0
-    with (out / PREDICTIONS_FILE).open("w", newline="") as handle:
+    n, labelled = 0, False
+    with (out / hosts.part_name(PREDICTIONS_FILE)).open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "predicted_class", "confidence", *(f"p_{name}" for name in classes)])
-        for shard in iter_shards(data_dir):
+        for shard in iter_shards(data_dir) if data_dir.is_dir() else ():
             probabilities = predict(shard.images).astype(np.float64)
             predicted = probabilities.argmax(axis=1)
             for file, index, row in zip(shard.files, predicted, probabilities, strict=True):
                 writer.writerow([str(file), classes[index], f"{row[index]:.6f}", *(f"{p:.6f}" for p in row)])
-            evaluation.add(remap_labels(shard.labels, summary.classes, classes), probabilities, shard.files, classes)
+            evaluation.add(remap_labels(shard.labels, shard.classes, classes), probabilities, shard.files, classes)
             n += len(shard)
+            labelled = labelled or bool(shard.classes)
 
     result: dict[str, Any] = {"n": n, "classes": classes}
-    if summary.labelled and n:
+    if labelled and n:
         scores = evaluation.result(classes, n)
-        (out / EVALUATION_FILE).write_text(Evaluation.from_dict(scores).to_json(indent=2))
+        (out / hosts.part_name(EVALUATION_FILE)).write_text(Evaluation.from_dict(scores).to_json(indent=2))
         result["evaluation"] = {k: v for k, v in scores.items() if k in ("accuracy", "loss", "reason")}
-    log.info("predicted %d image(s); evaluation: %s", n, result.get("evaluation", "none (unlabelled input)"))
-    (out / PREDICTION_SUMMARY_FILE).write_text(json.dumps(result, indent=2))
+    log.info("predicted %d image(s)%s; evaluation: %s", n, f" on {hosts.current}" if hosts.many else "",
+             result.get("evaluation", "none (unlabelled input)"))
+    (out / hosts.part_name(PREDICTION_SUMMARY_FILE)).write_text(json.dumps(result, indent=2))
     return result
 
 

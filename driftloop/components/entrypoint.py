@@ -8,6 +8,8 @@ hyperparameters file by default) and/or ``--settings JSON``, then the per-run se
 machine puts in the job's environment (``DRIFTLOOP_RUN_SETTINGS``, JSON).
 
 SageMaker starts a training image as ``<image> train``: a bare ``train`` means ``--mode train``.
+A processing job on several instances tells each which host it is in
+``/opt/ml/config/resourceconfig.json`` (``driftloop.hosts``); the runner gets it as ``Invocation.hosts``.
 
 A run that fails inside a SageMaker container (one with ``/opt/ml``) also writes its message where
 SageMaker reads it: ``/opt/ml/output/failure`` for a training job (shown as ``FailureReason``),
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.config import Mode
+from driftloop.hosts import Hosts
 from driftloop.pipelines import (
     COMPONENT_IO,
     RUN_SETTINGS_ENV,
@@ -54,6 +57,8 @@ class Invocation:
     inputs: dict[str, Path]
     outputs: dict[str, Path]
     settings: dict[str, Any] = field(default_factory=dict)
+    # Which instance of the job this is; one host unless the step scales out.
+    hosts: Hosts = field(default_factory=Hosts)
 
 
 Runner = Callable[[Invocation], object]
@@ -71,7 +76,8 @@ def configure_process() -> None:
 
 def build_parser(component: Component) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m driftloop.components.{component}")
-    parser.add_argument("--mode", choices=["train", "serve"], required=True)
+    parser.add_argument("--mode", choices=list(dict.fromkeys(m for c, m in COMPONENT_IO if c is component)),
+                        required=True)
     parser.add_argument("--config", type=Path, help="JSON settings file")
     parser.add_argument("--settings", default="{}", help="JSON settings (override --config)")
     channels: dict[str, set[str]] = {"input": set(), "output": set()}
@@ -111,6 +117,7 @@ def parse_invocation(component: Component, argv: Sequence[str]) -> Invocation:
         inputs={c: path_for("input", c) for c in io.inputs},
         outputs={c: path_for("output", c) for c in io.outputs},
         settings=settings,
+        hosts=Hosts.read(),
     )
 
 

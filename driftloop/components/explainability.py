@@ -3,7 +3,9 @@
 Train mode keeps a seeded background sample of the training images (SHAP integrates from it) and
 draws one mean |SHAP| map per class, explaining a few images of each class for their true class.
 Serve mode explains a seeded sample of the batch for the class each image was predicted as
-(read from the algorithm's ``predictions.csv``), with one overlay picture per image and a grid.
+(read from the algorithm's ``predictions.csv``, every host's part), with one overlay picture per
+image and a grid. The sample is drawn in the images' path order, so it is the same whichever hosts
+processed and predicted the batch.
 """
 
 from __future__ import annotations
@@ -18,13 +20,22 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.components.algorithm import remap_labels
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.config import ExplainConfig
-from driftloop.explain import expected_gradients, heat, safe_name, sample_indices, save_grid, save_overlay, take
+from driftloop.explain import (
+    expected_gradients,
+    heat,
+    safe_name,
+    sample_in_path_order,
+    sample_indices,
+    save_grid,
+    save_overlay,
+    take,
+)
+from driftloop.hosts import part_files
 from driftloop.model_io import LoadedModel, ModelNotFound, load_model
 from driftloop.pipelines import PREDICTIONS_FILE, Component
-from driftloop.shards import UNKNOWN_LABEL, ShardSummary, iter_shards, read_summary
+from driftloop.shards import UNKNOWN_LABEL, ShardSummary, iter_shards, read_summary, remap_labels
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +79,7 @@ def _model(folder: Path) -> LoadedModel:
 
 def _class_sample(folder: Path, summary: ShardSummary, classes: Sequence[str], per_class: int, seed: int) -> np.ndarray:
     """Positions of up to ``per_class`` seeded images of each model class (labels only are kept)."""
-    labels = np.concatenate([remap_labels(s.labels, summary.classes, classes) for s in iter_shards(folder)])
+    labels = np.concatenate([remap_labels(s.labels, s.classes, classes) for s in iter_shards(folder)])
     rng = np.random.default_rng(seed)
     chosen = [
         rng.choice(members, size=min(per_class, len(members)), replace=False)
@@ -118,11 +129,16 @@ def run_train(invocation: Invocation) -> dict[str, Any]:
 
 
 def _read_predictions(folder: Path) -> dict[str, tuple[str, float]]:
-    path = folder / PREDICTIONS_FILE
-    if not path.exists():
+    """Every host's predictions (``driftloop.hosts``): file -> (predicted class, confidence)."""
+    paths = part_files(folder, PREDICTIONS_FILE)
+    if not paths:
         raise ComponentError(f"no {PREDICTIONS_FILE} in {folder}: run the algorithm component (serve) first")
-    with path.open(newline="") as handle:
-        return {row["file"]: (row["predicted_class"], float(row["confidence"])) for row in csv.DictReader(handle)}
+    predictions: dict[str, tuple[str, float]] = {}
+    for path in paths:
+        with path.open(newline="") as handle:
+            predictions.update((row["file"], (row["predicted_class"], float(row["confidence"])))
+                               for row in csv.DictReader(handle))
+    return predictions
 
 
 def _background(folder: Path) -> np.ndarray:
@@ -137,11 +153,11 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     """Explain a seeded sample of the batch for each image's predicted class."""
     config = _config(invocation)
     batch_dir, out = invocation.inputs["batch"], invocation.outputs["explanations"]
-    summary = _summary(batch_dir, "batch")
+    _summary(batch_dir, "batch")  # a processed folder with images
     loaded = _model(invocation.inputs["model"])
     background = _background(invocation.inputs["explainer"])
     predictions = _read_predictions(invocation.inputs["predictions"])
-    sample = take(batch_dir, sample_indices(summary.n_images, config.n_explain, config.seed))
+    sample = sample_in_path_order(batch_dir, config.n_explain, config.seed)
     files = [str(f) for f in sample.files]
     missing = [f for f in files if f not in predictions]
     if missing:

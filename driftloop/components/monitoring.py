@@ -1,35 +1,44 @@
-"""The monitoring component: learn a drift reference (train) and judge a batch against it (serve).
+"""The monitoring component: learn a drift reference (train) and judge a batch against it.
 
-``python -m driftloop.components.monitoring --mode train|serve`` (channels in
-``driftloop.pipelines.COMPONENT_IO``). Train writes the detector folder (see ``driftloop.drift``);
-serve writes ``drift_report.json`` (``driftloop.drift_report.DriftReport``). The detector's own
-features, correction and p-value rule at serve time; of the serve settings only
-``min_batch_size`` applies there. From the same forward pass, serve also estimates the batch's
-accuracy without labels (``driftloop.accuracy_estimate``, with the calibration the model was
-trained with) and puts it in the report.
+``python -m driftloop.components.monitoring --mode train|serve|merge`` (channels in
+``driftloop.pipelines.COMPONENT_IO``). Train writes the detector folder (see ``driftloop.drift``).
+Judging a batch takes two steps, so that the costly part scales out: serve computes the drift
+features of its shards (on each of several hosts, of that host's shards: ``features-<host>.npz``),
+merge runs one KS test over every host's features and writes ``drift_report.json``
+(``driftloop.drift_report.DriftReport``). The KS test does not depend on the order of the rows,
+and a row does not depend on which batch it was computed in, so the report is the same on any
+number of hosts. The detector's own features, correction and p-value rule; of the settings only
+``min_batch_size`` applies at merge. From the same forward pass as the features, serve also keeps the
+class probabilities, and merge estimates the batch's accuracy without labels from all of them
+(``driftloop.accuracy_estimate``, with the calibration the model was trained with) and puts it in
+the report.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from driftloop import drift
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
+from driftloop.components.processing import nothing_usable
 from driftloop.config import DriftConfig
 from driftloop.drift_report import DetectorIdentity, DriftReport, EstimatedAccuracy
+from driftloop.hosts import part_files
 from driftloop.model_io import ModelNotFound, load_model, read_calibration
-from driftloop.pipelines import DRIFT_REPORT_FILE, Component
-from driftloop.shards import ShardSummary, read_summary
+from driftloop.pipelines import DRIFT_REPORT_FILE, MANIFEST_FILE, Component
+from driftloop.shards import Shard, ShardSummary, iter_shards, merge_summaries, path_order, read_summary, summary_parts
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from driftloop.accuracy_estimate import AccuracyCalibration
 
 log = logging.getLogger("driftloop.monitoring")
@@ -102,9 +111,9 @@ def run_train(invocation: Invocation) -> drift.DetectorMeta:
     return meta
 
 
-def _load_detector(detector_dir: Path) -> drift.LoadedDetector:
+def _load_detector(detector_dir: Path, *, with_test: bool = True) -> drift.LoadedDetector:
     try:
-        return drift.load(detector_dir)
+        return drift.load(detector_dir, with_test=with_test)
     except drift.DetectorNotFound as error:
         raise ComponentError(f"{error}; run the train pipeline first to learn a drift reference") from error
 
@@ -184,18 +193,135 @@ def _accuracy_estimate(probabilities: np.ndarray | None, calibration: AccuracyCa
     return found
 
 
-def run_serve(invocation: Invocation) -> DriftReport:
+FEATURES_FILE = "features.npz"  # one per host (``driftloop.hosts``)
+
+
+def run_serve(invocation: Invocation) -> int:
+    """Write the drift features of this host's shards, with the processing summaries it was given.
+
+    Every summary part goes to exactly one host (``ShardedByS3Key``), so the merge adds up the
+    batch's counts from the summaries the feature parts carry; returns the number of images.
+    """
+    detector = _load_detector(invocation.inputs["detector"], with_test=False)
+    meta = detector.meta
+    batch_dir = invocation.inputs["batch"]
+    if not invocation.hosts.many:
+        _summary(batch_dir)  # one host has the whole batch: it must be a processed folder
+    files: list[str] = []
+
+    def images(shards: Iterator[Shard]) -> Iterator[np.ndarray]:
+        for shard in shards:
+            if shard.images.shape[1] != meta.image_size:
+                raise ComponentError(
+                    f"batch images are {shard.images.shape[1]} px but the detector was trained on "
+                    f"{meta.image_size} px; process the batch with the same image_size as the training data"
+                )
+            files.extend(str(f) for f in shard.files)
+            yield shard.images.astype(np.float32)
+
+    shards = iter_shards(batch_dir) if batch_dir.is_dir() else iter(())
+    first = next(shards, None)
+    estimate_inputs: dict[str, np.ndarray] = {}
+    if first is None:  # a host that got no shard: an empty part
+        features = np.zeros((0, meta.n_features), np.float32)
+    else:
+        calibration = _calibration(invocation.inputs["model"])
+        forward = _serve_forward(detector, invocation.inputs["model"], with_probabilities=calibration is not None)
+        features, probabilities = forward.split(
+            drift.extract_features(forward.model, images(itertools.chain([first], shards)))
+        )
+        if probabilities is not None and calibration is not None:  # what the merge estimates the accuracy from
+            estimate_inputs = {"probabilities": probabilities, "calibration": np.asarray(calibration.to_json())}
+    summaries = {name: asdict(summary) for name, summary in summary_parts(batch_dir).items()}
+    out = invocation.outputs["features"]
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / invocation.hosts.part_name(FEATURES_FILE), features=features, files=np.asarray(files, dtype=str),
+             summaries=np.asarray(json.dumps(summaries, sort_keys=True)), **estimate_inputs)
+    log.info("drift features of %d image(s)%s", len(files),
+             f" on {invocation.hosts.current}" if invocation.hosts.many else "")
+    return len(files)
+
+
+@dataclass(frozen=True)
+class _BatchFeatures:
+    """Every host's part of a batch, rows in the images' path order."""
+
+    features: np.ndarray
+    files: list[str]
+    summary: ShardSummary
+    # The class probabilities of the same rows and the model's calibration, for the accuracy
+    # estimate; None when any host had none (a model trained without a calibration).
+    probabilities: np.ndarray | None
+    calibration: AccuracyCalibration | None
+
+
+def _read_features(folder: Path) -> _BatchFeatures:
+    """Every host's features and the batch's summary; refuses an image counted twice or a missing part."""
+    paths = part_files(folder, FEATURES_FILE)
+    if not paths:
+        raise ComponentError(f"no {FEATURES_FILE} in {folder}: run the monitoring component (serve) first")
+    parts: list[np.ndarray] = []
+    probabilities: list[np.ndarray] | None = []
+    calibration_json = ""
+    files: list[str] = []
+    summaries: dict[str, Any] = {}
+    for path in paths:
+        with np.load(path, allow_pickle=False) as data:
+            parts.append(data["features"])
+            files.extend(str(f) for f in data["files"])
+            summaries.update(json.loads(str(data["summaries"])))
+            if "probabilities" in data and probabilities is not None:
+                probabilities.append(data["probabilities"])
+                calibration_json = str(data["calibration"])
+            elif len(data["features"]):  # rows without probabilities: no estimate for the batch
+                probabilities = None
+    twice = len(files) - len(set(files))
+    if twice:
+        raise ComponentError(f"{twice} image(s) appear in more than one host's features: the batch was not "
+                             "sharded (each object to one host)")
+    if not summaries:
+        raise ComponentError(f"the features in {folder} name no processing summary: run processing first")
+    summary = merge_summaries(ShardSummary(**summaries[name]) for name in sorted(summaries))
+    if summary.n_images != len(files):
+        raise ComponentError(f"the batch's processing summaries count {summary.n_images} images, its features "
+                             f"{len(files)}: a part of the batch is missing")
+    order = sorted(range(len(files)), key=lambda i: path_order(files[i]))
+    estimable = bool(probabilities) and bool(calibration_json)
+    calibration = None
+    if estimable:
+        from driftloop.accuracy_estimate import AccuracyCalibration
+
+        calibration = AccuracyCalibration.from_json(calibration_json)
+    return _BatchFeatures(
+        features=np.concatenate(parts)[order], files=[files[i] for i in order], summary=summary,
+        probabilities=np.concatenate(probabilities)[order] if estimable and probabilities else None,
+        calibration=calibration,
+    )
+
+
+def run_merge(invocation: Invocation) -> DriftReport:
     """Write the batch's drift report; a batch below ``min_batch_size`` is reported, not judged."""
     config = _config(invocation)
     detector = _load_detector(invocation.inputs["detector"])
+    batch = _read_features(invocation.inputs["features"])
+    summary = batch.summary
+    if summary.n_images == 0:
+        raise ComponentError(nothing_usable("the batch", int(summary.extra.get("n_files", 0)),  # type: ignore[call-overload]
+                                            dict(summary.extra.get("skipped_by_code", {})),  # type: ignore[call-overload]
+                                            f"each host's {MANIFEST_FILE}"))
+    report = judge(detector, batch.features, summary, config)
+    if not report.too_small:
+        report = replace(report, accuracy_estimate=_accuracy_estimate(batch.probabilities, batch.calibration))
+    report.write(invocation.outputs["report"] / DRIFT_REPORT_FILE)
+    log.info("%s", report.message)
+    return report
+
+
+def judge(
+    detector: drift.LoadedDetector, features: np.ndarray, summary: ShardSummary, config: DriftConfig
+) -> DriftReport:
+    """The drift report of a batch's features against the detector's reference."""
     meta = detector.meta
-    batch_dir = invocation.inputs["batch"]
-    summary = _summary(batch_dir)
-    if summary.image_size != meta.image_size:
-        raise ComponentError(
-            f"batch images are {summary.image_size} px but the detector was trained on {meta.image_size} px; "
-            "process the batch with the same image_size as the training data"
-        )
     identity = DetectorIdentity(
         features=meta.features, trained_on=meta.trained_on, reference_size=meta.reference_size, run_id=meta.run_id
     )
@@ -205,34 +331,27 @@ def run_serve(invocation: Invocation) -> DriftReport:
         n_skipped=summary.n_skipped,
     )
     if summary.n_images < config.min_batch_size:
-        report = DriftReport(
+        return DriftReport(
             is_drift=False, too_small=True, threshold=meta.p_val / meta.n_features, statistic=1.0,
             p_values=[], distances=[], batch_size=summary.n_images, **common,
             message=f"batch of {summary.n_images} images is below min_batch_size={config.min_batch_size}: "
             "no drift test was run",
         )
-    else:
-        calibration = _calibration(invocation.inputs["model"])
-        forward = _serve_forward(detector, invocation.inputs["model"], with_probabilities=calibration is not None)
-        features, probabilities = forward.split(drift.extract_features(forward.model, drift.iter_images(batch_dir)))
-        result = drift.score(detector.ks, features, drift.alpha_shares(meta.features, meta.n_features))
-        verdict = "drift" if result.is_drift else "no drift"
-        weighted = "weighted " if result.weighted else ""
-        relation = "<" if result.is_drift else ">="
-        report = DriftReport(
-            is_drift=result.is_drift, too_small=False, threshold=result.threshold, statistic=result.statistic,
-            p_values=result.p_values.tolist(), distances=result.distances.tolist(), batch_size=len(features),
-            accuracy_estimate=_accuracy_estimate(probabilities, calibration), **common,
-            message=f"{verdict}: smallest {weighted}p-value {result.statistic:.3g} {relation} threshold "
-            f"{result.threshold:.3g} ({meta.correction}, {meta.n_features} {meta.features} features, "
-            f"{len(features)} images)",
-        )
-    report.write(invocation.outputs["report"] / DRIFT_REPORT_FILE)
-    log.info("%s", report.message)
-    return report
+    result = drift.score(detector.ks, features, drift.alpha_shares(meta.features, meta.n_features))
+    verdict = "drift" if result.is_drift else "no drift"
+    weighted = "weighted " if result.weighted else ""
+    relation = "<" if result.is_drift else ">="
+    return DriftReport(
+        is_drift=result.is_drift, too_small=False, threshold=result.threshold, statistic=result.statistic,
+        p_values=result.p_values.tolist(), distances=result.distances.tolist(), batch_size=len(features),
+        **common,
+        message=f"{verdict}: smallest {weighted}p-value {result.statistic:.3g} {relation} threshold "
+        f"{result.threshold:.3g} ({meta.correction}, {meta.n_features} {meta.features} features, "
+        f"{len(features)} images)",
+    )
 
 
-RUNNERS = {"train": run_train, "serve": run_serve}
+RUNNERS = {"train": run_train, "serve": run_serve, "merge": run_merge}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,14 @@ shard size, not the folder. Decoding runs on one thread per core (Pillow release
 its decoders and resampling: 1.25x one thread on 2 cores for small PNGs, no start-up cost);
 large inputs go to a process pool instead. Either way results come back in input order, giving
 the same shards as one thread.
+
+Serve mode on several hosts (``driftloop.hosts``): each host gets part of the batch's files
+(``ShardedByS3Key``) and writes its own part of the output (``shard-00000-<host>.npz``,
+``summary-<host>.json``, ``manifest-<host>.csv``). A host whose part holds no usable image (or
+no file) writes an empty part instead of failing: whether the *batch* has any is known only
+when the parts come together, and the drift step that merges them fails the run then. A host sees
+only its own files: one that gets only the loose files of a labelled batch takes them for a flat,
+unlabelled batch (one host would skip them as ``no_class_folder``).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import multiprocessing
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +46,7 @@ from pathlib import Path, PurePosixPath
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.config import ProcessingConfig
 from driftloop.data.files import NOT_IMPORTED_FILE, read_not_imported, walk
+from driftloop.hosts import Hosts, is_part
 from driftloop.images import Decoded, SkipCode, decode_file, screen_name, skip_code, skip_reason
 from driftloop.pipelines import MANIFEST_FILE, Component
 from driftloop.shards import SHARD_GLOB, SUMMARY_FILE, UNKNOWN_LABEL, ShardSummary, ShardWriter
@@ -145,31 +154,39 @@ def _decoder(config: ProcessingConfig, workers: int) -> Iterator[Decoder]:
         yield lambda paths: pool.map(decode, paths)
 
 
-def _clear_outputs(out_dir: Path) -> None:
-    """Remove this component's files from an earlier run into the same folder (a re-run)."""
-    stale = [*out_dir.glob(SHARD_GLOB), out_dir / SUMMARY_FILE, out_dir / MANIFEST_FILE]
+def _clear_outputs(out_dir: Path, hosts: Hosts) -> None:
+    """Remove this component's files from an earlier run into the same folder (a re-run); on one of
+    several hosts only this host's, since the others write theirs into the same folder meanwhile."""
+    if hosts.many:
+        stale = [*out_dir.glob(hosts.part_name(SHARD_GLOB)), out_dir / hosts.part_name(SUMMARY_FILE),
+                 out_dir / hosts.part_name(MANIFEST_FILE)]
+    else:
+        stale = [*out_dir.glob(SHARD_GLOB), *(p for p in out_dir.iterdir()
+                                              if is_part(p.name, SUMMARY_FILE) or is_part(p.name, MANIFEST_FILE))]
     for path in stale:
         path.unlink(missing_ok=True)
 
 
 def process_folder(
     folder: Path, out_dir: Path, config: ProcessingConfig, classes: Sequence[str] | None,
-    *, workers: int | None = None,
+    *, workers: int | None = None, hosts: Hosts | None = None,
 ) -> ShardSummary:
     """Write shards, ``summary.json`` and ``manifest.csv`` for one input folder.
 
     ``classes`` is the label list (None for a flat, unlabelled folder); ``workers`` None picks
-    one process for small inputs and all available cores for large ones.
+    one process for small inputs and all available cores for large ones. On one of several
+    ``hosts`` the folder is this host's part of the batch, and an empty part is no error.
     """
-    entries = list(list_entries(folder, classes))
+    hosts = hosts or Hosts()
+    entries = list(list_entries(folder, classes)) if folder.is_dir() else []
     if workers is None:
         workers = _worker_count([folder / e.relative for e in entries if not e.reason])
     out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_outputs(out_dir)
-    writer = ShardWriter(out_dir, config.shard_size, config.image_size)
+    _clear_outputs(out_dir, hosts)
+    writer = ShardWriter(out_dir, config.shard_size, config.image_size, classes=tuple(classes or ()), hosts=hosts)
     skipped: Counter[str] = Counter()
     per_class: Counter[str] = Counter()
-    manifest_path = out_dir / MANIFEST_FILE
+    manifest_path = out_dir / hosts.part_name(MANIFEST_FILE)
     # surrogateescape: a file name that is not valid UTF-8 is still written, byte for byte.
     with (
         manifest_path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle,
@@ -187,23 +204,25 @@ def process_folder(
                 per_class[entry.class_name] += 1
                 manifest.writerow((file, entry.class_name, "ok", ""))
     n_ok = sum(per_class.values())
-    if n_ok == 0:
-        raise ComponentError(_nothing_usable(folder, len(entries), skipped, manifest_path))
+    if n_ok == 0 and not hosts.many:
+        raise ComponentError(nothing_usable(str(folder), len(entries), skipped, str(manifest_path)))
     extra: dict[str, object] = {"n_files": len(entries), "skipped_by_code": dict(sorted(skipped.items()))}
     if classes is not None:
         extra["images_per_class"] = {name: per_class[name] for name in classes}
         empty = [name for name in classes if not per_class[name]]
         if empty:
             log.warning("%s: no usable images for class(es) %s", folder, empty)
-    summary = writer.close(list(classes or ()), n_skipped=sum(skipped.values()), **extra)
+    summary = writer.close(n_skipped=sum(skipped.values()), **extra)
     log.info(
-        "processed %s: %d images in %d shards, %d skipped %s (%d worker(s))",
-        folder, summary.n_images, summary.n_shards, summary.n_skipped, dict(skipped), workers,
+        "processed %s%s: %d images in %d shards, %d skipped %s (%d worker(s))",
+        folder, f" (part {hosts.current})" if hosts.many else "", summary.n_images, summary.n_shards,
+        summary.n_skipped, dict(skipped), workers,
     )
     return summary
 
 
-def _nothing_usable(folder: Path, n_files: int, skipped: Counter[str], manifest: Path) -> str:
+def nothing_usable(folder: str, n_files: int, skipped: Mapping[str, int], manifest: str) -> str:
+    """Why a batch gives nothing to serve: no file, or every file skipped (the drift merge says it too)."""
     if n_files == 0:
         return f"no usable images in {folder}: it holds no files"
     kinds = ", ".join(f"{code}: {count}" for code, count in sorted(skipped.items()))
@@ -245,11 +264,13 @@ def run_train(invocation: Invocation) -> dict[str, ShardSummary]:
 
 
 def run_serve(invocation: Invocation) -> dict[str, ShardSummary]:
-    """Process one batch: labelled if it has class folders, unlabelled if its images are flat."""
+    """Process one batch (or this host's part of it): labelled if it has class folders, unlabelled
+    if its images are flat."""
     config = _config(invocation)
-    batch = _input(invocation, "batch")
-    classes = class_folders(batch) or None
-    return {"batch": process_folder(batch, invocation.outputs["batch"], config, classes)}
+    hosts = invocation.hosts
+    batch = invocation.inputs["batch"] if hosts.many else _input(invocation, "batch")
+    classes = (class_folders(batch) if batch.is_dir() else []) or None
+    return {"batch": process_folder(batch, invocation.outputs["batch"], config, classes, hosts=hosts)}
 
 
 RUNNERS = {"train": run_train, "serve": run_serve}

@@ -30,7 +30,8 @@ PRODUCTION_OVERRIDES: dict[str, Any] = {
     "driftloop.simulation": "false",
     "driftloop.schedule_enabled": "false",
     "driftloop.notification_email": "ops@example.com",
-    "driftloop.inference.instance_count": "3",
+    "driftloop.instances.predict": "3",
+    "driftloop.instances.process": "2",
     "driftloop.settings.monitoring": '{"p_val": 0.01}',
     "driftloop.settings.algorithm.epochs": "12",
 }

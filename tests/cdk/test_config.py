@@ -32,7 +32,7 @@ def test_dotted_overrides_change_one_field() -> None:
     )
     assert config.environment == "production" and not config.destroy_on_teardown
     assert config.schedule_enabled is False
-    assert config.training == JobResources("ml.m5.2xlarge", 1, 30, 120)
+    assert config.training == JobResources("ml.m5.2xlarge", 30, 120)
     assert config.component_settings(Component.MONITORING) == {"p_val": 0.01}
 
 
@@ -43,7 +43,9 @@ def test_dotted_overrides_change_one_field() -> None:
         ("driftloop.environment", "staging", "environment"),
         ("driftloop.training.instance_typ", "ml.m5.large", "unknown setting"),
         ("driftloop.processing.instance_type", "m5.large", "ml.m5.large"),
-        ("driftloop.training.instance_count", "2", "one instance"),
+        ("driftloop.training.instance_count", "2", "unknown setting(s) ['instance_count'] in training"),
+        ("driftloop.instances.predict", "0", "instances.predict must be an integer 1..100"),
+        ("driftloop.instances.explain", "2", "unknown setting(s) ['explain']"),
         ("driftloop.settings.monitoring.pval", "0.1", "pval"),
         ("driftloop.settings.trainer", "{}", "unknown component"),
         ("driftloop.settings.monitoring.features", '"pixels"', "features must be one of"),

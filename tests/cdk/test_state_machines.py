@@ -243,8 +243,13 @@ def test_configured_resources_and_settings_reach_the_jobs(
     states = production_definitions["serve"]["States"]
     predict = states["Predict"]["Parameters"]
     assert predict["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3
+    assert states["Process"]["Parameters"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 2
+    for name in ("DriftFeatures", "DetectDrift", "Explain"):
+        assert states[name]["Parameters"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
     data = next(i for i in predict["ProcessingInputs"] if i["InputName"] == "data")
     assert data["S3Input"]["S3DataDistributionType"] == "ShardedByS3Key"
+    model = next(i for i in predict["ProcessingInputs"] if i["InputName"] == "model")
+    assert model["S3Input"]["S3DataDistributionType"] == "FullyReplicated"
     assert json.loads(states["DetectDrift"]["Parameters"]["AppSpecification"]["ContainerArguments"][3]) == {
         "p_val": 0.01
     }

@@ -163,5 +163,6 @@ def test_each_component_entrypoint_explains_itself(component: Component, tmp_pat
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: python -m driftloop.components.{component.value}")
-    assert "--mode {train,serve}" in done.stdout and "--settings SETTINGS" in done.stdout
+    modes = "{train,serve,merge}" if component is Component.MONITORING else "{train,serve}"
+    assert modes in done.stdout and "--settings SETTINGS" in done.stdout
     assert "--input-" in done.stdout and "--output-" in done.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from driftloop import drift
 from driftloop.components import monitoring
 from driftloop.components.entrypoint import ComponentError, Invocation
 from driftloop.drift_report import DriftReport
+from driftloop.hosts import Hosts, shard_by_key
 from driftloop.model_io import save_model
 from driftloop.pipelines import DRIFT_REPORT_FILE
 from driftloop.shards import load_all, write_shards
@@ -152,9 +154,15 @@ def _train(train: Path, model: Path, out: Path, **settings: object) -> int:
 
 
 def _serve(batch: Path, detector: Path, model: Path, out: Path, **settings: object) -> DriftReport:
+    """Both steps of judging a batch, as the serve pipeline runs them: features, then the merge."""
     code = monitoring.main([
         "--mode", "serve", "--input-batch", str(batch), "--input-detector", str(detector),
-        "--input-model", str(model), "--output-report", str(out), "--settings", json.dumps(settings),
+        "--input-model", str(model), "--output-features", str(out / "features"),
+    ])
+    assert code == 0
+    code = monitoring.main([
+        "--mode", "merge", "--input-features", str(out / "features"), "--input-detector", str(detector),
+        "--output-report", str(out), "--settings", json.dumps(settings),
     ])
     assert code == 0
     return DriftReport.read(out / DRIFT_REPORT_FILE)
@@ -292,7 +300,7 @@ def test_embeddings_refuse_another_model(stages: dict[str, Path], tmp_path: Path
     save_model(other, ["a"], tmp_path / "other")
     invocation = Invocation(
         mode="serve", inputs={"batch": stages["noisy/test"], "detector": tmp_path / "det", "model": tmp_path / "other"},
-        outputs={"report": tmp_path / "report"},
+        outputs={"features": tmp_path / "features"},
     )
     with pytest.raises(ComponentError, match="same train run"):
         monitoring.run_serve(invocation)
@@ -333,7 +341,7 @@ def test_batch_of_another_image_size_is_refused(uae_detector: Path, tmp_path: Pa
     write_shards(tmp_path / "batch", items, shard_size=64, image_size=16, classes=SHAPES)
     invocation = Invocation(
         mode="serve", inputs={"batch": tmp_path / "batch", "detector": uae_detector, "model": tmp_path / "none"},
-        outputs={"report": tmp_path / "report"},
+        outputs={"features": tmp_path / "features"},
     )
     with pytest.raises(ComponentError, match="16 px but the detector was trained on 32 px"):
         monitoring.run_serve(invocation)
@@ -344,11 +352,11 @@ def test_missing_detector_says_train_first(
 ) -> None:
     code = monitoring.main([
         "--mode", "serve", "--input-batch", str(data["clean"]), "--input-detector", str(tmp_path / "none"),
-        "--input-model", str(tmp_path / "none"), "--output-report", str(tmp_path / "report"),
+        "--input-model", str(tmp_path / "none"), "--output-features", str(tmp_path / "features"),
     ])
     assert code == 2
     assert "run the train pipeline first" in capsys.readouterr().err
-    assert not (tmp_path / "report" / DRIFT_REPORT_FILE).exists()
+    assert not (tmp_path / "features").exists()
 
 
 def test_embeddings_without_model_is_a_clear_error(data: dict[str, Path], tmp_path: Path) -> None:
@@ -363,8 +371,8 @@ def test_embeddings_without_model_is_a_clear_error(data: dict[str, Path], tmp_pa
 @pytest.mark.slow
 def test_fresh_process_loads_and_saves_identically(data: dict[str, Path], uae_detector: Path, tmp_path: Path) -> None:
     """A new process serves with a detector saved here (same p-values), then trains its own (same bytes)."""
-    serve = ["--mode", "serve", "--input-batch", str(data["clean"]), "--input-detector", str(uae_detector),
-             "--input-model", str(tmp_path / "none"), "--output-report", str(tmp_path / "fresh")]
+    serve = ["--mode", "merge", "--input-features", str(_features(data["clean"], uae_detector, tmp_path / "f")),
+             "--input-detector", str(uae_detector), "--output-report", str(tmp_path / "fresh")]
     train = ["--mode", "train", "--input-train", str(data["train"]), "--input-model", str(tmp_path / "none"),
              "--output-detector", str(tmp_path / "det"), "--settings",
              json.dumps({"features": "uae", "encoding_dim": UAE_DIM, "run_id": "run-7", "trained_on": "synthetic"})]
@@ -384,3 +392,54 @@ def test_fresh_process_loads_and_saves_identically(data: dict[str, Path], uae_de
     assert np.array_equal(theirs.ks.x_ref, ours.ks.x_ref)
     assert drift.weights_fingerprint(theirs.encoder) == drift.weights_fingerprint(ours.encoder)
     assert theirs.meta == ours.meta
+
+
+def _features(batch: Path, detector: Path, out: Path, hosts: Hosts | None = None) -> Path:
+    monitoring.run_serve(Invocation(mode="serve", inputs={"batch": batch, "detector": detector, "model": out / "none"},
+                                    outputs={"features": out}, hosts=hosts or Hosts()))
+    return out
+
+
+def _split(batch: Path, into: Path, count: int) -> list[Path]:
+    """The processed folder's files dealt to ``count`` hosts by key, as ``ShardedByS3Key`` does."""
+    folders = []
+    for i, names in enumerate(shard_by_key([p.name for p in batch.iterdir()], count)):
+        folders.append(into / f"host-{i}")
+        folders[-1].mkdir(parents=True)
+        for name in names:
+            shutil.copy(batch / name, folders[-1] / name)
+    return folders
+
+
+def test_two_hosts_features_give_the_one_host_report(data: dict[str, Path], uae_detector: Path, tmp_path: Path) -> None:
+    """Each host writes the features of its share of the shards; the merge judges them all at once."""
+    one = _serve(data["drifted"], uae_detector, tmp_path / "none", tmp_path / "one")
+    hosts = Hosts.of_job(2)
+    for host, folder in zip(hosts, _split(data["drifted"], tmp_path / "split", 2), strict=True):
+        _features(folder, uae_detector, tmp_path / "parts", host)
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["features-algo-1.npz", "features-algo-2.npz"]
+    monitoring.run_merge(Invocation(mode="merge", inputs={"features": tmp_path / "parts", "detector": uae_detector},
+                                    outputs={"report": tmp_path / "two"}))
+    two = DriftReport.read(tmp_path / "two" / DRIFT_REPORT_FILE)
+    assert one.is_drift and two == one
+
+
+def test_merge_refuses_features_that_miss_part_of_the_batch(
+    data: dict[str, Path], uae_detector: Path, tmp_path: Path
+) -> None:
+    first, _second = _split(data["drifted"], tmp_path / "split", 2)  # the second host's features never come
+    _features(first, uae_detector, tmp_path / "parts")
+    with pytest.raises(ComponentError, match="a part of the batch is missing"):
+        monitoring.run_merge(Invocation(mode="merge", inputs={"features": tmp_path / "parts",
+                                                              "detector": uae_detector},
+                                        outputs={"report": tmp_path / "report"}))
+
+
+def test_merge_of_a_batch_without_images_fails_the_run(uae_detector: Path, tmp_path: Path) -> None:
+    """Hosts that each got no usable image wrote empty parts: the merge is where the batch is whole."""
+    write_shards(tmp_path / "batch", [], shard_size=64, image_size=SIZE, classes=[])
+    _features(tmp_path / "batch", uae_detector, tmp_path / "parts", Hosts.of_job(2)[0])
+    with pytest.raises(ComponentError, match="no usable images in the batch"):
+        monitoring.run_merge(Invocation(mode="merge", inputs={"features": tmp_path / "parts",
+                                                              "detector": uae_detector},
+                                        outputs={"report": tmp_path / "report"}))

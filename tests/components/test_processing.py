@@ -17,7 +17,9 @@ import pytest
 from PIL import Image
 
 from driftloop.components import processing
+from driftloop.components.entrypoint import Invocation
 from driftloop.config import ProcessingConfig
+from driftloop.hosts import Hosts
 from driftloop.images import decode_file
 from driftloop.pipelines import MANIFEST_FILE
 from driftloop.shards import UNKNOWN_LABEL, iter_shards, load_all, read_summary, shard_paths
@@ -398,3 +400,38 @@ def test_a_pool_is_used_only_for_large_inputs(tmp_path: Path, monkeypatch: pytes
     assert processing._worker_count(paths) == 1
     monkeypatch.setattr(processing, "PARALLEL_MIN_BYTES", total)
     assert processing._worker_count(paths) == len(os.sched_getaffinity(0))
+
+
+def _serve_as(host: Hosts, batch: Path, out: Path) -> None:
+    processing.run_serve(Invocation(mode="serve", inputs={"batch": batch}, outputs={"batch": out},
+                                    settings={"image_size": SIZE}, hosts=host))
+
+
+def test_each_host_writes_its_own_part_and_the_parts_add_up(tmp_path: Path) -> None:
+    """Two hosts, each with some of a labelled batch's files, into one folder (one S3 prefix)."""
+    first, second = Hosts.of_job(2)
+    write(tmp_path / "one" / "ant" / "a.png", noise(1))
+    write(tmp_path / "two" / "zebra" / "b.png", noise(2))
+    (tmp_path / "two" / "zebra" / "c.png").write_text("not an image")
+    _serve_as(first, tmp_path / "one", tmp_path / "out")
+    _serve_as(second, tmp_path / "two", tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "manifest-algo-1.csv", "manifest-algo-2.csv", "shard-00000-algo-1.npz", "shard-00000-algo-2.npz",
+        "summary-algo-1.json", "summary-algo-2.json"]
+    summary = read_summary(tmp_path / "out")
+    assert (summary.classes, summary.n_images, summary.n_skipped, summary.labelled) == (["ant", "zebra"], 2, 1, True)
+    shards = load_all(tmp_path / "out")  # each host's labels index its own classes; read together, the union's
+    assert dict(zip(shards.files.tolist(), shards.labels.tolist(), strict=True)) == {"ant/a.png": 0, "zebra/b.png": 1}
+
+
+def test_a_host_without_a_usable_image_writes_an_empty_part(tmp_path: Path) -> None:
+    """Whether the batch has any image is known only when the parts meet (the drift merge says so)."""
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.jpg").write_bytes(b"")
+    _, second = Hosts.of_job(2)
+    _serve_as(second, tmp_path / "bad", tmp_path / "out")
+    _serve_as(second, tmp_path / "nothing", tmp_path / "out-of-nothing")  # SageMaker gave this host no object
+    for out, n_files in ((tmp_path / "out", 1), (tmp_path / "out-of-nothing", 0)):
+        summary = read_summary(out)
+        assert (summary.n_images, summary.extra["n_files"]) == (0, n_files)
+        assert not list(out.glob("shard-*"))

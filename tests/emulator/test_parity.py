@@ -1,7 +1,8 @@
 """One loop, two backends: the same scenario on the local runner and on the emulated AWS deployment
 writes the same records, field by field.
 
-The scenario (small data, the emulator's fast settings on both sides):
+The scenario (small data, the emulator's fast settings on both sides, and every serve step that
+scales out on two instances: SageMaker hosts on AWS, worker processes locally):
 
 1. train on Original;
 2. serve Original (no drift);
@@ -18,9 +19,12 @@ the same on both sides: the AWS executions are started with the local run ids as
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,10 @@ from typing import Any
 import pytest
 from support.deployed_system import DeployedSystem
 
-from driftloop.config import Settings
+from driftloop import loop
+from driftloop.config import ScaleOut, Settings
+from driftloop.drift_report import DriftReport
+from driftloop.pipelines import DRIFT_REPORT_FILE, PREDICTIONS_FILE, SERVE_PIPELINE
 from driftloop.runner import LocalSystem, make_run_id
 
 from .conftest import TEST_CONTEXT
@@ -36,10 +43,12 @@ from .conftest import TEST_CONTEXT
 pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 
 # Models good enough for champion/challenger to mean something (the plumbing tests train 3 epochs,
-# a near-random model on six classes): measured on the small set, ~5 s a training.
+# a near-random model on six classes): measured on the small set, ~5 s a training. Two instances
+# for each serve step that scales out: the records must not change with the number of hosts.
 DEPLOYMENT_CONTEXT: dict[str, Any] = {
     "driftloop": {
         "settings": {**TEST_CONTEXT["driftloop"]["settings"], "algorithm": {"epochs": 15, "patience": 4}},
+        "instances": {"process": 2, "drift_features": 2, "predict": 2},
     }
 }
 
@@ -116,7 +125,7 @@ def backends(
     deployed: DeployedSystem, small_data: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Backends]:
     context = DEPLOYMENT_CONTEXT["driftloop"]
-    settings = Settings.from_overrides(context["settings"], context.get("decision", {}))
+    settings = Settings.from_overrides(context["settings"], context.get("decision", {}), context["instances"])
     local = LocalSystem(tmp_path_factory.mktemp("local"), settings=settings)
     for stage in ("original", "noisy"):
         local.import_dataset(small_data / stage, stage)
@@ -191,3 +200,43 @@ def test_a_retrain_that_keeps_the_champion_is_recorded_alike(
     attempt = after_kept_champion["train/last-attempt"]
     assert attempt["promoted"] is False and "kept champion" in attempt["reason"]
     assert after_kept_champion["train/latest"] == after_serve_noisy["train/latest"]
+
+
+def test_two_hosts_predict_every_image_once_and_write_one_drift_report(
+    backends: Backends, after_first_train: dict[str, Any], after_serve_original: dict[str, Any]
+) -> None:
+    """The AWS run's two hosts each wrote their part; together they are the one-instance run's result."""
+    record = after_serve_original["serve/latest"]
+    counts = {job.request["ProcessingJobName"].rsplit("-", 5)[0]:
+              job.request["ProcessingResources"]["ClusterConfig"]["InstanceCount"]
+              for job in backends.aws.emulation.jobs if job.kind == "processing"}
+    assert {k: v for k, v in counts.items() if k.startswith("serve-")} == {
+        "serve-process": 2, "serve-drift-features": 2, "serve-detect-drift": 1, "serve-predict": 2, "serve-explain": 1}
+    s3 = backends.aws.client("s3")
+
+    def read(key: str) -> bytes:
+        return bytes(s3.get_object(Bucket=backends.aws.bucket, Key=key)["Body"].read())
+
+    parts = [key for key in backends.aws.keys(backends.aws.uri(record["predictions"])) if key.endswith(".csv")]
+    assert [key.rsplit("/", 1)[1] for key in parts] == ["predictions-algo-1.csv", "predictions-algo-2.csv"]
+    rows = [row for key in parts for row in csv.reader(io.StringIO(read(key).decode()))]
+    header, predicted = rows[0], [row for row in rows if row != rows[0]]
+    assert len({row[0] for row in predicted}) == len(predicted) == record["n_images"]  # each image exactly once
+    reports = backends.aws.keys(backends.aws.uri(record["drift_report"]))
+    assert [key.rsplit("/", 1)[1] for key in reports] == [DRIFT_REPORT_FILE]
+
+    # The same batch through the serve steps on one instance each, beside the local system's records.
+    one = LocalSystem(backends.local.workdir / "one-host", objects=backends.local.objects,
+                      params=backends.local.params, settings=replace(backends.local.settings, instances=ScaleOut()))
+    plan = loop.plan_run(one.stores, "serve", run_id="serve-one-host", time=START.isoformat(),
+                         start=SERVE_ORIGINAL[0])
+    # With the model, detector and explainer that run served with (later steps promote another model).
+    served_with = after_first_train["train/latest"]
+    resolved = {artifact: served_with[field] for artifact, field in SERVE_PIPELINE.resolved}
+    plan = replace(plan, uri={**plan.uri, **resolved})
+    with tempfile.TemporaryDirectory() as tmp:
+        one.run_pipeline(SERVE_PIPELINE, plan, Path(tmp))
+    alone = list(csv.reader(io.StringIO(one.objects.get_bytes(
+        f"{one.objects.key_from_uri(plan.uri['predictions'])}/{PREDICTIONS_FILE}").decode())))
+    assert header == alone[0] and sorted(predicted) == sorted(alone[1:])
+    assert DriftReport.from_json(read(reports[0])) == loop.read_drift_report(one.stores, plan)

@@ -15,8 +15,15 @@ it (``ContainerEntrypoint`` + ``ContainerArguments``, or the image's entrypoint 
 nothing added, and the component finds its channels at SageMaker's paths. Outputs are uploaded
 back: each processing output to its ``S3Uri``, a training job's model folder as
 ``<S3OutputPath>/<job>/output/model.tar.gz``. A failed job's reason is what the container wrote
-to ``/opt/ml/output/{failure,message}``, else the end of its log. A job runs as one instance whatever its
-``InstanceCount``, so a ``ShardedByS3Key`` input is not split across instances here.
+to ``/opt/ml/output/{failure,message}``, else the end of its log.
+
+A processing job on ``InstanceCount`` > 1 runs its command once per host, all at once, each in its
+own ``/opt/ml`` with its own ``config/resourceconfig.json`` (``current_host`` algo-1 ... algo-N and
+``hosts``, as SageMaker writes it): a ``FullyReplicated`` input is downloaded for every host, a
+``ShardedByS3Key`` one is split by key, each object to exactly one host (in contiguous blocks of the
+sorted keys; SageMaker documents only "about 1/N of the objects" each). Every host's outputs are
+uploaded to the output's one ``S3Uri``; two hosts writing the same key would overwrite each other
+on SageMaker, so here that fails the job, naming the key.
 """
 
 from __future__ import annotations
@@ -29,11 +36,13 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from driftloop.components.entrypoint import FAILURE_FILES, FAILURE_LIMIT_BYTES, SAGEMAKER_ROOT
+from driftloop.hosts import RESOURCE_CONFIG
 from driftloop.pipelines import TRAINING_HYPERPARAMETERS, TRAINING_INPUT_ROOT, TRAINING_MODEL_DIR, JobKind
 
 # SageMaker truncates FailureReason to 1024 characters; keep the end of the log, where errors are.
@@ -183,21 +192,44 @@ class LocalJobRunner:
     def _processing_job(self, request: Mapping[str, Any]) -> None:
         name = request["ProcessingJobName"]
         app = request["AppSpecification"]
+        count = int(request["ProcessingResources"]["ClusterConfig"]["InstanceCount"])
+        hosts = [f"algo-{i}" for i in range(1, count + 1)]
+        outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        image = self._image(app["ImageUri"])
+        command = list(app["ContainerEntrypoint"]) if app.get("ContainerEntrypoint") else image.command()
         with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=self.workdir) as tmp:
-            root = Path(tmp)  # stands for the container's filesystem root; its opt/ml is mounted at /opt/ml
+            roots = {host: Path(tmp) / host for host in hosts}  # each stands for one container's root
             for item in request.get("ProcessingInputs", []):
                 if "S3Input" not in item:
                     raise JobFailed(f"ClientError: input {item.get('InputName')}: only S3 inputs are emulated")
-                self._download(item["S3Input"]["S3Uri"], _under(root, item["S3Input"]["LocalPath"]))
-            outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
-            for item in outputs:
-                _under(root, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
-            image = self._image(app["ImageUri"])
-            command = list(app["ContainerEntrypoint"]) if app.get("ContainerEntrypoint") else image.command()
-            self._execute(name, [*command, *app.get("ContainerArguments", [])], image, request, root,
-                          failure_file=PROCESSING_MESSAGE)
-            for item in outputs:
-                self._upload_dir(_under(root, item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])
+                s3_input = item["S3Input"]
+                keys = self._keys(s3_input["S3Uri"])
+                if s3_input.get("S3DataDistributionType") == "ShardedByS3Key":
+                    shares = [keys[len(keys) * i // count : len(keys) * (i + 1) // count] for i in range(count)]
+                else:
+                    shares = [keys] * count
+                for host, share in zip(hosts, shares, strict=True):
+                    self._download(s3_input["S3Uri"], share, _under(roots[host], s3_input["LocalPath"]))
+            for host, root in roots.items():
+                config = _under(root, str(RESOURCE_CONFIG))
+                config.parent.mkdir(parents=True)
+                config.write_text(json.dumps({"current_host": host, "hosts": hosts, "network_interface_name": "eth0"}))
+                for item in outputs:
+                    _under(root, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+            argv = [*command, *app.get("ContainerArguments", [])]
+            with ThreadPoolExecutor(count) as instances:
+                runs = [instances.submit(self._execute, name if count == 1 else f"{name}-{host}", argv, image,
+                                         request, root, failure_file=PROCESSING_MESSAGE)
+                        for host, root in roots.items()]
+                for run in runs:
+                    run.result()
+            written: dict[str, str] = {}
+            for host, root in roots.items():
+                for item in outputs:
+                    for key in self._upload_dir(_under(root, item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"]):
+                        if key in written:
+                            raise JobFailed(f"AlgorithmError: hosts {written[key]} and {host} both wrote {key}")
+                        written[key] = host
 
     def _training_job(self, request: Mapping[str, Any]) -> None:
         name = request["TrainingJobName"]
@@ -206,7 +238,8 @@ class LocalJobRunner:
             root = Path(tmp)
             for channel in request.get("InputDataConfig", []):
                 local = str(TRAINING_INPUT_ROOT / channel["ChannelName"])
-                self._download(channel["DataSource"]["S3DataSource"]["S3Uri"], _under(root, local))
+                uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+                self._download(uri, self._keys(uri), _under(root, local))
             hyperparameters = _under(root, str(TRAINING_HYPERPARAMETERS))
             hyperparameters.parent.mkdir(parents=True)
             hyperparameters.write_text(json.dumps(request.get("HyperParameters", {})))
@@ -263,17 +296,22 @@ class LocalJobRunner:
                 message = " | ".join(log_path.read_text().strip().splitlines()[1:][-5:])  # line 1 is the command
             raise JobFailed(f"AlgorithmError: exit code {completed.returncode}: {message}")
 
-    def _download(self, uri: str, folder: Path) -> Path:
-        """Everything under an S3 prefix, keeping key paths below it (S3Prefix, File mode)."""
+    def _keys(self, uri: str) -> list[str]:
+        """The keys under an S3 prefix, sorted; none is an error, as on SageMaker."""
         bucket, prefix = _split_s3_uri(uri)
-        folder.mkdir(parents=True, exist_ok=True)
-        keys = [
+        keys = sorted(
             obj["Key"]
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             for obj in page.get("Contents", [])
-        ]
+        )
         if not keys:
             raise JobFailed(f"ClientError: No S3 objects found under S3 URL {uri!r}")
+        return keys
+
+    def _download(self, uri: str, keys: Sequence[str], folder: Path) -> Path:
+        """``keys`` of an S3 prefix, keeping key paths below it (S3Prefix, File mode)."""
+        bucket, prefix = _split_s3_uri(uri)
+        folder.mkdir(parents=True, exist_ok=True)
         for key in keys:
             relative = key[len(prefix) :].lstrip("/") or PurePosixPath(key).name
             target = folder / relative
@@ -281,11 +319,15 @@ class LocalJobRunner:
             self.s3.download_file(bucket, key, str(target))
         return folder
 
-    def _upload_dir(self, folder: Path, uri: str) -> None:
+    def _upload_dir(self, folder: Path, uri: str) -> list[str]:
+        """Upload every file under ``folder``; returns the keys written."""
         bucket, prefix = _split_s3_uri(uri)
+        keys = []
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             key = "/".join(filter(None, [prefix.rstrip("/"), path.relative_to(folder).as_posix()]))
             self.s3.upload_file(str(path), bucket, key)
+            keys.append(key)
+        return keys
 
 
 def _split_s3_uri(uri: str) -> tuple[str, str]:

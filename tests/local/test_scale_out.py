@@ -1,0 +1,82 @@
+"""A serve step that scales out: the local runner runs it on N worker processes, each one host with
+its share of the batch, and the run's records, predictions and drift report are those of one host."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from driftloop.config import ScaleOut, Settings
+from driftloop.hosts import is_part
+from driftloop.pipelines import PREDICTIONS_FILE
+from driftloop.runner import LocalSystem, ServeOutcome
+
+pytestmark = pytest.mark.slow
+
+START = datetime(2023, 2, 5, 10, 5, tzinfo=UTC)
+TWO_HOSTS = ScaleOut(process=2, drift_features=2, predict=2)
+
+
+def predictions(system: LocalSystem, outcome: ServeOutcome) -> tuple[list[str], list[list[str]]]:
+    """The header and every row of every host's predictions file, and the files' names."""
+    prefix = system.objects.key_from_uri(outcome.record.predictions)
+    keys = [k for k in system.objects.list(prefix) if is_part(k.rsplit("/", 1)[1], PREDICTIONS_FILE)]
+    rows = [row for key in keys for row in csv.reader(io.StringIO(system.objects.get_bytes(key).decode()))]
+    return [k.rsplit("/", 1)[1] for k in keys], rows
+
+
+@pytest.fixture(scope="module")
+def served(small_data: Path, fast_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+           ) -> dict[int, tuple[LocalSystem, ServeOutcome]]:
+    """One trained model; the Noisy test set served on one host and on two, each in its own work folder."""
+    trained = tmp_path_factory.mktemp("trained")
+    base = LocalSystem(trained, settings=fast_settings)
+    keys = base.import_dataset(small_data / "original", "original")
+    base.train(keys["train"], keys["val"], when=START)
+    results = {}
+    for count, instances in ((1, ScaleOut()), (2, TWO_HOSTS)):
+        system = LocalSystem(trained, settings=replace(fast_settings, instances=instances),
+                             objects=base.objects, params=base.params)
+        results[count] = system, system.serve(small_data / "noisy" / "test", when=START + timedelta(hours=count))
+    return results
+
+
+def test_two_hosts_write_their_own_parts(served: dict[int, tuple[LocalSystem, ServeOutcome]]) -> None:
+    assert predictions(*served[1])[0] == [PREDICTIONS_FILE]
+    assert predictions(*served[2])[0] == ["predictions-algo-1.csv", "predictions-algo-2.csv"]
+
+
+def test_every_image_is_predicted_once_as_on_one_host(served: dict[int, tuple[LocalSystem, ServeOutcome]]) -> None:
+    _, one = predictions(*served[1])
+    _, two = predictions(*served[2])
+    header, rows = two[0], [row for row in two if row != two[0]]
+    assert len({row[0] for row in rows}) == len(rows) == served[2][1].record.n_images > 0
+    assert header == one[0] and sorted(rows) == sorted(one[1:])
+
+
+def test_the_drift_report_and_the_record_do_not_depend_on_the_hosts(
+    served: dict[int, tuple[LocalSystem, ServeOutcome]],
+) -> None:
+    (_, one), (_, two) = served[1], served[2]
+    assert two.report == one.report and two.report.p_values and two.report.is_drift
+    assert two.evaluation is not None and one.evaluation is not None
+    assert two.evaluation.confusion_matrix == one.evaluation.confusion_matrix
+    assert two.evaluation.accuracy == one.evaluation.accuracy
+    assert two.evaluation.loss == pytest.approx(one.evaluation.loss, rel=1e-12)
+    skip = {"run_id", "time", "input", "drift_report", "predictions", "explanations"}
+    assert {k: v for k, v in two.record.to_dict().items() if k not in skip} == \
+        {k: v for k, v in one.record.to_dict().items() if k not in skip}
+
+
+def test_the_same_images_are_explained_on_two_hosts(served: dict[int, tuple[LocalSystem, ServeOutcome]]) -> None:
+    def explained(system: LocalSystem, outcome: ServeOutcome) -> list[tuple[str, str]]:
+        key = f"{system.objects.key_from_uri(outcome.record.explanations)}/explanations.json"
+        return [(e["file"], e["predicted_class"]) for e in json.loads(system.objects.get_bytes(key))["explained"]]
+
+    assert explained(*served[2]) == explained(*served[1]) and len(explained(*served[1])) == 8
