@@ -89,6 +89,9 @@ class DriftConfig(_FromMapping):
     p_val: float = 0.05
     encoding_dim: int = 32
     min_batch_size: int = 20
+    # Effect-size floor (serve time): a batch drifts only if a feature's KS test is significant *and*
+    # its KS distance is at least this. MIN_DISTANCE_MEASURED says where the default comes from.
+    min_distance: float = 0.1
     max_reference: int = 2000
     seed: int = 0
     # Identity recorded with the detector (train mode): the data's name or URI, and the run.
@@ -102,6 +105,8 @@ class DriftConfig(_FromMapping):
             raise ValueError(f"correction must be one of {get_args(Correction)}, got {self.correction!r}")
         if not 0.0 < self.p_val < 1.0:
             raise ValueError(f"p_val must be in (0, 1), got {self.p_val}")
+        if not 0.0 <= self.min_distance <= 1.0:
+            raise ValueError(f"min_distance (a KS distance) must be in [0, 1], got {self.min_distance}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -64,7 +64,7 @@ def _decide_retrain(
         )
     if not report.is_drift:
         return RetrainDecision(
-            False, f"no drift: smallest p-value {report.statistic:.3g} >= threshold {report.threshold:.3g}"
+            False, f"no drift: {report.verdict()}"
         )
     if runs_since_retrain is not None and runs_since_retrain < policy.cooldown_runs:
         return RetrainDecision(
@@ -82,7 +82,7 @@ def _decide_retrain(
         )
     return RetrainDecision(
         True,
-        f"drift on {stage}: smallest p-value {report.statistic:.3g} < threshold {report.threshold:.3g}",
+        f"drift on {stage}: {report.verdict()}",
         stage=stage,
         train_data=data_prefix(stage, "train"),
         val_data=data_prefix(stage, "val"),

@@ -83,7 +83,8 @@ def serve_line(record: ServeRecord) -> str:
 
     A started retrain shows its run id (its reason is the drift on the line); any other decision its reason.
     """
-    sign = "<" if record.is_drift else ">="
+    # Significant but below the effect-size floor reads "no (p < threshold)"; the reason says why.
+    sign = "<" if record.statistic < record.threshold else ">="
     drift = f"drift: {'YES' if record.is_drift else 'no '} ({record.statistic:.3g} {sign} {record.threshold:.3g})"
     decision = (f"retrain: {record.retrain_run_id or 'started'}" if record.retrain
                 else f"no retrain ({record.retrain_reason})")

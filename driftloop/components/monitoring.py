@@ -4,7 +4,7 @@
 ``driftloop.pipelines.COMPONENT_IO``). Train writes the detector folder (see ``driftloop.drift``);
 serve writes ``drift_report.json`` (``driftloop.drift_report.DriftReport``). The detector's own
 features, correction and p-value rule at serve time; of the serve settings only
-``min_batch_size`` applies there.
+``min_batch_size`` and the effect-size floor ``min_distance`` apply there.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -128,12 +129,12 @@ def run_serve(invocation: Invocation) -> DriftReport:
     common: dict[str, Any] = dict(
         correction=meta.correction, p_val=meta.p_val, min_batch_size=config.min_batch_size, detector=identity,
         # The serve record reports skipped images, and the record step reads only the drift report.
-        n_skipped=summary.n_skipped,
+        n_skipped=summary.n_skipped, min_distance=config.min_distance,
     )
     if summary.n_images < config.min_batch_size:
         report = DriftReport(
             is_drift=False, too_small=True, threshold=meta.p_val / meta.n_features, statistic=1.0,
-            p_values=[], distances=[], batch_size=summary.n_images, **common,
+            p_values=[], distances=[], significant=False, effect_size=0.0, batch_size=summary.n_images, **common,
             message=f"batch of {summary.n_images} images is below min_batch_size={config.min_batch_size}: "
             "no drift test was run",
         )
@@ -141,20 +142,24 @@ def run_serve(invocation: Invocation) -> DriftReport:
         model = _serve_feature_model(detector, invocation.inputs["model"])
         features = drift.extract_features(model, drift.iter_images(batch_dir))
         result = drift.score(detector.ks, features, drift.alpha_shares(meta.features, meta.n_features))
-        verdict = "drift" if result.is_drift else "no drift"
-        weighted = "weighted " if result.weighted else ""
-        relation = "<" if result.is_drift else ">="
-        report = DriftReport(
-            is_drift=result.is_drift, too_small=False, threshold=result.threshold, statistic=result.statistic,
-            p_values=result.p_values.tolist(), distances=result.distances.tolist(), batch_size=len(features),
-            **common,
-            message=f"{verdict}: smallest {weighted}p-value {result.statistic:.3g} {relation} threshold "
-            f"{result.threshold:.3g} ({meta.correction}, {meta.n_features} {meta.features} features, "
-            f"{len(features)} images)",
-        )
+        report = _judged(result, drift.effect_size(result, config.min_distance), meta, len(features), common)
     report.write(invocation.outputs["report"] / DRIFT_REPORT_FILE)
     log.info("%s", report.message)
     return report
+
+
+def _judged(result: drift.DriftScore, effect: drift.EffectSize, meta: drift.DetectorMeta, n_images: int,
+            common: dict[str, Any]) -> DriftReport:
+    """The report of a judged batch: drift only when significant and at least the effect-size floor."""
+    report = DriftReport(
+        is_drift=effect.is_drift, too_small=False, threshold=result.threshold, statistic=result.statistic,
+        p_values=result.p_values.tolist(), distances=result.distances.tolist(), significant=effect.significant,
+        effect_size=effect.effect_size, batch_size=n_images, **common,
+    )
+    verdict = "drift" if report.is_drift else "no drift"
+    correction = f"{meta.correction}{', weighted' if result.weighted else ''}"
+    return replace(report, message=f"{verdict}: {report.verdict()} ({correction}, {meta.n_features} "
+                                   f"{meta.features} features, {n_images} images)")
 
 
 RUNNERS = {"train": run_train, "serve": run_serve}
