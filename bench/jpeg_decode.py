@@ -27,12 +27,18 @@ PHOTO_SEED = 4000
 
 
 def photo_folder(workdir: Path, seed: int, count: int, distinct: int) -> Path:
-    """``count`` photo-like JPEGs in class folders (``distinct`` renders, the rest hard links), cached."""
-    params = {"seed": seed, "count": count, "distinct": distinct}
-    # Keyed by the generator's own source (and what it imports), not all of driftloop: 100,000 files.
+    """``count`` photo-like JPEGs in class folders: ``distinct`` made once, the rest hard links (cached).
+
+    Keyed by the generator's source (and the renderer it calls), not all of driftloop.
+    """
     code = hashlib.sha256(b"".join(Path(module.__file__ or "").read_bytes() for module in (photos, synthetic)))
+    made = fixtures.cached(workdir / f"photos-d{distinct}-s{seed}", {"seed": seed, "count": distinct},
+                           lambda folder: photos.write_photos(folder, seed, distinct), code=code.hexdigest())
+    if count == distinct:
+        return made
+    params = {"count": count, "of": fixtures.fingerprint(made)}
     return fixtures.cached(workdir / f"photos-{count}-d{distinct}-s{seed}", params,
-                           lambda folder: photos.write_photos(folder, seed, count, distinct), code=code.hexdigest())
+                           lambda folder: photos.link_copies(made, folder, count), code=code.hexdigest())
 
 
 def decode_all(files: list[Path], draft_gap: int | None) -> np.ndarray:

@@ -62,36 +62,39 @@ def photos(seed: int, stop: int, start: int = 0) -> Iterator[Photo]:
         yield Photo(label, name, buffer.getvalue())
 
 
-def _write(args: tuple[Path, int, int, int]) -> list[Path]:
+def _write(args: tuple[Path, int, int, int]) -> None:
     out, seed, start, stop = args
-    written = []
     for item in photos(seed, stop, start):
         path = out / item.label / item.name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(item.data)
-        written.append(path)
-    return written
 
 
-def write_photos(out: Path, seed: int, count: int, distinct: int) -> None:
-    """``distinct`` JPEGs in class folders (made on every core), then hard links up to ``count`` files.
-
-    A linked file decodes at the cost of its original, so a 100,000-image run needs only the
-    distinct renders on disk.
-    """
+def write_photos(out: Path, seed: int, count: int) -> None:
+    """JPEGs ``0..count`` of the seed's sequence in class folders, made on every core."""
     import multiprocessing
 
     from driftloop.components.processing import available_cores
 
-    n = min(count, distinct)
-    step = max(1, -(-n // (4 * available_cores())))
-    tasks = [(out, seed, start, min(start + step, n)) for start in range(0, n, step)]
+    step = max(1, -(-count // (4 * available_cores())))
+    tasks = [(out, seed, start, min(start + step, count)) for start in range(0, count, step)]
     with multiprocessing.get_context("spawn").Pool(available_cores()) as pool:
-        files = [path for part in pool.map(_write, tasks) for path in part]
-    for index in range(len(files), count):
-        source = files[index % len(files)]
-        target = source.parent / f"copy{index:06d}-{source.name}"
+        pool.map(_write, tasks)
+
+
+def link_copies(source: Path, out: Path, count: int) -> None:
+    """``count`` files in ``source``'s class folders: its files, then hard links to them in turn.
+
+    A linked file decodes at the cost of its original, so a 100,000-image run needs only the
+    distinct photos on disk.
+    """
+    files = sorted(source.rglob("*.jpg"))
+    for index in range(count):
+        original = files[index % len(files)]
+        name = original.name if index < len(files) else f"copy{index:06d}-{original.name}"
+        target = out / original.parent.name / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(source, target)
+            os.link(original, target)
         except OSError:  # a file system without hard links
-            shutil.copyfile(source, target)
+            shutil.copyfile(original, target)
