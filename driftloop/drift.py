@@ -3,7 +3,8 @@
 The detector is alibi-detect's ``KSDrift`` fitted on *features*, not on images
 (``preprocess_fn=None``): features are computed shard by shard with a Keras model, so a serve
 batch of any size needs memory for one shard of images plus an ``n x n_features`` float matrix.
-The feature model depends on the kind:
+A batch drifts when a feature's test is significant *and* its KS distance reaches the effect-size
+floor (``effect_size``, ``DriftConfig.min_distance``). The feature model depends on the kind:
 
 * ``uae``: an untrained, seeded convolutional encoder (alibi-detect's UAE pattern: Conv2D stack,
   Flatten, Dense) that is independent of the classifier; it is saved beside the detector;
@@ -35,13 +36,12 @@ from typing import Any
 import numpy as np
 
 from driftloop.config import FeatureKind
-from driftloop.model_io import embedding_model, forward_pass
+from driftloop.model_io import PREDICT_BATCH, embedding_model, forward_pass
 from driftloop.shards import iter_shards
 
 KS_DIR = "ks"
 ENCODER_FILE = "encoder.keras"
 META_FILE = "detector.json"
-PREDICT_BATCH = 64
 # Feature kinds computed by the classifier itself (the rest bring their own encoder).
 CLASSIFIER_FEATURES: tuple[FeatureKind, ...] = ("embeddings", "softmax", "uncertainty", "predictions")
 ENTROPY_FLOOR = 1e-12  # p log p at p = 0 is taken as 0 via log(max(p, floor))

@@ -25,7 +25,7 @@ import numpy as np
 
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.config import TrainingConfig
-from driftloop.model_io import ModelNotFound, forward_pass, load_model, save_model
+from driftloop.model_io import PREDICT_BATCH, ModelNotFound, forward_pass, load_model, save_model
 from driftloop.models import ARCHITECTURES, build_model
 from driftloop.pipelines import EVALUATION_FILE, PREDICTIONS_FILE, TRAIN_METRICS_FILE, Component
 from driftloop.scores import Evaluation, TrainMetrics
@@ -210,7 +210,7 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     the model knows, otherwise with a ``reason`` and no scores (never a crash: a champion may not
     know a class that a new data set brings).
     """
-    config = _config(invocation)
+    _config(invocation)  # rejects bad settings; the serve batch is PREDICT_BATCH, not the training batch
     data_dir, out = invocation.inputs["data"], invocation.outputs["predictions"]
     summary = _read_processed(data_dir, "data")
     try:
@@ -221,7 +221,7 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     evaluation = _Evaluation(np.zeros((len(classes), len(classes)), dtype=np.int64))
 
     out.mkdir(parents=True, exist_ok=True)
-    predict = forward_pass(loaded.model, config.batch_size)
+    predict = forward_pass(loaded.model, PREDICT_BATCH)
     n = 0
     with (out / PREDICTIONS_FILE).open("w", newline="") as handle:
         writer = csv.writer(handle)
