@@ -101,6 +101,10 @@ class MemoKS:
         self.cache: dict[tuple[float, float], float] = {}
 
     def p_values(self, x: np.ndarray) -> np.ndarray:
+        return self.test(x)[0]
+
+    def test(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per feature: the p-value (float32, as alibi-detect compares it) and the KS distance."""
         from scipy.stats import kstwo
 
         n1, n2 = len(self.reference), len(x)
@@ -108,6 +112,7 @@ class MemoKS:
         en = float(np.round(big * small / (big + small)))
         batch = np.sort(x.reshape(n2, -1), axis=0)
         out = np.empty(batch.shape[1], dtype=np.float32)
+        distances = np.empty(batch.shape[1], dtype=np.float64)
         for f in range(batch.shape[1]):
             ref, new = self.reference[:, f], batch[:, f]
             both = np.concatenate([ref, new])
@@ -116,8 +121,8 @@ class MemoKS:
             d = float(min_s if min_s > max_s else max_s)
             if (d, en) not in self.cache:
                 self.cache[(d, en)] = float(np.clip(kstwo.sf(d, en), 0, 1))
-            out[f] = self.cache[(d, en)]
-        return out  # float32, as alibi-detect compares it
+            out[f], distances[f] = self.cache[(d, en)], d
+        return out, distances
 
 
 def _shares(name: str, features: np.ndarray) -> np.ndarray:

@@ -119,9 +119,9 @@ def held_out_pool(workdir: Path, seed: int, size: str, n_seeds: int) -> Path:
     return cached(workdir / f"held-out-{size}-x{n_seeds}-s{seed}", params, make)
 
 
-def interleaved_originals(seed: int, count: int) -> Iterator[LabelledImage]:
-    """``count`` synthetic originals, classes in turn: any prefix of the set is class-balanced."""
-    for index in range(count):
+def interleaved_originals(seed: int, count: int, start: int = 0) -> Iterator[LabelledImage]:
+    """Synthetic originals ``start..count`` of the seed's sequence, classes in turn (any prefix is class-balanced)."""
+    for index in range(start, count):
         label = CLASSES[index % len(CLASSES)]
         name = f"s{seed}-{label}-{index // len(CLASSES):05d}.png"
         pixels = render(label, rng_for(seed, "bench", label, name))

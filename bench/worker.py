@@ -4,7 +4,8 @@
 steps through the components' in-process runners (as the local runner does);
 ``python -m bench.worker simulate ...`` runs the simulation with capped training epochs (and,
 for smoke runs, cheap explanations).
-Each prints one JSON line last: its wall time and the peak RSS of its own (main) process.
+Each prints one JSON line last: its wall time, each serve step's, and the peak RSS of its own (main)
+process.
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ from pathlib import Path
 STEPS = ("processing", "monitoring", "inference")
 
 
-def _serve_steps(args: argparse.Namespace) -> None:
+def _serve_steps(args: argparse.Namespace) -> dict[str, float]:
+    """The serve steps in pipeline order; with ``--explainer``, ``all`` explains the batch too.
+
+    Returns each step's wall time (s).
+    """
     from bench.fixtures import run_component
     from driftloop.config import DriftConfig, ProcessingConfig
     from driftloop.pipelines import Component
 
     steps = STEPS if args.step == "all" else (args.step,)
-    shards = args.out / "shards"
+    shards, predictions = args.out / "shards", args.out / "predictions"
+    seconds: dict[str, float] = {}
     for step in steps:
+        started = time.perf_counter()
         if step == "processing":
             run_component(Component.PROCESSING, "serve", {"batch": args.images}, {"batch": shards},
                           ProcessingConfig().to_dict())
@@ -39,7 +46,15 @@ def _serve_steps(args: argparse.Namespace) -> None:
                           {"report": args.out / "report"}, DriftConfig().to_dict())
         else:
             run_component(Component.ALGORITHM, "serve", {"data": shards, "model": args.model},
-                          {"predictions": args.out / "predictions"}, {})
+                          {"predictions": predictions}, {})
+        seconds[step] = time.perf_counter() - started
+    if args.explainer is not None and args.step == "all":
+        started = time.perf_counter()
+        run_component(Component.EXPLAINABILITY, "serve",
+                      {"batch": shards, "model": args.model, "explainer": args.explainer,
+                       "predictions": predictions}, {"explanations": args.out / "explanations"}, {})
+        seconds["explainability"] = time.perf_counter() - started
+    return seconds
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -64,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--model", type=Path, required=True)
     serve.add_argument("--detector", type=Path, required=True)
     serve.add_argument("--out", type=Path, required=True)
+    serve.add_argument("--explainer", type=Path, help="with --step all: explain the batch too")
     sim = commands.add_parser("simulate")
     sim.add_argument("--data", type=Path, required=True)
     sim.add_argument("--workdir", type=Path, required=True)
@@ -73,9 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    (_serve_steps if args.command == "serve-step" else _simulate)(args)
+    steps: dict[str, float] = {}
+    if args.command == "serve-step":
+        steps = _serve_steps(args)
+    else:
+        _simulate(args)
     print(json.dumps({
         "wall_s": round(time.perf_counter() - started, 3),
+        "step_s": {name: round(value, 3) for name, value in steps.items()},
         "peak_rss_mb": round(proc_status_kb("self", "VmHWM") / 1024, 1),
     }))
     return 0

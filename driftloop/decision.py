@@ -95,8 +95,7 @@ NO_ESTIMATE = "no accuracy estimate (the model has no calibration), so drift alo
 def judge(report: DriftReport, policy: DecisionPolicy) -> Verdict:
     """Apply the policy's rule to a batch that was big enough to judge."""
     drift = report.is_drift
-    p_value = (f"smallest p-value {report.statistic:.3g} {'<' if drift else '>='} threshold "
-               f"{report.threshold:.3g}")
+    p_value = report.verdict()  # the significance result, and the effect size against the floor
     estimate = report.accuracy_estimate
     if policy.rule == "drift" or estimate is None:
         numbers = p_value if policy.rule == "drift" else f"{p_value}; {NO_ESTIMATE}"

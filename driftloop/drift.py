@@ -3,7 +3,8 @@
 The detector is alibi-detect's ``KSDrift`` fitted on *features*, not on images
 (``preprocess_fn=None``): features are computed shard by shard with a Keras model, so a serve
 batch of any size needs memory for one shard of images plus an ``n x n_features`` float matrix.
-The feature model depends on the kind:
+A batch drifts when a feature's test is significant *and* its KS distance reaches the effect-size
+floor (``effect_size``, ``DriftConfig.min_distance``). The feature model depends on the kind:
 
 * ``uae``: an untrained, seeded convolutional encoder (alibi-detect's UAE pattern: Conv2D stack,
   Flatten, Dense) that is independent of the classifier; it is saved beside the detector;
@@ -35,13 +36,12 @@ from typing import Any
 import numpy as np
 
 from driftloop.config import FeatureKind
-from driftloop.model_io import embedding_model, forward_pass
+from driftloop.model_io import PREDICT_BATCH, embedding_model, forward_pass
 from driftloop.shards import iter_shards
 
 KS_DIR = "ks"
 ENCODER_FILE = "encoder.keras"
 META_FILE = "detector.json"
-PREDICT_BATCH = 64
 # Feature kinds computed by the classifier itself (the rest bring their own encoder).
 CLASSIFIER_FEATURES: tuple[FeatureKind, ...] = ("embeddings", "softmax", "uncertainty", "predictions")
 ENTROPY_FLOOR = 1e-12  # p log p at p = 0 is taken as 0 via log(max(p, floor))
@@ -88,6 +88,8 @@ class DriftScore:
     distances: np.ndarray
     threshold: float
     statistic: float  # the smallest p-value (weighted as ``score`` says): drift when below ``threshold``
+    # Per feature: did its own test pass under the correction? ``is_drift == significant.any()``.
+    significant: np.ndarray
     weighted: bool = False  # judged by an uneven Bonferroni split of α (``alpha_shares``)
 
 
@@ -206,9 +208,51 @@ def score(ks: Any, features: np.ndarray, shares: np.ndarray | None = None) -> Dr
         weighted = p_values / (n * np.asarray(shares, dtype=np.float64))
         threshold = ks.p_val / n
         return DriftScore(bool((weighted < threshold).any()), p_values, distances, threshold,
-                          statistic=float(weighted.min()), weighted=True)
+                          statistic=float(weighted.min()), significant=weighted < threshold, weighted=True)
     threshold = float(np.atleast_1d(np.asarray(result["threshold"], dtype=np.float64))[0])
-    return DriftScore(bool(result["is_drift"]), p_values, distances, threshold, statistic=float(p_values.min()))
+    return DriftScore(bool(result["is_drift"]), p_values, distances, threshold, statistic=float(p_values.min()),
+                      significant=significant_features(p_values, ks.p_val, ks.correction))
+
+
+def significant_features(p_values: np.ndarray, p_val: float, correction: str) -> np.ndarray:
+    """Which features' tests pass under ``correction`` (even shares), by alibi-detect's own comparisons.
+
+    Bonferroni: ``p < p_val / n``. FDR (Benjamini-Hochberg): every feature whose p-value is at most
+    the largest sorted p-value that lies below its ``q * k / n``; ``any()`` is alibi-detect's verdict.
+    """
+    n = len(p_values)
+    if correction == "bonferroni":
+        return np.asarray(p_values < p_val / n)
+    ranked = np.sort(p_values)
+    below = np.flatnonzero(ranked < p_val * np.arange(1, n + 1) / n)
+    if not len(below):
+        return np.zeros(n, dtype=bool)
+    return np.asarray(p_values <= ranked[below.max()])
+
+
+@dataclass(frozen=True)
+class EffectSize:
+    """The effect-size floor's part of a verdict: a batch drifts only if a feature shifted significantly
+    *and* by at least ``min_distance`` (its KS distance, the largest gap between the two CDFs).
+
+    At large n a KS test calls a shift of a percent significant; the distance says how much of the
+    batch moved, whatever n is, so the floor keeps harmless shifts from starting retrains.
+    """
+
+    significant: bool  # the KS test's verdict alone
+    effect_size: float  # the largest KS distance among the significant features (0 if none)
+    min_distance: float  # the floor
+
+    @property
+    def is_drift(self) -> bool:
+        return self.significant and self.effect_size >= self.min_distance
+
+
+def effect_size(result: DriftScore, min_distance: float) -> EffectSize:
+    """Hold a KS result against the effect-size floor (see ``EffectSize``)."""
+    mask = result.significant
+    largest = float(result.distances[mask].max()) if mask.any() else 0.0
+    return EffectSize(significant=result.is_drift, effect_size=largest, min_distance=min_distance)
 
 
 def save(out_dir: Path, ks: Any, meta: DetectorMeta, encoder: Any | None) -> None:

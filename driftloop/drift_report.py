@@ -61,6 +61,12 @@ class DriftReport(Contract):
     statistic: float
     p_values: list[float]
     distances: list[float]
+    # The effect-size floor (``driftloop.drift.EffectSize``): ``is_drift`` is ``significant`` (the KS
+    # test alone, ``statistic < threshold``) and ``effect_size`` (the largest KS distance among the
+    # significant features) at least ``min_distance``.
+    significant: bool
+    effect_size: float
+    min_distance: float
     batch_size: int
     min_batch_size: int
     detector: DetectorIdentity
@@ -73,6 +79,20 @@ class DriftReport(Contract):
     @property
     def n_features(self) -> int:
         return len(self.p_values)
+
+    @property
+    def below_floor(self) -> bool:
+        """Significant, but no significant feature moved by ``min_distance``: not drift."""
+        return self.significant and not self.is_drift
+
+    def verdict(self) -> str:
+        """The significance result and the effect size against the floor, in one line for people."""
+        relation = "<" if self.significant else ">="
+        test = f"smallest p-value {self.statistic:.3g} {relation} threshold {self.threshold:.3g}"
+        if not self.significant:
+            return test
+        floor = ">=" if self.effect_size >= self.min_distance else "<"
+        return f"{test}, KS distance {self.effect_size:.3f} {floor} floor {self.min_distance:.3g}"
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,10 @@ caller records it. Decisions, applied to every image the same way:
   conversion. Embedded ICC profiles are ignored. Multi-frame files use their first frame.
 * **Orientation.** The EXIF orientation tag is applied, so a phone photo is upright.
 * **Geometry.** Centre-crop to a square, then resize to ``image_size`` (bicubic): aspect ratio
-  is kept, at the cost of the edges of non-square images. JPEGs are decoded at the smallest
-  DCT scale that still covers the target (``Image.draft``), which is much faster for photos.
+  is kept, at the cost of the edges of non-square images. JPEGs are decoded at a reduced DCT
+  scale (``Image.draft``: 1/2, 1/4 or 1/8, inside the decoder) while the image stays at least
+  ``DRAFT_GAP`` times the target, which is much faster for photos (docs/benchmarks.md: speed and
+  the difference from decoding every pixel).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ IMAGE_EXTENSIONS = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", "
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _WIDE_INTEGER_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _WHITE = (255, 255, 255, 255)
+# JPEG draft mode: the decoder may scale by 1/2, 1/4 or 1/8 while the image stays at least this many
+# times the target; the bicubic resize does the rest (Pillow's ``thumbnail`` calls it ``reducing_gap``).
+DRAFT_GAP = 2
 
 
 class SkipCode(StrEnum):
@@ -73,8 +78,11 @@ def screen_name(relative: Path) -> str:
     return ""
 
 
-def decode_file(path: Path, image_size: int, max_pixels: int) -> Decoded:
-    """Decode ``path`` into a square RGB array (see the module docstring for the rules)."""
+def decode_file(path: Path, image_size: int, max_pixels: int, *, draft_gap: int | None = DRAFT_GAP) -> Decoded:
+    """Decode ``path`` into a square RGB array (see the module docstring for the rules).
+
+    ``draft_gap`` None decodes every pixel (the reference the draft mode is measured against).
+    """
     try:
         if path.stat().st_size == 0:
             return Decoded(None, skip_reason(SkipCode.EMPTY, "zero-byte file"))
@@ -83,7 +91,8 @@ def decode_file(path: Path, image_size: int, max_pixels: int) -> Decoded:
             if width * height > max_pixels:
                 detail = f"{width}x{height} = {width * height} pixels > max_pixels {max_pixels}"
                 return Decoded(None, skip_reason(SkipCode.TOO_LARGE, detail))
-            image.draft("RGB", (image_size, image_size))
+            if draft_gap is not None:
+                image.draft("RGB", (image_size * draft_gap, image_size * draft_gap))
             ImageOps.exif_transpose(image, in_place=True)
             square = centre_square(to_rgb(image)).resize((image_size, image_size), Image.Resampling.BICUBIC)
             pixels = np.asarray(square, dtype=np.uint8)

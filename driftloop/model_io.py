@@ -26,6 +26,10 @@ MODEL_FILE = "model.keras"
 CLASSES_FILE = "classes.json"
 SAGEMAKER_ARCHIVE = "model.tar.gz"
 EMBEDDING_LAYER = "embedding"
+# Images per compiled forward call at serve time (predictions and drift features): a whole shard.
+# Measured on 10,240 images (docs/benchmarks.md, section 7.2): 1.3-1.4x the images per second of
+# batches of 32, with bit-identical outputs (the model's ops are per image).
+PREDICT_BATCH = 256
 
 
 class ModelNotFound(FileNotFoundError):

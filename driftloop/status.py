@@ -85,7 +85,8 @@ def serve_line(record: ServeRecord) -> str:
     A started retrain shows its run id (its reason is the drift on the line; the rule, when another
     than drift fired); any other decision its reason.
     """
-    sign = "<" if record.is_drift else ">="
+    # Significant but below the effect-size floor reads "no (p < threshold)"; the reason says why.
+    sign = "<" if record.statistic < record.threshold else ">="
     drift = f"drift: {'YES' if record.is_drift else 'no '} ({record.statistic:.3g} {sign} {record.threshold:.3g})"
     estimated = "" if record.accuracy_estimate is None else f"  est. {record.accuracy_estimate.percent()}"
     rule = "" if record.rule_fired in (None, "drift") else f" ({record.rule_fired})"

@@ -23,10 +23,13 @@ def estimated(drop_points: float, validation_accuracy: float = 1.0) -> Estimated
 
 
 def report(*, is_drift: bool, batch_size: int = 42, too_small: bool = False, statistic: float = 1e-6,
+           significant: bool | None = None, effect_size: float = 0.3,
            estimate: EstimatedAccuracy | None = None) -> DriftReport:
+    significant = is_drift if significant is None else significant
     return DriftReport(
         is_drift=is_drift, too_small=too_small, correction="bonferroni", p_val=0.05, threshold=0.05 / 32,
-        statistic=statistic if is_drift else 0.2, p_values=[0.2] * 32, distances=[0.1] * 32,
+        statistic=statistic if significant else 0.2, p_values=[0.2] * 32, distances=[0.1] * 32,
+        significant=significant, effect_size=effect_size if significant else 0.0, min_distance=0.1,
         batch_size=batch_size, min_batch_size=20,
         detector=DetectorIdentity(features="uae", trained_on="original", reference_size=408),
         accuracy_estimate=estimate,
@@ -49,6 +52,19 @@ def test_no_drift_does_not_retrain() -> None:
     assert not decision.retrain
     assert decision.reason.startswith("no drift")
     assert decision.train_data is None
+
+
+def test_a_significant_shift_below_the_effect_size_floor_does_not_retrain() -> None:
+    small = report(is_drift=False, significant=True, statistic=1e-30, effect_size=0.04)
+    decision = decide_retrain(small, batch_source="data/stage-1/test", policy=POLICY)
+    assert not decision.retrain
+    assert decision.reason == "no drift: smallest p-value 1e-30 < threshold 0.00156, KS distance 0.040 < floor 0.1"
+
+
+def test_a_drift_reason_states_the_test_and_the_effect_size() -> None:
+    decision = decide_retrain(report(is_drift=True), batch_source="data/stage-3/test", policy=POLICY)
+    assert decision.reason == (
+        "drift on stage-3: smallest p-value 1e-06 < threshold 0.00156, KS distance 0.300 >= floor 0.1")
 
 
 @pytest.mark.parametrize("size, too_small", [(5, True), (10, False)])

@@ -25,7 +25,8 @@ def artifact(pipeline: str, name: str) -> str:
 def test_the_longest_serve_record_fits_the_standard_tier() -> None:
     report = DriftReport(
         is_drift=True, too_small=False, correction="bonferroni", p_val=0.05, threshold=0.05 / 7, statistic=1e-9,
-        p_values=[1e-9] * 7, distances=[0.9] * 7, batch_size=100_000, min_batch_size=20,
+        p_values=[1e-9] * 7, distances=[0.9] * 7, significant=True, effect_size=0.9, min_distance=0.1,
+        batch_size=100_000, min_batch_size=20,
         detector=DetectorIdentity(features="predictions", trained_on=uri(LONG_PREFIX), reference_size=2000,
                                   run_id=RUN_ID),
     )

@@ -27,7 +27,7 @@ import numpy as np
 from driftloop.accuracy_estimate import CALIBRATION_FILE, calibrate
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.config import TrainingConfig
-from driftloop.model_io import ModelNotFound, forward_pass, load_model, save_model
+from driftloop.model_io import PREDICT_BATCH, ModelNotFound, forward_pass, load_model, save_model
 from driftloop.models import ARCHITECTURES, build_model
 from driftloop.pipelines import EVALUATION_FILE, PREDICTIONS_FILE, TRAIN_METRICS_FILE, Component
 from driftloop.scores import Evaluation, TrainMetrics
@@ -220,7 +220,7 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     shards and each file is this host's part (``predictions-<host>.csv``, ``evaluation-<host>.json``);
     a host that got no shard writes an empty part.
     """
-    config = _config(invocation)
+    _config(invocation)  # rejects bad settings; the serve batch is PREDICT_BATCH, not the training batch
     data_dir, out = invocation.inputs["data"], invocation.outputs["predictions"]
     hosts = invocation.hosts
     if not hosts.many:
@@ -233,7 +233,7 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     evaluation = _Evaluation(np.zeros((len(classes), len(classes)), dtype=np.int64))
 
     out.mkdir(parents=True, exist_ok=True)
-    predict = forward_pass(loaded.model, config.batch_size)
+    predict = forward_pass(loaded.model, PREDICT_BATCH)
     n, labelled = 0, False
     with (out / hosts.part_name(PREDICTIONS_FILE)).open("w", newline="") as handle:
         writer = csv.writer(handle)

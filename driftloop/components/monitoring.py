@@ -8,7 +8,8 @@ merge runs one KS test over every host's features and writes ``drift_report.json
 (``driftloop.drift_report.DriftReport``). The KS test does not depend on the order of the rows,
 and a row does not depend on which batch it was computed in, so the report is the same on any
 number of hosts. The detector's own features, correction and p-value rule; of the settings only
-``min_batch_size`` applies at merge. From the same forward pass as the features, serve also keeps the
+``min_batch_size`` and the effect-size floor
+``min_distance`` apply at merge. From the same forward pass as the features, serve also keeps the
 class probabilities, and merge estimates the batch's accuracy without labels from all of them
 (``driftloop.accuracy_estimate``, with the calibration the model was trained with) and puts it in
 the report.
@@ -328,27 +329,31 @@ def judge(
     common: dict[str, Any] = dict(
         correction=meta.correction, p_val=meta.p_val, min_batch_size=config.min_batch_size, detector=identity,
         # The serve record reports skipped images, and the record step reads only the drift report.
-        n_skipped=summary.n_skipped,
+        n_skipped=summary.n_skipped, min_distance=config.min_distance,
     )
     if summary.n_images < config.min_batch_size:
         return DriftReport(
             is_drift=False, too_small=True, threshold=meta.p_val / meta.n_features, statistic=1.0,
-            p_values=[], distances=[], batch_size=summary.n_images, **common,
+            p_values=[], distances=[], significant=False, effect_size=0.0, batch_size=summary.n_images, **common,
             message=f"batch of {summary.n_images} images is below min_batch_size={config.min_batch_size}: "
             "no drift test was run",
         )
     result = drift.score(detector.ks, features, drift.alpha_shares(meta.features, meta.n_features))
-    verdict = "drift" if result.is_drift else "no drift"
-    weighted = "weighted " if result.weighted else ""
-    relation = "<" if result.is_drift else ">="
-    return DriftReport(
-        is_drift=result.is_drift, too_small=False, threshold=result.threshold, statistic=result.statistic,
-        p_values=result.p_values.tolist(), distances=result.distances.tolist(), batch_size=len(features),
-        **common,
-        message=f"{verdict}: smallest {weighted}p-value {result.statistic:.3g} {relation} threshold "
-        f"{result.threshold:.3g} ({meta.correction}, {meta.n_features} {meta.features} features, "
-        f"{len(features)} images)",
+    return _judged(result, drift.effect_size(result, config.min_distance), meta, len(features), common)
+
+
+def _judged(result: drift.DriftScore, effect: drift.EffectSize, meta: drift.DetectorMeta, n_images: int,
+            common: dict[str, Any]) -> DriftReport:
+    """The report of a judged batch: drift only when significant and at least the effect-size floor."""
+    report = DriftReport(
+        is_drift=effect.is_drift, too_small=False, threshold=result.threshold, statistic=result.statistic,
+        p_values=result.p_values.tolist(), distances=result.distances.tolist(), significant=effect.significant,
+        effect_size=effect.effect_size, batch_size=n_images, **common,
     )
+    verdict = "drift" if report.is_drift else "no drift"
+    correction = f"{meta.correction}{', weighted' if result.weighted else ''}"
+    return replace(report, message=f"{verdict}: {report.verdict()} ({correction}, {meta.n_features} "
+                                   f"{meta.features} features, {n_images} images)")
 
 
 RUNNERS = {"train": run_train, "serve": run_serve, "merge": run_merge}

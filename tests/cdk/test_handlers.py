@@ -81,7 +81,8 @@ ESTIMATE = EstimatedAccuracy(method="atc_ne", estimate=38 / 42, lower=0.74, uppe
 def report(*, drift: bool, size: int = 42, estimate: EstimatedAccuracy | None = None) -> bytes:
     return DriftReport(
         is_drift=drift, too_small=size < 20, correction="bonferroni", p_val=0.05, threshold=0.05 / 32,
-        statistic=1e-8 if drift else 0.4, p_values=[1e-8 if drift else 0.4], distances=[0.5], batch_size=size,
+        statistic=1e-8 if drift else 0.4, p_values=[1e-8 if drift else 0.4], distances=[0.5], significant=drift,
+        effect_size=0.5 if drift else 0.0, min_distance=0.1, batch_size=size,
         min_batch_size=20, detector=DetectorIdentity(features="uae", trained_on="original", reference_size=408,
                                                      run_id="t1"),
         n_skipped=1, message="test", accuracy_estimate=estimate,

@@ -22,6 +22,7 @@ from scipy import ndimage
 from driftloop import drift
 from driftloop.components import monitoring
 from driftloop.components.entrypoint import ComponentError, Invocation
+from driftloop.config import DriftConfig
 from driftloop.drift_report import DriftReport
 from driftloop.hosts import Hosts, shard_by_key
 from driftloop.model_io import save_model
@@ -176,8 +177,15 @@ def _assert_consistent(report: DriftReport, n_features: int) -> None:
         assert report.statistic == pytest.approx(min(p_values / (n_features * shares)))
     else:
         assert report.statistic == min(report.p_values)
-    assert report.is_drift == (report.statistic < report.threshold)
-    if report.correction == "bonferroni" or not report.is_drift:
+    assert report.significant == (report.statistic < report.threshold)
+    if report.correction == "bonferroni":
+        significant = p_values < report.p_val * drift.alpha_shares(report.detector.features, n_features)
+    else:
+        significant = drift.significant_features(p_values, report.p_val, "fdr")
+    assert significant.any() == report.significant
+    assert report.effect_size == (max(np.asarray(report.distances)[significant]) if report.significant else 0.0)
+    assert report.is_drift == (report.significant and report.effect_size >= report.min_distance)
+    if report.correction == "bonferroni" or not report.significant:
         assert report.threshold == pytest.approx(report.p_val / n_features)
 
 
@@ -200,6 +208,26 @@ def test_uae_flags_drifted_batch_only(data: dict[str, Path], tmp_path: Path, cor
         assert report.correction == correction and not report.too_small and report.batch_size == 120
         _assert_consistent(report, n_features=UAE_DIM)
     assert drifted.statistic < 1e-6 < clean.statistic
+
+
+def test_a_significant_shift_below_the_effect_size_floor_is_not_drift(
+    data: dict[str, Path], uae_detector: Path, tmp_path: Path
+) -> None:
+    no_model = tmp_path / "no-model"
+    default = _serve(data["drifted"], uae_detector, no_model, tmp_path / "default")
+    assert default.is_drift and default.min_distance == DriftConfig().min_distance
+    floor = round(default.effect_size + 0.01, 3)
+    high = _serve(data["drifted"], uae_detector, no_model, tmp_path / "high", min_distance=floor)
+    assert (high.significant, high.is_drift) == (True, False)
+    assert (high.statistic, high.p_values, high.effect_size) == (default.statistic, default.p_values,
+                                                                  default.effect_size)
+    assert high.message.startswith("no drift: ") and f"< floor {floor:.3g}" in high.message
+    _assert_consistent(high, n_features=UAE_DIM)
+
+
+def test_effect_size_floor_must_be_a_ks_distance() -> None:
+    with pytest.raises(ValueError, match="min_distance"):
+        DriftConfig(min_distance=1.5)
 
 
 N_CLASSES = 6  # the synthetic set's
