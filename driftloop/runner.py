@@ -11,6 +11,7 @@ parameter store: a run killed at any step leaves the store pointing at whole art
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import tempfile
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ from driftloop.records import ServeRecord, TrainRecord, read_record
 from driftloop.scores import Evaluation
 from driftloop.stores.objects import LocalObjectStore, ObjectStore
 from driftloop.stores.params import ParameterStore, SqliteParameterStore
+from driftloop.timings import Stopwatch
 
 StepHook = Callable[[Pipeline, Step], None]
 
@@ -74,6 +76,7 @@ class LocalSystem:
         objects: ObjectStore | None = None,
         params: ParameterStore | None = None,
         on_step: StepHook | None = None,
+        stopwatch: Stopwatch | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +86,7 @@ class LocalSystem:
         self.names = ParameterNames()
         self.stores = loop.Stores(objects=self.objects, params=self.params, names=self.names)
         self.on_step = on_step
+        self.stopwatch = stopwatch  # times every step, as "<pipeline>/<step>" within the run's id
 
     # ----------------------------------------------------------------- data
     def import_dataset(self, folder: Path, name: str) -> dict[str, str]:
@@ -121,9 +125,12 @@ class LocalSystem:
             for folder in outputs.values():
                 folder.mkdir(parents=True, exist_ok=True)
             settings = {**self.settings.component(step.component.value).to_dict(), **plan.settings.get(step.name, {})}
-            component_runner(step.component, step.mode)(
-                Invocation(mode=step.mode, inputs=inputs, outputs=outputs, settings=settings)
-            )
+            timed = (self.stopwatch.phase(f"{pipeline.name}/{step.name}", within=plan.run_id)
+                     if self.stopwatch is not None else contextlib.nullcontext())
+            with timed:
+                component_runner(step.component, step.mode)(
+                    Invocation(mode=step.mode, inputs=inputs, outputs=outputs, settings=settings)
+                )
             for _channel, artifact in step.outputs:
                 self.objects.upload_dir(outputs[_channel], self.objects.key_from_uri(plan.uri[artifact]))
                 local[artifact] = outputs[_channel]
