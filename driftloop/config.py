@@ -77,6 +77,10 @@ class TrainingConfig(_FromMapping):
     trained_on: str = ""
     # tf.config.experimental.enable_op_determinism(): same seed + data -> same weights (process-wide).
     deterministic: bool = True
+    # Start a retrain from the champion's weights (the model serving when drift was found) instead
+    # of random ones; the first training, or a champion of other classes, input size or
+    # architecture, starts from random weights (metrics.json's initial_weights says which).
+    warm_start: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

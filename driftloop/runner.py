@@ -119,8 +119,9 @@ class LocalSystem:
                 continue
             if self.on_step is not None:
                 self.on_step(pipeline, step)
+            absent = {channel for channel, artifact in step.optional_inputs() if artifact not in plan.uri}
             inputs = {channel: self._materialize(artifact, plan.uri[artifact], scratch, local)
-                      for channel, artifact in step.inputs}
+                      for channel, artifact in step.inputs if channel not in absent}
             outputs = {channel: scratch / "out" / artifact for channel, artifact in step.outputs}
             for folder in outputs.values():
                 folder.mkdir(parents=True, exist_ok=True)

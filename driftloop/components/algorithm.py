@@ -25,7 +25,7 @@ import numpy as np
 
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.config import TrainingConfig
-from driftloop.model_io import ModelNotFound, forward_pass, load_model, save_model
+from driftloop.model_io import ModelNotFound, forward_pass, load_model, resolve_model_dir, save_model
 from driftloop.models import ARCHITECTURES, build_model
 from driftloop.pipelines import EVALUATION_FILE, PREDICTIONS_FILE, TRAIN_METRICS_FILE, Component
 from driftloop.scores import Evaluation, TrainMetrics
@@ -116,12 +116,7 @@ def run_train(invocation: Invocation) -> dict[str, Any]:
 
     _seed(config)
     started = time.perf_counter()
-    model = build_model(
-        config.architecture,
-        image_size=train.images.shape[1],
-        n_classes=len(classes),
-        weights_path=config.weights_path,
-    )
+    model, initial_weights = _initial_model(config, invocation.inputs.get("champion"), classes, train.images.shape[1])
     model.compile(
         optimizer=tf.keras.optimizers.Adam(config.learning_rate),
         loss="categorical_crossentropy",
@@ -157,16 +152,52 @@ def run_train(invocation: Invocation) -> dict[str, Any]:
         "trained_on": config.trained_on,
         "config": config.to_dict(),
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+        "initial_weights": initial_weights,
     }
     out = invocation.outputs["model"]
     save_model(model, classes, out)
     # Through its contract, so a writer that drifts from what champion/challenger reads fails here.
     (out / TRAIN_METRICS_FILE).write_text(TrainMetrics.from_dict(metrics).to_json(indent=2))
     log.info(
-        "trained %s on %d images: val_accuracy %.3f, val_loss %.3f, %d epochs (best %d), %.1f s",
-        config.architecture, len(train), val_accuracy, val_loss, metrics["epochs"], metrics["best_epoch"], wall_time,
+        "trained %s on %d images from %s weights: val_accuracy %.3f, val_loss %.3f, %d epochs (best %d), %.1f s",
+        config.architecture, len(train), initial_weights, val_accuracy, val_loss, metrics["epochs"],
+        metrics["best_epoch"], wall_time,
     )
     return metrics
+
+
+def _initial_model(config: TrainingConfig, champion_dir: Path | None, classes: list[str], image_size: int,
+                   ) -> tuple[Any, str]:
+    """The model to train and where its weights come from: the champion's (``warm_start``) or random.
+
+    A champion is used only if it is the same architecture for the same classes (in the same order)
+    and image size; otherwise training starts from random weights and the reason is recorded.
+    """
+    def fresh(why: str = "") -> tuple[Any, str]:
+        model = build_model(config.architecture, image_size=image_size, n_classes=len(classes),
+                            weights_path=config.weights_path)
+        return model, f"random ({why})" if why else "random"
+
+    if not config.warm_start or champion_dir is None or not champion_dir.exists():
+        return fresh()
+    try:
+        champion = load_model(champion_dir)
+    except ModelNotFound:
+        return fresh("no champion model in its channel")
+    model = champion.model
+    if model.name != config.architecture:
+        return fresh(f"the champion is a {model.name}, not a {config.architecture}")
+    if champion.classes != classes:
+        return fresh(f"the champion's classes {champion.classes} are not the data's {classes}")
+    if tuple(model.input_shape[1:3]) != (image_size, image_size):
+        return fresh(f"the champion takes {model.input_shape[1:3]} images, the data is {image_size} px")
+    trained_on = _champion_trained_on(champion_dir)
+    return model, f"champion (trained on {trained_on})" if trained_on else "champion"
+
+
+def _champion_trained_on(champion_dir: Path) -> str:
+    path = resolve_model_dir(champion_dir) / TRAIN_METRICS_FILE
+    return TrainMetrics.from_json(path.read_text()).trained_on if path.exists() else ""
 
 
 @dataclass
