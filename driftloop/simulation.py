@@ -13,6 +13,7 @@ import csv
 import json
 import logging
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,10 +21,13 @@ from typing import Any, Final
 
 from tqdm import tqdm
 
+from driftloop.components import algorithm
 from driftloop.components.entrypoint import Invocation
+from driftloop.components.processing import available_cores
 from driftloop.config import Settings
 from driftloop.layout import STAGE_NAMES, data_prefix, simulation_test_set
-from driftloop.pipelines import EVALUATION_FILE, Component
+from driftloop.model_io import load_model
+from driftloop.pipelines import Component
 from driftloop.runner import LocalSystem, component_runner
 from driftloop.timings import Stopwatch
 
@@ -118,14 +122,16 @@ class _Evaluator:
             ))
         return out
 
-    def evaluate(self, model_dir: Path, stage: str, label: str) -> dict[str, float]:
-        out = self.scratch / "evaluations" / label / stage
-        component_runner(Component.ALGORITHM, "serve")(Invocation(
-            mode="serve", inputs={"data": self.processed(stage), "model": model_dir},
-            outputs={"predictions": out}, settings={},
-        ))
-        evaluation = json.loads((out / EVALUATION_FILE).read_text())
-        return {"accuracy": float(evaluation["accuracy"]), "loss": float(evaluation["loss"])}
+    def row(self, model_dir: Path) -> dict[str, dict[str, float]]:
+        """One model on every stage: loaded and compiled once (``algorithm.evaluate``, serve mode's scores)."""
+        loaded = load_model(model_dir)
+        cells = {}
+        for stage in STAGE_NAMES:
+            scores = algorithm.evaluate(loaded, self.processed(stage))
+            if scores.accuracy is None or scores.loss is None:
+                raise ValueError(f"{model_dir} cannot be scored on {stage}: {scores.reason}")
+            cells[stage] = {"accuracy": scores.accuracy, "loss": scores.loss}
+        return cells
 
 
 TIMINGS_FILE: Final = "timings.json"
@@ -224,15 +230,19 @@ def _label(stage: str, models: dict[str, str]) -> str:
 
 def _accuracy_matrix(system: LocalSystem, data: Path, models: dict[str, str], workdir: Path,
                      ) -> dict[str, dict[str, dict[str, float]]]:
+    """Every model on every stage's test set; one model per core at a time (the scores do not depend on it)."""
     scratch = workdir / "evaluation"
     shutil.rmtree(scratch, ignore_errors=True)
     evaluator = _Evaluator(system, data, scratch)
-    matrix: dict[str, dict[str, dict[str, float]]] = {}
+    for stage in STAGE_NAMES:  # before the threads: each stage is processed once
+        evaluator.processed(stage)
+    folders = {}
     for run_id, label in models.items():
-        model_dir = scratch / "models" / label
-        system.objects.download_dir(f"runs/train/{run_id}/model", model_dir)
-        matrix[label] = {stage: evaluator.evaluate(model_dir, stage, label) for stage in STAGE_NAMES}
-    return matrix
+        folders[label] = scratch / "models" / label
+        system.objects.download_dir(f"runs/train/{run_id}/model", folders[label])
+    with ThreadPoolExecutor(max_workers=available_cores()) as pool:
+        rows = list(pool.map(evaluator.row, folders.values()))
+    return dict(zip(folders, rows, strict=True))
 
 
 def _with_drop(row: RunRow, matrix: dict[str, dict[str, dict[str, float]]]) -> RunRow:

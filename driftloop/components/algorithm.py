@@ -16,7 +16,7 @@ import csv
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import numpy as np
 
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.config import TrainingConfig
-from driftloop.model_io import ModelNotFound, forward_pass, load_model, resolve_model_dir, save_model
+from driftloop.model_io import LoadedModel, ModelNotFound, forward_pass, load_model, resolve_model_dir, save_model
 from driftloop.models import ARCHITECTURES, build_model
 from driftloop.pipelines import EVALUATION_FILE, PREDICTIONS_FILE, TRAIN_METRICS_FILE, Component
 from driftloop.scores import Evaluation, TrainMetrics
@@ -252,17 +252,15 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     evaluation = _Evaluation(np.zeros((len(classes), len(classes)), dtype=np.int64))
 
     out.mkdir(parents=True, exist_ok=True)
-    predict = forward_pass(loaded.model, config.batch_size)
     n = 0
     with (out / PREDICTIONS_FILE).open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "predicted_class", "confidence", *(f"p_{name}" for name in classes)])
-        for shard in iter_shards(data_dir):
-            probabilities = predict(shard.images).astype(np.float64)
+        for shard, labels, probabilities in _predicted(loaded, data_dir, summary, config.batch_size):
             predicted = probabilities.argmax(axis=1)
             for file, index, row in zip(shard.files, predicted, probabilities, strict=True):
                 writer.writerow([str(file), classes[index], f"{row[index]:.6f}", *(f"{p:.6f}" for p in row)])
-            evaluation.add(remap_labels(shard.labels, summary.classes, classes), probabilities, shard.files, classes)
+            evaluation.add(labels, probabilities, shard.files, classes)
             n += len(shard)
 
     result: dict[str, Any] = {"n": n, "classes": classes}
@@ -273,6 +271,31 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     log.info("predicted %d image(s); evaluation: %s", n, result.get("evaluation", "none (unlabelled input)"))
     (out / PREDICTION_SUMMARY_FILE).write_text(json.dumps(result, indent=2))
     return result
+
+
+def _predicted(loaded: LoadedModel, data_dir: Path, summary: ShardSummary, batch_size: int,
+               ) -> Iterator[tuple[Shard, np.ndarray, np.ndarray]]:
+    """Each shard of ``data_dir`` with its labels as the model's class indices and its probabilities (float64)."""
+    predict = forward_pass(loaded.model, batch_size)
+    for shard in iter_shards(data_dir):
+        labels = remap_labels(shard.labels, summary.classes, loaded.classes)
+        yield shard, labels, predict(shard.images).astype(np.float64)
+
+
+def evaluate(loaded: LoadedModel, data_dir: Path, batch_size: int = TrainingConfig.batch_size) -> Evaluation:
+    """Accuracy and loss of a loaded model on a labelled processed folder: serve mode's scores, no files.
+
+    For callers that score one model on many folders (the simulation's accuracy matrix): the model
+    is loaded, and its forward pass compiled, once.
+    """
+    summary = _read_processed(data_dir, "data")
+    classes = loaded.classes
+    scores = _Evaluation(np.zeros((len(classes), len(classes)), dtype=np.int64))
+    n = 0
+    for shard, labels, probabilities in _predicted(loaded, data_dir, summary, batch_size):
+        scores.add(labels, probabilities, shard.files, classes)
+        n += len(shard)
+    return Evaluation.from_dict(scores.result(classes, n))
 
 
 RUNNERS = {"train": run_train, "serve": run_serve}
