@@ -141,7 +141,8 @@ def test_warm_start_fine_tunes_the_champion(trained: Path, shapes: Path, tmp_pat
     settings = {**FAST_TRAINING, "epochs": 1, "learning_rate": 1e-6, "trained_on": "shapes/again"}
     warm = algorithm.run_train(Invocation("train", inputs, {"model": tmp_path / "warm"},
                                           {**settings, "warm_start": True}))
-    cold = algorithm.run_train(Invocation("train", inputs, {"model": tmp_path / "cold"}, settings))
+    cold = algorithm.run_train(Invocation("train", inputs, {"model": tmp_path / "cold"},
+                                          {**settings, "warm_start": "false"}))  # as SageMaker passes it
     champion = json.loads((trained / TRAIN_METRICS_FILE).read_text())
     assert warm["initial_weights"] == "champion (trained on shapes/train)"
     assert warm["val_accuracy"] == pytest.approx(champion["val_accuracy"], abs=0.05) and warm["val_accuracy"] > 0.9
