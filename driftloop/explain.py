@@ -94,13 +94,16 @@ def _gradient_function(model: Any) -> Callable[[np.ndarray, np.ndarray], Any]:
     """``(points, classes) -> d output[class] / d point`` per row: one ``tf.function`` per model, traced once.
 
     Its input signature leaves the batch open, so a short last batch reuses the trace; it wraps a
-    ``partial`` (no shared code object), so TensorFlow counts each model's traces on their own.
+    ``partial`` (no shared code object), so TensorFlow counts each model's traces on their own. The
+    partial holds the model weakly: a strong reference from the cached value would keep every model
+    a process ever explained (and its traced graph) alive.
     """
     if model not in _GRADIENTS:
         import tensorflow as tf
 
         signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32), tf.TensorSpec([None], tf.int32)]
-        _GRADIENTS[model] = tf.function(functools.partial(_class_gradients, model), input_signature=signature)
+        call = functools.partial(_class_gradients, weakref.proxy(model))
+        _GRADIENTS[model] = tf.function(call, input_signature=signature)
     return _GRADIENTS[model]
 
 
