@@ -23,6 +23,7 @@ BENCHMARKS = {
     "simulate": "bench.main_job",
     "synth": "bench.synth",
     "accuracy_estimation": "bench.accuracy_estimation",
+    "warm_start": "bench.warm_start",
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from bench import fixtures, harm_agreement
 from bench.common import BenchOptions, Result, load_average, run_measured, table
+from driftloop.simulation import TIMINGS_FILE
 
 GROWTH_EPOCHS = 3
 SEED_HEADLINE = "drift at stage-3 (accuracy 97% -> 92.8%) and stage-5; Noisy missed"
@@ -40,6 +41,37 @@ def _trainings(workdir: Path) -> dict[str, Any]:
         "val_accuracy": [round(m["val_accuracy"], 3) for m in metrics],
         "n_train": metrics[0]["n_train"] if metrics else 0,
     }
+
+
+def _phases(workdir: Path) -> list[dict[str, Any]]:
+    """The simulation's own time split (``timings.json``): each phase, and for a serve run its retrain's share."""
+    timings = json.loads((workdir / TIMINGS_FILE).read_text())
+    steps = [t for t in timings["phases"] if t["within"]]
+
+    def inside(run: str | None, name: str | None = None) -> tuple[float, float]:
+        chosen = [t for t in steps if run is not None and t["within"] == run and name in (None, t["name"])]
+        return round(sum(t["wall_s"] for t in chosen), 2), round(sum(t["cpu_s"] for t in chosen), 2)
+
+    rows = []
+    for phase in (t for t in timings["phases"] if not t["within"]):
+        train_run = phase["notes"].get("train_run")
+        retrain = inside(train_run) if "serve_run" in phase["notes"] else (0.0, 0.0)
+        fit = inside(train_run, "train/train_model")
+        rows.append({"phase": phase["name"], "wall_s": phase["wall_s"], "cpu_s": phase["cpu_s"],
+                     "retrain_wall_s": retrain[0], "fit_wall_s": fit[0], "fit_cpu_s": fit[1]})
+    rows.append({"phase": "total (the process, imports included)", **timings["total"], "retrain_wall_s": None,
+                 "fit_wall_s": round(sum(r["fit_wall_s"] for r in rows), 2),
+                 "fit_cpu_s": round(sum(r["fit_cpu_s"] for r in rows), 2)})
+    return rows
+
+
+def _phase_table(rows: list[dict[str, Any]], what: str) -> str:
+    return table(
+        ("phase", "wall s", "CPU s", "CPU / wall", "of which retrain, wall s", "of which fit, wall s (CPU s)"),
+        [(r["phase"], r["wall_s"], r["cpu_s"], f"{r['cpu_s'] / r['wall_s']:.2f}" if r["wall_s"] else "-",
+          r["retrain_wall_s"] or "-", f"{r['fit_wall_s']} ({r['fit_cpu_s']})" if r["fit_wall_s"] else "-")
+         for r in rows],
+        f"Where the time of the {what} run goes (from its timings.json)")
 
 
 def _timeline(workdir: Path) -> list[dict[str, Any]]:
@@ -94,6 +126,7 @@ def run(options: BenchOptions) -> Result:
             scaled = data if scale == 1 else fixtures.dataset(options.workdir, options.seed, "blog", scale)
             rows.append(_simulate_capped(options, scaled, f"{scale}x blog, {GROWTH_EPOCHS} epochs", GROWTH_EPOCHS)[0])
     timeline = _timeline(workdir)
+    phases = _phases(workdir)
     agreement = harm_agreement.study(workdir)
     tables = [
         table(("run", "wall s", "peak MB (largest process)", "peak MB (tree)", "train images", "trainings",
@@ -109,7 +142,8 @@ def run(options: BenchOptions) -> Result:
                 t["retrained_on"] or "-", "-" if t["accuracy"] is None else f"{100 * t['accuracy']:.1f}%")
                for t in timeline],
               f"Timeline of the {'quick' if options.quick else 'default'} run (seed blog: {SEED_HEADLINE})"),
+        _phase_table(phases, "quick" if options.quick else "default"),
         *harm_agreement.tables(agreement),
     ]
-    return Result({"runs": rows, "timeline": timeline, "growth_epochs": GROWTH_EPOCHS,
+    return Result({"runs": rows, "timeline": timeline, "phases": phases, "growth_epochs": GROWTH_EPOCHS,
                    "seed_headline": SEED_HEADLINE, "harm_agreement": agreement}, tables)

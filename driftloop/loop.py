@@ -124,7 +124,7 @@ def plan_run(stores: Stores, pipeline_name: PipelineName, *, run_id: str, time: 
     start = {name: value for name, value in start.items() if name != STARTED_BY_KEY}
     check_start(pipeline, start)
     current = read_record(stores.params, stores.names.train_latest, TrainRecord)
-    required = {a for s in pipeline.steps for a in s.input_artifacts() if a not in s.only_if}
+    required = {a for s in pipeline.steps for a in s.required_artifacts()}
     if current is None and required & set(pipeline.resolved_artifacts()):
         raise NoModel(
             f"there is no trained model yet ({stores.names.train_latest} in {stores.params.describe()} holds no "

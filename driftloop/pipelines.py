@@ -46,6 +46,13 @@ class ComponentIO:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     job: JobKind = JobKind.PROCESSING
+    # Input channels a run may lack (its artifact is not in the plan, e.g. no champion yet): the
+    # local runner leaves them out, the state machine starts the job without that channel.
+    optional: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not set(self.optional) <= set(self.inputs):
+            raise ValueError(f"optional channels {self.optional} must be among the inputs {self.inputs}")
 
 
 # What each component reads and writes in each mode. The component entrypoints build their
@@ -53,8 +60,9 @@ class ComponentIO:
 COMPONENT_IO: Final[dict[tuple[Component, Mode], ComponentIO]] = {
     (Component.PROCESSING, "train"): ComponentIO(inputs=("train", "val"), outputs=("train", "val")),
     (Component.PROCESSING, "serve"): ComponentIO(inputs=("batch",), outputs=("batch",)),
+    # ``champion``: the current model, which a retrain starts from with ``TrainingConfig.warm_start``.
     (Component.ALGORITHM, "train"): ComponentIO(
-        inputs=("train", "val"), outputs=("model",), job=JobKind.TRAINING
+        inputs=("train", "val", "champion"), outputs=("model",), job=JobKind.TRAINING, optional=("champion",)
     ),
     (Component.ALGORITHM, "serve"): ComponentIO(inputs=("data", "model"), outputs=("predictions",)),
     (Component.MONITORING, "train"): ComponentIO(inputs=("train", "model"), outputs=("detector",)),
@@ -123,6 +131,16 @@ class Step:
     def input_artifacts(self) -> tuple[str, ...]:
         return tuple(a for _, a in self.inputs)
 
+    def optional_inputs(self) -> tuple[tuple[str, str], ...]:
+        """(channel, artifact) of the inputs the step runs without when their artifact is absent."""
+        optional = COMPONENT_IO[(self.component, self.mode)].optional
+        return tuple((c, a) for c, a in self.inputs if c in optional)
+
+    def required_artifacts(self) -> tuple[str, ...]:
+        """The inputs a run of this step cannot do without (its ``only_if`` aside)."""
+        optional = {a for _, a in self.optional_inputs()}
+        return tuple(a for a in self.input_artifacts() if a not in optional and a not in self.only_if)
+
     def output_artifacts(self) -> tuple[str, ...]:
         return tuple(a for _, a in self.outputs)
 
@@ -177,7 +195,7 @@ TRAIN_PIPELINE: Final = Pipeline(
             "train_model",
             Component.ALGORITHM,
             "train",
-            inputs=(("train", "train_shards"), ("val", "val_shards")),
+            inputs=(("train", "train_shards"), ("val", "val_shards"), ("champion", "champion_model")),
             outputs=(("model", "model"),),
             run_settings=(("trained_on", "data_name"),),
         ),

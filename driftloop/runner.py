@@ -13,6 +13,7 @@ parameter store: a run killed at any step leaves the store pointing at whole art
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import multiprocessing
@@ -36,6 +37,7 @@ from driftloop.records import ServeRecord, TrainRecord, read_record
 from driftloop.scores import Evaluation
 from driftloop.stores.objects import LocalObjectStore, ObjectStore
 from driftloop.stores.params import ParameterStore, SqliteParameterStore
+from driftloop.timings import Stopwatch
 
 StepHook = Callable[[Pipeline, Step], None]
 
@@ -87,6 +89,7 @@ class LocalSystem:
         objects: ObjectStore | None = None,
         params: ParameterStore | None = None,
         on_step: StepHook | None = None,
+        stopwatch: Stopwatch | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +99,7 @@ class LocalSystem:
         self.names = ParameterNames()
         self.stores = loop.Stores(objects=self.objects, params=self.params, names=self.names)
         self.on_step = on_step
+        self.stopwatch = stopwatch  # times every step, as "<pipeline>/<step>" within the run's id
 
     # ----------------------------------------------------------------- data
     def import_dataset(self, folder: Path, name: str) -> dict[str, str]:
@@ -129,17 +133,22 @@ class LocalSystem:
             if self.on_step is not None:
                 self.on_step(pipeline, step)
             count = step.instance_count(self.settings.instances)
+            absent = {channel for channel, artifact in step.optional_inputs() if artifact not in plan.uri}
             inputs = {channel: self._materialize(artifact, plan.uri[artifact], scratch, local)
-                      for channel, artifact in step.inputs if count == 1 or channel not in step.sharded}
+                      for channel, artifact in step.inputs
+                      if channel not in absent and (count == 1 or channel not in step.sharded)}
             outputs = {channel: scratch / "out" / artifact for channel, artifact in step.outputs}
             for folder in outputs.values():
                 folder.mkdir(parents=True, exist_ok=True)
             settings = {**self.settings.component(step.component.value).to_dict(), **plan.settings.get(step.name, {})}
             invocation = Invocation(mode=step.mode, inputs=inputs, outputs=outputs, settings=settings)
-            if count == 1:
-                component_runner(step.component, step.mode)(invocation)
-            else:
-                self._run_scaled_out(step, plan, invocation, count, scratch)
+            timed = (self.stopwatch.phase(f"{pipeline.name}/{step.name}", within=plan.run_id)
+                     if self.stopwatch is not None else contextlib.nullcontext())
+            with timed:
+                if count == 1:
+                    component_runner(step.component, step.mode)(invocation)
+                else:
+                    self._run_scaled_out(step, plan, invocation, count, scratch)
             for _channel, artifact in step.outputs:
                 self.objects.upload_dir(outputs[_channel], self.objects.key_from_uri(plan.uri[artifact]))
                 local[artifact] = outputs[_channel]

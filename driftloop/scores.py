@@ -28,6 +28,8 @@ class TrainMetrics(Contract):
     trained_on: str
     config: dict[str, Any]
     history: dict[str, list[float]] = field(default_factory=dict)
+    # Where training started: "random", or "champion (trained on <data>)"; with why, if not the champion.
+    initial_weights: str = "random"
 
 
 @dataclass(frozen=True)

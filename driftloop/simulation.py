@@ -13,6 +13,7 @@ import csv
 import json
 import logging
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,12 +21,16 @@ from typing import Any, Final
 
 from tqdm import tqdm
 
+from driftloop.components import algorithm
 from driftloop.components.entrypoint import Invocation
+from driftloop.components.processing import available_cores
 from driftloop.config import Settings
 from driftloop.drift_report import EstimatedAccuracy
 from driftloop.layout import STAGE_NAMES, data_prefix, simulation_test_set
-from driftloop.pipelines import EVALUATION_FILE, Component
+from driftloop.model_io import load_model
+from driftloop.pipelines import Component
 from driftloop.runner import LocalSystem, component_runner
+from driftloop.timings import Stopwatch
 
 # The seed blog's date; the initial training runs at 10:05 and the first serve run at 11:05.
 SIMULATION_START = datetime(2023, 2, 5, 10, 5, tzinfo=UTC)
@@ -124,32 +129,45 @@ class _Evaluator:
             ))
         return out
 
-    def evaluate(self, model_dir: Path, stage: str, label: str) -> dict[str, float]:
-        out = self.scratch / "evaluations" / label / stage
-        component_runner(Component.ALGORITHM, "serve")(Invocation(
-            mode="serve", inputs={"data": self.processed(stage), "model": model_dir},
-            outputs={"predictions": out}, settings={},
-        ))
-        evaluation = json.loads((out / EVALUATION_FILE).read_text())
-        return {"accuracy": float(evaluation["accuracy"]), "loss": float(evaluation["loss"])}
+    def row(self, model_dir: Path) -> dict[str, dict[str, float]]:
+        """One model on every stage: loaded and compiled once (``algorithm.evaluate``, serve mode's scores)."""
+        loaded = load_model(model_dir)
+        cells = {}
+        for stage in STAGE_NAMES:
+            scores = algorithm.evaluate(loaded, self.processed(stage))
+            if scores.accuracy is None or scores.loss is None:
+                raise ValueError(f"{model_dir} cannot be scored on {stage}: {scores.reason}")
+            cells[stage] = {"accuracy": scores.accuracy, "loss": scores.loss}
+        return cells
+
+
+TIMINGS_FILE: Final = "timings.json"
 
 
 def simulate(options: SimulationOptions) -> SimulationResult:
-    """Run the simulation; the console shows one progress bar and one timeline line per hourly run."""
+    """Run the simulation; the console shows one progress bar and one timeline line per hourly run.
+
+    Each phase's wall and CPU time (and each pipeline step's) goes to ``timings.json``.
+    """
+    clock = Stopwatch()
     n_runs = options.cycles * len(STAGE_NAMES) + 1
     # Steps: the data, the initial training, each hourly run, the accuracy matrix.
     bar = tqdm(total=n_runs + 3, desc="simulation", unit="step", disable=not options.progress)
     bar.set_postfix_str("data")
-    data = ensure_data(options)
+    with clock.phase("data: generate"):
+        data = ensure_data(options)
     state = options.workdir / "state"
     shutil.rmtree(state, ignore_errors=True)  # every simulation starts from an empty system
-    system = LocalSystem(state, settings=options.settings)
-    for stage in STAGE_NAMES:
-        system.import_dataset(data / stage, stage)
+    system = LocalSystem(state, settings=options.settings, stopwatch=clock)
+    with clock.phase("data: import"):
+        for stage in STAGE_NAMES:
+            system.import_dataset(data / stage, stage)
     bar.update()
 
     bar.set_postfix_str("initial training on original")
-    first = system.train(data_prefix("original", "train"), data_prefix("original", "val"), when=SIMULATION_START)
+    with clock.phase("initial training") as notes:
+        first = system.train(data_prefix("original", "train"), data_prefix("original", "val"), when=SIMULATION_START)
+        notes["train_run"] = first.run_id
     bar.update()
     for line in timeline_header():
         tqdm.write(line)
@@ -160,7 +178,11 @@ def simulate(options: SimulationOptions) -> SimulationResult:
         test_key = simulation_test_set(position)
         test_set = test_key.split("/")[1]
         bar.set_postfix_str(f"{when:%H:%M} serve on {test_set}")
-        outcome = system.serve(test_key, when=when)
+        with clock.phase(f"serve {when:%H:%M} {test_set}") as notes:
+            outcome = system.serve(test_key, when=when)
+            notes["serve_run"] = outcome.record.run_id
+            if outcome.retrain is not None:
+                notes["train_run"] = outcome.retrain.run_id
         if outcome.retrain is not None:
             models[outcome.retrain.run_id] = _label(outcome.retrain.stage or "?", models)
         rows.append(RunRow(
@@ -187,14 +209,19 @@ def simulate(options: SimulationOptions) -> SimulationResult:
         bar.update()
 
     bar.set_postfix_str("accuracy matrix")
-    matrix = _accuracy_matrix(system, data, models, options.workdir)
+    with clock.phase("final evaluation"):
+        matrix = _accuracy_matrix(system, data, models, options.workdir)
     bar.update()
     bar.close()
     rows = [_with_drop(row, matrix) for row in rows]
     result = SimulationResult(runs=rows, matrix=matrix, workdir=options.workdir,
                               models={label: run_id for run_id, label in models.items()})
-    write_outputs(result, system)
-    print(f"wrote {options.workdir / 'simulation.json'}, accuracy_matrix.csv and report.html")
+    with clock.phase("report"):
+        write_outputs(result, system)
+    clock.write(options.workdir / TIMINGS_FILE)
+    log.info("phases (wall s / CPU s): %s", "; ".join(
+        f"{t.name} {t.wall_s:.1f}/{t.cpu_s:.1f}" for t in clock.records if not t.within))
+    print(f"wrote {options.workdir / 'simulation.json'}, accuracy_matrix.csv, report.html and {TIMINGS_FILE}")
     return result
 
 
@@ -211,15 +238,19 @@ def _label(stage: str, models: dict[str, str]) -> str:
 
 def _accuracy_matrix(system: LocalSystem, data: Path, models: dict[str, str], workdir: Path,
                      ) -> dict[str, dict[str, dict[str, float]]]:
+    """Every model on every stage's test set; one model per core at a time (the scores do not depend on it)."""
     scratch = workdir / "evaluation"
     shutil.rmtree(scratch, ignore_errors=True)
     evaluator = _Evaluator(system, data, scratch)
-    matrix: dict[str, dict[str, dict[str, float]]] = {}
+    for stage in STAGE_NAMES:  # before the threads: each stage is processed once
+        evaluator.processed(stage)
+    folders = {}
     for run_id, label in models.items():
-        model_dir = scratch / "models" / label
-        system.objects.download_dir(f"runs/train/{run_id}/model", model_dir)
-        matrix[label] = {stage: evaluator.evaluate(model_dir, stage, label) for stage in STAGE_NAMES}
-    return matrix
+        folders[label] = scratch / "models" / label
+        system.objects.download_dir(f"runs/train/{run_id}/model", folders[label])
+    with ThreadPoolExecutor(max_workers=available_cores()) as pool:
+        rows = list(pool.map(evaluator.row, folders.values()))
+    return dict(zip(folders, rows, strict=True))
 
 
 def _with_drop(row: RunRow, matrix: dict[str, dict[str, dict[str, float]]]) -> RunRow:

@@ -59,8 +59,10 @@ def run_settings_path(step: Step) -> str:
     return f"$.plan.settings.{step.name}"
 
 
-def state_name(step: Step) -> str:
-    return "".join(part.title() for part in step.name.split("_"))
+def state_name(step: Step, without: tuple[str, ...] = ()) -> str:
+    """``train_model`` -> ``TrainModel``; the job without optional channels: ``TrainModelWithoutChampion``."""
+    name = "".join(part.title() for part in step.name.split("_"))
+    return name + ("Without" + "".join(channel.title() for channel in without) if without else "")
 
 
 def job_name_prefix(pipeline: Pipeline, step: Step) -> str:
@@ -101,12 +103,21 @@ class JobStates:
         self.images = images
         self.role = role
 
-    def job(self, step: Step) -> sfn.TaskStateBase | sfn.CustomState:
-        if step.job is JobKind.TRAINING:
-            return self._training_job(step)
-        return sfn.CustomState(self.scope, state_name(step), state_json=self.processing_job_json(step))
+    def job(self, step: Step, without: tuple[str, ...] = ()) -> sfn.TaskStateBase | sfn.CustomState:
+        """The step's job state; ``without`` names optional input channels it starts without.
 
-    def processing_job_json(self, step: Step) -> dict[str, Any]:
+        SageMaker refuses an input channel whose S3 prefix holds nothing, so a run whose plan lacks
+        an optional input (no champion yet) needs a job request without that channel.
+        """
+        optional = {channel for channel, _ in step.optional_inputs()}
+        if not set(without) <= optional:
+            raise ValueError(f"step {step.name}: only its optional channels {sorted(optional)} may be left out")
+        if step.job is JobKind.TRAINING:
+            return self._training_job(step, without)
+        state_json = self.processing_job_json(step, without)
+        return sfn.CustomState(self.scope, state_name(step, without), state_json=state_json)
+
+    def processing_job_json(self, step: Step, without: tuple[str, ...] = ()) -> dict[str, Any]:
         resources = resources_for(self.config, self.pipeline, step)
         settings = json.dumps(self.config.component_settings(step.component), separators=(",", ":"), sort_keys=True)
         if len(settings) > 256:
@@ -124,6 +135,7 @@ class JobStates:
                 },
             }
             for channel, artifact in step.inputs
+            if channel not in without
         ]
         outputs = [
             {
@@ -176,14 +188,14 @@ class JobStates:
             {"Key": "driftloop:step", "Value": step.name},
         ]
 
-    def _training_job(self, step: Step) -> tasks.SageMakerCreateTrainingJob:
+    def _training_job(self, step: Step, without: tuple[str, ...]) -> tasks.SageMakerCreateTrainingJob:
         resources = resources_for(self.config, self.pipeline, step)
         image = self.images[step.component]
         (artifact,) = step.output_artifacts()
         hyperparameters = {k: str(v) for k, v in self.config.component_settings(step.component).items()}
         return tasks.SageMakerCreateTrainingJob(
             self.scope,
-            state_name(step),
+            state_name(step, without),
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             training_job_name=sfn.JsonPath.format(f"{job_name_prefix(self.pipeline, step)}-{{}}", sfn.JsonPath.uuid()),
             # Its S3 locations are JSON paths: CDK would grant S3 on "*". The role's own policy suffices.
@@ -204,6 +216,7 @@ class JobStates:
                     ),
                 )
                 for channel, source in step.inputs
+                if channel not in without
             ],
             output_data_config=tasks.OutputDataConfig(
                 s3_output_location=tasks.S3Location.from_json_expression(artifact_path(artifact))
@@ -299,13 +312,15 @@ def add_error_handling(
     """Retry quota errors; start the job again after throttling or a capacity error; else ``on_failure``.
 
     A retry of the same state evaluates the job name again, so every attempt has a fresh name.
-    The loop counts its attempts in ``$.attempts.<step>.n`` (set to 0 by the plan state).
+    The loop counts its attempts in ``$.attempts.<step>.n`` (set to 0 by the plan state); the
+    states it adds are named after the job's state (a step may have two: with and without an
+    optional channel).
     """
     job.add_retry(
         errors=list(QUOTA_ERRORS), interval=Duration.seconds(int(QUOTA_RETRY["interval_s"])),
         max_attempts=int(QUOTA_RETRY["max_attempts"]), backoff_rate=float(QUOTA_RETRY["backoff_rate"]),
     )
-    name = state_name(step)
+    name = job.state_id
     counter = f"$.attempts.{step.name}.n"
     attempts_left = sfn.Condition.number_less_than(counter, config.capacity_retries)
 

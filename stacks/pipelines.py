@@ -21,6 +21,7 @@ is written on that path. Each Lambda's payload is built from its event contract'
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from aws_cdk import Duration
@@ -34,7 +35,7 @@ from constructs import Construct
 
 from driftloop import loop
 from driftloop.contracts import Contract, field_names
-from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline
+from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
 from stacks.config import DeploymentConfig
 from stacks.control_steps import ControlStepFunctions
 from stacks.jobs import JobStates, add_error_handling, artifact_path, state_machine_timeout_minutes, state_name
@@ -64,6 +65,12 @@ def payload(contract: type[Contract], **values: Any) -> sfn.TaskInput:
 def outcome_state(scope: Construct, construct_id: str, **values: Any) -> sfn.Pass:
     """A ``$.outcome`` (``driftloop.loop.RetrainOutcome``) of the serve run's retrain decision."""
     return sfn.Pass(scope, construct_id, parameters=fields_of(loop.RetrainOutcome, values), result_path="$.outcome")
+
+
+def _all_present(artifacts: Iterable[str]) -> sfn.Condition:
+    """True when the run's plan names every one of these artifacts."""
+    present = [sfn.Condition.is_present(artifact_path(a)) for a in artifacts]
+    return sfn.Condition.and_(*present) if len(present) > 1 else present[0]
 
 
 class PipelineStateMachines(Construct):
@@ -171,22 +178,32 @@ class PipelineStateMachines(Construct):
     def _steps(
         self, scope: Construct, jobs: JobStates, then: sfn.IChainable, on_failure: sfn.IChainable
     ) -> sfn.IChainable:
-        """The pipeline's steps in order, each a job; a step with ``only_if`` sits behind a Choice."""
+        """The pipeline's steps in order, each a job; a step with ``only_if`` sits behind a Choice.
+
+        A step with optional inputs is two jobs behind a Choice: with every channel when the plan
+        has their artifacts, else without them (e.g. the first training, which has no champion).
+        """
         entry = then
         for step in reversed(jobs.pipeline.steps):
-            job = jobs.job(step)
-            add_error_handling(scope, job, step=step, config=self.config, on_failure=on_failure)
-            job.next(entry)
-            if step.only_if:
-                present = [sfn.Condition.is_present(artifact_path(a)) for a in step.only_if]
-                entry = (
-                    sfn.Choice(scope, f"{state_name(step)}?")
-                    .when(sfn.Condition.and_(*present) if len(present) > 1 else present[0], job)
-                    .otherwise(entry)
+            job = self._job(scope, jobs, step, (), entry, on_failure)
+            optional = step.optional_inputs()
+            if optional:
+                without = tuple(channel for channel, _ in optional)
+                job = (
+                    sfn.Choice(scope, f"{state_name(step)}With{''.join(c.title() for c in without)}?")
+                    .when(_all_present(a for _, a in optional), job)
+                    .otherwise(self._job(scope, jobs, step, without, entry, on_failure))
                 )
-            else:
-                entry = job
+            if step.only_if:
+                job = sfn.Choice(scope, f"{state_name(step)}?").when(_all_present(step.only_if), job).otherwise(entry)
+            entry = job
         return entry
+
+    def _job(self, scope: Construct, jobs: JobStates, step: Step, without: tuple[str, ...], then: sfn.IChainable,
+             on_failure: sfn.IChainable) -> sfn.IChainable:
+        job = jobs.job(step, without)
+        add_error_handling(scope, job, step=step, config=self.config, on_failure=on_failure)
+        return job.next(then)
 
     def _jobs(self, pipeline: Pipeline, scope: Construct) -> JobStates:
         return JobStates(scope, pipeline=pipeline, config=self.config, images=self.images, role=self.sagemaker_role)

@@ -114,7 +114,8 @@ BOTH = DecisionPolicy(rule="drift_and_harm", harm_threshold_points=10)
     (HARM, True, 10.0, True, "harm", "harm on stage-4: estimated drop 10.0 points >= 10"),
     (HARM, True, 9.9, False, None, "no harm: estimated drop 9.9 points < 10"),
     (BOTH, True, 12.0, True, "drift_and_harm", "drift and harm on stage-4: smallest p-value 1e-06 < threshold "
-                                               "0.00156, KS distance 0.300 >= floor 0.1; estimated drop 12.0 points >= 10"),
+                                               "0.00156, KS distance 0.300 >= floor 0.1; "
+                                               "estimated drop 12.0 points >= 10"),
     (BOTH, True, 4.0, False, None, "drift but no harm: smallest p-value 1e-06 < threshold 0.00156, "
                                    "KS distance 0.300 >= floor 0.1; estimated drop 4.0 points < 10"),
     (BOTH, False, 30.0, False, None, "harm but no drift: smallest p-value 0.2 >= threshold 0.00156; "

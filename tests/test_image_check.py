@@ -37,6 +37,15 @@ def test_an_input_nothing_provides_fails_with_its_name() -> None:
         image_check.in_data_order([_job("Evaluate", ("champion_model",), ("eval",))], {"raw"})
 
 
+def test_a_step_with_an_optional_channel_runs_with_it_when_the_run_has_its_artifact() -> None:
+    jobs = [_job("Process", ("raw",), ("shards",)), _job("Train", ("shards", "champion_model"), ("model",)),
+            _job("TrainWithoutChampion", ("shards",), ("model",)), _job("Evaluate", ("champion_model",), ("eval",))]
+    first, skipped = image_check.runnable_jobs(jobs, {"raw"})
+    assert [j.state for j in first] == ["Process", "TrainWithoutChampion"] and skipped == ["Evaluate"]
+    retrain, skipped = image_check.runnable_jobs(jobs, {"raw", "champion_model"})
+    assert [j.state for j in retrain] == ["Process", "Train", "Evaluate"] and skipped == []
+
+
 def test_the_environment_is_rendered_from_the_plans_run_settings() -> None:
     inputs = Inputs(external={}, resolved={}, run_settings={"learn": {"trained_on": "data_name", "run_id": "run_id"}})
     job = _job("Learn", (), (), {"PLAIN": "1", "SETTINGS.$": "States.JsonToString($.plan.settings.learn)"})

@@ -590,6 +590,26 @@ def in_data_order(jobs: Sequence[Job], available: Iterable[str]) -> list[Job]:
     return ordered
 
 
+def runnable_jobs(jobs: Sequence[Job], sources: Iterable[str]) -> tuple[list[Job], list[str]]:
+    """The jobs a run with these sources executes, and the states it skips.
+
+    A job runs when a source or another job provides every input. A step with an optional channel
+    is two jobs that write the same artifacts (with and without the channel); the state machine's
+    Choice takes the one with every channel when the run has their artifacts, and so does this.
+    """
+    have = set(sources)
+    produced = {c.artifact for job in jobs for c in job.outputs}
+    possible = [job for job in jobs if all(c.artifact in have or c.artifact in produced for c in job.inputs)]
+    chosen: dict[tuple[str, ...], Job] = {}
+    for job in possible:
+        writes = tuple(c.artifact for c in job.outputs)
+        if writes not in chosen or len(job.inputs) > len(chosen[writes].inputs):
+            chosen[writes] = job
+    runnable = [job for job in possible if chosen[tuple(c.artifact for c in job.outputs)] is job]
+    skipped = [job.state for job in jobs if tuple(c.artifact for c in job.outputs) not in chosen]
+    return runnable, skipped
+
+
 def run_pipeline(
     engine: Engine,
     jobs: Sequence[Job],
@@ -607,9 +627,7 @@ def run_pipeline(
     sources: dict[str, Path] = {artifact: start[field] for artifact, field in inputs.external.items()}
     if record is not None:
         sources.update({artifact: record[field] for artifact, field in inputs.resolved.items() if field in record})
-    produced = {c.artifact for job in jobs for c in job.outputs}
-    runnable = [job for job in jobs if all(c.artifact in sources or c.artifact in produced for c in job.inputs)]
-    skipped = [job.state for job in jobs if job not in runnable]
+    runnable, skipped = runnable_jobs(jobs, sources)
     if record is not None and skipped:
         raise CheckFailed(f"{label}: jobs {skipped} read inputs that neither a job nor the train record provides")
     ordered = in_data_order(runnable, sources)

@@ -17,7 +17,7 @@ import csv
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,15 @@ import numpy as np
 from driftloop.accuracy_estimate import CALIBRATION_FILE, calibrate
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.config import TrainingConfig
-from driftloop.model_io import PREDICT_BATCH, ModelNotFound, forward_pass, load_model, save_model
+from driftloop.model_io import (
+    PREDICT_BATCH,
+    LoadedModel,
+    ModelNotFound,
+    forward_pass,
+    load_model,
+    resolve_model_dir,
+    save_model,
+)
 from driftloop.models import ARCHITECTURES, build_model
 from driftloop.pipelines import EVALUATION_FILE, PREDICTIONS_FILE, TRAIN_METRICS_FILE, Component
 from driftloop.scores import Evaluation, TrainMetrics
@@ -45,7 +53,9 @@ _EPSILON = 1e-7
 # stops 3 of those 5 (Original 40 -> 29 epochs twice, Stage-4 40 -> 35; 257 -> 230 epochs in all)
 # with every decision and every hourly accuracy unchanged (one matrix cell moved by one image);
 # 0.01 stops more (191 epochs) but its Stage-2 model misses the drift on Stage-3 (88 %, unflagged).
-# Stage-2 and Noisy still reach the cap: their validation loss is still falling.
+# From random weights Stage-2 and Noisy still reached the cap (their validation loss was still
+# falling); with warm start (the default since) no training of the default simulation does: 29, 35,
+# 29, 16, 29, 33 and 8 epochs, 179 in all (docs/benchmarks.md section 4).
 MIN_DELTA = 0.003
 
 
@@ -110,12 +120,7 @@ def run_train(invocation: Invocation) -> dict[str, Any]:
 
     _seed(config)
     started = time.perf_counter()
-    model = build_model(
-        config.architecture,
-        image_size=train.images.shape[1],
-        n_classes=len(classes),
-        weights_path=config.weights_path,
-    )
+    model, initial_weights = _initial_model(config, invocation.inputs.get("champion"), classes, train.images.shape[1])
     model.compile(
         optimizer=tf.keras.optimizers.Adam(config.learning_rate),
         loss="categorical_crossentropy",
@@ -151,6 +156,7 @@ def run_train(invocation: Invocation) -> dict[str, Any]:
         "trained_on": config.trained_on,
         "config": config.to_dict(),
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+        "initial_weights": initial_weights,
     }
     out = invocation.outputs["model"]
     save_model(model, classes, out)
@@ -158,8 +164,9 @@ def run_train(invocation: Invocation) -> dict[str, Any]:
     (out / TRAIN_METRICS_FILE).write_text(TrainMetrics.from_dict(metrics).to_json(indent=2))
     _write_calibration(model, x_val, val.labels, config.batch_size, out)
     log.info(
-        "trained %s on %d images: val_accuracy %.3f, val_loss %.3f, %d epochs (best %d), %.1f s",
-        config.architecture, len(train), val_accuracy, val_loss, metrics["epochs"], metrics["best_epoch"], wall_time,
+        "trained %s on %d images from %s weights: val_accuracy %.3f, val_loss %.3f, %d epochs (best %d), %.1f s",
+        config.architecture, len(train), initial_weights, val_accuracy, val_loss, metrics["epochs"],
+        metrics["best_epoch"], wall_time,
     )
     return metrics
 
@@ -175,6 +182,38 @@ def _write_calibration(model: Any, x_val: np.ndarray, labels: np.ndarray, batch_
     calibration.write(out / CALIBRATION_FILE)
     log.info("accuracy estimate calibrated on %d validation images: accuracy %.3f, mean confidence %.3f",
              calibration.n, calibration.accuracy, calibration.average_confidence)
+def _initial_model(config: TrainingConfig, champion_dir: Path | None, classes: list[str], image_size: int,
+                   ) -> tuple[Any, str]:
+    """The model to train and where its weights come from: the champion's (``warm_start``) or random.
+
+    A champion is used only if it is the same architecture for the same classes (in the same order)
+    and image size; otherwise training starts from random weights and the reason is recorded.
+    """
+    def fresh(why: str = "") -> tuple[Any, str]:
+        model = build_model(config.architecture, image_size=image_size, n_classes=len(classes),
+                            weights_path=config.weights_path)
+        return model, f"random ({why})" if why else "random"
+
+    if not config.warm_start or champion_dir is None or not champion_dir.exists():
+        return fresh()
+    try:
+        champion = load_model(champion_dir)
+    except ModelNotFound:
+        return fresh("no champion model in its channel")
+    model = champion.model
+    if model.name != config.architecture:
+        return fresh(f"the champion is a {model.name}, not a {config.architecture}")
+    if champion.classes != classes:
+        return fresh(f"the champion's classes {champion.classes} are not the data's {classes}")
+    if tuple(model.input_shape[1:3]) != (image_size, image_size):
+        return fresh(f"the champion takes {model.input_shape[1:3]} images, the data is {image_size} px")
+    trained_on = _champion_trained_on(champion_dir)
+    return model, f"champion (trained on {trained_on})" if trained_on else "champion"
+
+
+def _champion_trained_on(champion_dir: Path) -> str:
+    path = resolve_model_dir(champion_dir) / TRAIN_METRICS_FILE
+    return TrainMetrics.from_json(path.read_text()).trained_on if path.exists() else ""
 
 
 @dataclass
@@ -233,17 +272,15 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     evaluation = _Evaluation(np.zeros((len(classes), len(classes)), dtype=np.int64))
 
     out.mkdir(parents=True, exist_ok=True)
-    predict = forward_pass(loaded.model, PREDICT_BATCH)
     n, labelled = 0, False
     with (out / hosts.part_name(PREDICTIONS_FILE)).open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "predicted_class", "confidence", *(f"p_{name}" for name in classes)])
-        for shard in iter_shards(data_dir) if data_dir.is_dir() else ():
-            probabilities = predict(shard.images).astype(np.float64)
+        for shard, labels, probabilities in _predicted(loaded, data_dir):
             predicted = probabilities.argmax(axis=1)
             for file, index, row in zip(shard.files, predicted, probabilities, strict=True):
                 writer.writerow([str(file), classes[index], f"{row[index]:.6f}", *(f"{p:.6f}" for p in row)])
-            evaluation.add(remap_labels(shard.labels, shard.classes, classes), probabilities, shard.files, classes)
+            evaluation.add(labels, probabilities, shard.files, classes)
             n += len(shard)
             labelled = labelled or bool(shard.classes)
 
@@ -256,6 +293,30 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
              result.get("evaluation", "none (unlabelled input)"))
     (out / hosts.part_name(PREDICTION_SUMMARY_FILE)).write_text(json.dumps(result, indent=2))
     return result
+
+
+def _predicted(loaded: LoadedModel, data_dir: Path) -> Iterator[tuple[Shard, np.ndarray, np.ndarray]]:
+    """Each shard of ``data_dir`` with its labels as the model's class indices and its probabilities (float64)."""
+    predict = forward_pass(loaded.model, PREDICT_BATCH)
+    for shard in iter_shards(data_dir) if data_dir.is_dir() else ():
+        labels = remap_labels(shard.labels, shard.classes, loaded.classes)
+        yield shard, labels, predict(shard.images).astype(np.float64)
+
+
+def evaluate(loaded: LoadedModel, data_dir: Path) -> Evaluation:
+    """Accuracy and loss of a loaded model on a labelled processed folder: serve mode's scores, no files.
+
+    For callers that score one model on many folders (the simulation's accuracy matrix): the model
+    is loaded, and its forward pass compiled, once.
+    """
+    _read_processed(data_dir, "data")
+    classes = loaded.classes
+    scores = _Evaluation(np.zeros((len(classes), len(classes)), dtype=np.int64))
+    n = 0
+    for shard, labels, probabilities in _predicted(loaded, data_dir):
+        scores.add(labels, probabilities, shard.files, classes)
+        n += len(shard)
+    return Evaluation.from_dict(scores.result(classes, n))
 
 
 RUNNERS = {"train": run_train, "serve": run_serve}

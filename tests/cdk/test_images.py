@@ -42,8 +42,12 @@ def test_make_images_reads_every_sagemaker_job_with_its_container_paths(synthesi
     pipelines = image_check.read_pipelines(synthesized.outdir)
     assert set(pipelines) == {"train", "serve"}
     assert {job.component for jobs in pipelines.values() for job in jobs} == {c.value for c in Component}
-    training = [job for job in pipelines["train"] if job.kind == "training"]
-    assert len(training) == 1 and training[0].arguments == ("train",) and training[0].entrypoint is None
+    # The training step is two jobs: with the champion's channel, and without it (the first training).
+    training = {job.state: job for job in pipelines["train"] if job.kind == "training"}
+    assert set(training) == {"TrainModel", "TrainModelWithoutChampion"}
+    assert all(job.arguments == ("train",) and job.entrypoint is None for job in training.values())
+    channels = {state: [c.container_path.name for c in job.inputs] for state, job in training.items()}
+    assert channels == {"TrainModel": ["train", "val", "champion"], "TrainModelWithoutChampion": ["train", "val"]}
     for jobs in pipelines.values():
         for job in jobs:
             for channel in (*job.inputs, *job.outputs):

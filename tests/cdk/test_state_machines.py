@@ -62,7 +62,9 @@ def test_every_sagemaker_job_is_sync_retries_only_quota_errors_in_place_and_is_c
 ) -> None:
     definition = definitions[name]
     jobs = sagemaker_jobs(definition)
-    assert len(jobs) == len(PIPELINES[name].steps)
+    # One job a step; two for a step with an optional channel (with it and without it).
+    steps = PIPELINES[name].steps
+    assert len(jobs) == len(steps) + sum(bool(step.optional_inputs()) for step in steps)
     for state_name, state in jobs.items():
         assert state["Resource"].endswith(".sync"), state_name
         retried = {error for retry in state.get("Retry", []) for error in retry["ErrorEquals"]}
@@ -168,6 +170,29 @@ def test_the_champion_is_evaluated_only_when_there_is_one(definitions: dict[str,
     )
 
 
+def test_the_training_job_reads_the_champion_only_when_there_is_one(definitions: dict[str, Any]) -> None:
+    """SageMaker refuses a channel on an empty prefix: the first training starts without the champion's."""
+    states = definitions["train"]["States"]
+    choice = states["TrainModelWithChampion?"]
+    assert choice["Choices"] == [{"Variable": "$.plan.uri.champion_model", "IsPresent": True, "Next": "TrainModel"}]
+    assert choice["Default"] == "TrainModelWithoutChampion"
+    assert states["Plan"]["Next"] == "TrainModelWithChampion?" or "TrainModelWithChampion?" in reachable(
+        definitions["train"], states["Plan"]["Next"], follow_catch=False)
+    with_champion, without = states["TrainModel"], states["TrainModelWithoutChampion"]
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri.$"]
+                for c in with_champion["Parameters"]["InputDataConfig"]}
+    assert channels == {"train": "$.plan.uri.train_shards", "val": "$.plan.uri.val_shards",
+                        "champion": "$.plan.uri.champion_model"}
+    assert [c["ChannelName"] for c in without["Parameters"]["InputDataConfig"]] == ["train", "val"]
+    # Otherwise the same job: settings, output, retries, catches and the state after it.
+    differ = {"InputDataConfig", "TrainingJobName.$"}
+    assert {k: v for k, v in with_champion["Parameters"].items() if k not in differ} == {
+        k: v for k, v in without["Parameters"].items() if k not in differ}
+    assert with_champion["Next"] == without["Next"] == "EvaluateChampion?"
+    assert with_champion["Retry"] == without["Retry"]
+    assert [c["ErrorEquals"] for c in with_champion["Catch"]] == [c["ErrorEquals"] for c in without["Catch"]]
+
+
 def test_training_output_feeds_the_later_steps(definitions: dict[str, Any]) -> None:
     states = definitions["train"]["States"]
     train = states["TrainModel"]
@@ -266,11 +291,15 @@ def test_the_execution_timeout_outlasts_every_attempt_of_every_job_and_its_pause
     retries = synthesized.development.config.capacity_retries
     definition = definitions[name]
     states = definition["States"]
-    worst = 0
+    worst: dict[str, int] = {}  # per step (its job name prefix): the two jobs of one step never both run
     for job, state in sagemaker_jobs(definition).items():
         pause = max(s["Seconds"] for n, s in states.items() if n.startswith(f"{job}WaitFor"))
-        worst += state["Parameters"]["StoppingCondition"]["MaxRuntimeInSeconds"] * (1 + retries) + pause * retries
-    assert definition["TimeoutSeconds"] > worst
+        parameters = state["Parameters"]
+        step = parameters.get("ProcessingJobName.$") or parameters["TrainingJobName.$"]
+        cost = parameters["StoppingCondition"]["MaxRuntimeInSeconds"] * (1 + retries) + pause * retries
+        worst[step] = max(worst.get(step, 0), cost)
+    assert len(worst) == len(PIPELINES[name].steps)
+    assert definition["TimeoutSeconds"] > sum(worst.values())
 
 
 def test_throttling_and_capacity_start_the_job_again_but_a_rejected_request_fails_the_run(

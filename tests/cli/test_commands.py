@@ -149,7 +149,7 @@ def test_simulate_shows_one_progress_bar_and_one_line_per_hourly_run(user: Path,
     assert set(out[1]) == {"-", "+"}
     hours = [line.split(" | ")[0] for line in out[2:-1]]
     assert hours == [f"{hour}:05" for hour in range(11, 19)]
-    assert out[-1] == "wrote SIM/simulation.json, accuracy_matrix.csv and report.html"
+    assert out[-1] == "wrote SIM/simulation.json, accuracy_matrix.csv, report.html and timings.json"
     [bar] = lines(done.stderr)
     assert bar.startswith("simulation: 100%") and "11/11" in bar
     assert not TF_NOISE.search(done.stdout + done.stderr)

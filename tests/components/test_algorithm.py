@@ -149,6 +149,47 @@ def test_same_seed_gives_same_weights_and_metrics(shapes: Path, tmp_path: Path) 
     assert all(np.array_equal(a, b) for a, b in zip(first_weights, second_weights, strict=True))
 
 
+@pytest.mark.slow
+def test_warm_start_fine_tunes_the_champion(trained: Path, shapes: Path, tmp_path: Path) -> None:
+    """One epoch at a tiny learning rate keeps the champion's accuracy; from random weights it is chance."""
+    inputs = {"train": shapes / "train", "val": shapes / "val", "champion": trained}
+    settings = {**FAST_TRAINING, "epochs": 1, "learning_rate": 1e-6, "trained_on": "shapes/again"}
+    warm = algorithm.run_train(Invocation("train", inputs, {"model": tmp_path / "warm"},
+                                          {**settings, "warm_start": True}))
+    cold = algorithm.run_train(Invocation("train", inputs, {"model": tmp_path / "cold"},
+                                          {**settings, "warm_start": "false"}))  # as SageMaker passes it
+    champion = json.loads((trained / TRAIN_METRICS_FILE).read_text())
+    assert warm["initial_weights"] == "champion (trained on shapes/train)"
+    assert warm["val_accuracy"] == pytest.approx(champion["val_accuracy"], abs=0.05) and warm["val_accuracy"] > 0.9
+    assert cold["initial_weights"] == "random" and cold["val_accuracy"] < 0.6
+    # The champion's own folder is left as it was.
+    assert json.loads((trained / TRAIN_METRICS_FILE).read_text()) == champion
+
+
+@pytest.mark.slow
+def test_warm_start_without_a_usable_champion_starts_from_random_weights_and_says_why(
+    trained: Path, shapes: Path, tmp_path: Path
+) -> None:
+    settings = {**FAST_TRAINING, "epochs": 1, "warm_start": True}
+    first = algorithm.run_train(Invocation("train", {"train": shapes / "train", "val": shapes / "val"},
+                                           {"model": tmp_path / "first"}, settings))
+    assert first["initial_weights"] == "random"
+    # A champion of other classes (three of the four) cannot start a four-class model.
+    three = [c for c in CLASSES if c != "ring"]
+    write_shape_shards(tmp_path / "train3", n_per_class=4, seed=5, kinds=three)
+    write_shape_shards(tmp_path / "val3", n_per_class=2, seed=6, kinds=three)
+    algorithm.run_train(Invocation("train", {"train": tmp_path / "train3", "val": tmp_path / "val3"},
+                                   {"model": tmp_path / "three"}, {**FAST_TRAINING, "epochs": 1}))
+    other = algorithm.run_train(Invocation("train", {"train": shapes / "train", "val": shapes / "val",
+                                                     "champion": tmp_path / "three"},
+                                           {"model": tmp_path / "other"}, settings))
+    assert other["initial_weights"].startswith("random (the champion's classes")
+    empty = algorithm.run_train(Invocation("train", {"train": shapes / "train", "val": shapes / "val",
+                                                     "champion": tmp_path / "nothing-here"},
+                                           {"model": tmp_path / "empty"}, settings))
+    assert empty["initial_weights"] == "random"
+
+
 # --- evaluation on a model whose outputs are known by hand --------------------------------------
 
 HAND_CLASSES = ["red", "green", "blue"]

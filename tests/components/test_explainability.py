@@ -106,6 +106,48 @@ def test_shap_values_account_for_the_explained_output(world: Path) -> None:
     assert np.array_equal(values, again)
 
 
+def test_shap_values_are_shaps_gradient_explainer_values(world: Path) -> None:
+    """The same draws and arithmetic as ``shap.GradientExplainer``: equal within float32 rounding."""
+    import shap
+
+    model = load_model(world / "model").model
+    train = load_all(world / "train")
+    background, images = train.images[:12].astype(np.float32), train.images[12:17].astype(np.float32)
+    target = np.array([0, 3, 1, 2, 3])
+    values = expected_gradients(model, background, images, target, nsamples=16, seed=7)
+    state = np.random.get_state()
+    try:
+        reference, _ = shap.GradientExplainer(model, background, batch_size=16).shap_values(
+            images, nsamples=16, ranked_outputs=target.reshape(-1, 1), output_rank_order="custom", rseed=7)
+    finally:
+        np.random.set_state(state)
+    reference = np.asarray(reference)[..., 0]
+    assert values.dtype == np.float32 and values.shape == reference.shape
+    np.testing.assert_allclose(values, reference, rtol=0, atol=1e-6 * np.abs(reference).max())
+
+
+def test_explaining_twice_with_one_model_traces_its_gradient_once(world: Path) -> None:
+    """shap's explainer traced a gradient function per class at every call ("triggered retracing")."""
+    import logging
+
+    from driftloop.explain import _gradient_function
+
+    model = load_model(world / "model").model
+    train = load_all(world / "train")
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("tensorflow").addHandler(handler)
+    try:
+        # Two calls, every class, different numbers of images (another batch size each time).
+        expected_gradients(model, train.images[:8], train.images[8:12], np.arange(len(CLASSES)), nsamples=16, seed=0)
+        expected_gradients(model, train.images[:8], train.images[14:17], np.array([3, 0, 2]), nsamples=24, seed=1)
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    assert not [w for w in warnings if "retracing" in w]
+    assert _gradient_function(model).experimental_get_tracing_count() == 1
+
+
 def test_serve_without_an_explainer_says_to_train_first(world: Path, tmp_path: Path) -> None:
     inputs = {"batch": world / "batch", "model": world / "model", "explainer": tmp_path / "none",
               "predictions": world / "predictions"}

@@ -82,6 +82,26 @@ def test_the_same_seed_on_one_machine_writes_byte_identical_results(simulation: 
         simulation.workdir / "accuracy_matrix.csv").read_bytes()
 
 
+def test_timings_split_the_run_by_phase_and_each_phase_by_its_pipeline_steps(simulation: SimulationResult) -> None:
+    timings = json.loads((simulation.workdir / "timings.json").read_text())
+    phases = [p for p in timings["phases"] if not p["within"]]
+    serve_phases = [f"serve {r.time} {r.test_set}" for r in simulation.runs]
+    assert [p["name"] for p in phases] == ["data: generate", "data: import", "initial training", *serve_phases,
+                                           "final evaluation", "report"]
+    steps = [p for p in timings["phases"] if p["within"]]
+    for phase in phases:
+        runs = {phase["notes"][key] for key in ("serve_run", "train_run") if key in phase["notes"]}
+        inside = [s for s in steps if s["within"] in runs]
+        assert phase["wall_s"] >= sum(s["wall_s"] for s in inside) > 0 or not runs, phase
+        if "train_run" in phase["notes"]:
+            assert {s["name"] for s in inside if s["within"] == phase["notes"]["train_run"]} >= {
+                "train/process", "train/train_model", "train/learn_reference", "train/explain_background"}
+    retrains = [p for p in phases if p["name"] in serve_phases and "train_run" in p["notes"]]
+    assert len(retrains) == sum(r.retrained for r in simulation.runs)
+    assert timings["total"]["wall_s"] >= sum(p["wall_s"] for p in phases)
+    assert all(p["cpu_s"] >= 0 for p in timings["phases"])
+
+
 def test_the_readme_results_are_written_from_the_run(simulation: SimulationResult) -> None:
     from driftloop.results_doc import BEGIN, END, Measured, render, replace_section
     from driftloop.simulation import timeline_line
