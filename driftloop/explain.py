@@ -57,6 +57,8 @@ def sample_in_path_order(folder: Path, k: int, seed: int) -> Shard:
     order = sorted(range(len(files)), key=lambda j: path_order(str(files[j])))
     return Shard(np.concatenate([shard.images[i] for shard, i in picked])[order],
                  np.concatenate([shard.labels[i] for shard, i in picked])[order], files[order])
+
+
 # Rows of one gradient call: 4 images' samples at the default ``nsamples`` (a few tens of MB).
 GRADIENT_BATCH = 256
 
