@@ -24,6 +24,7 @@ BENCHMARKS = {
     "synth": "bench.synth",
     "accuracy_estimation": "bench.accuracy_estimation",
     "warm_start": "bench.warm_start",
+    "workers": "bench.workers",
 }
 
 
