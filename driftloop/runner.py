@@ -161,18 +161,21 @@ class LocalSystem:
         output folders, which are then put together as SageMaker uploads them to one prefix."""
         hosts = Hosts.of_job(count)
         folders = {host.current: scratch / f"{step.name}@{host.current}" for host in hosts}
+        # Each sharded channel's prefix and its keys dealt to the hosts, listed once.
+        shares = {}
+        for channel, artifact in step.inputs:
+            if channel in step.sharded:
+                prefix = self.objects.key_from_uri(plan.uri[artifact])
+                shares[channel] = (prefix, shard_by_key(self.objects.list(prefix), count))
         invocations = []
-        for host in hosts:
+        for index, host in enumerate(hosts):
             inputs = dict(invocation.inputs)
             outputs = {channel: folders[host.current] / "out" / channel for channel in invocation.outputs}
-            for channel, artifact in step.inputs:
-                if channel in step.sharded:
-                    prefix = self.objects.key_from_uri(plan.uri[artifact])
-                    keys = shard_by_key(self.objects.list(prefix), count)[hosts.index(host)]
-                    inputs[channel] = folders[host.current] / "in" / channel
-                    inputs[channel].mkdir(parents=True)
-                    for key in keys:
-                        self.objects.get_file(key, inputs[channel] / key[len(prefix):].lstrip("/"))
+            for channel, (prefix, keys_by_host) in shares.items():
+                inputs[channel] = folders[host.current] / "in" / channel
+                inputs[channel].mkdir(parents=True)
+                for key in keys_by_host[index]:
+                    self.objects.get_file(key, inputs[channel] / key[len(prefix):].lstrip("/"))
             for folder in outputs.values():
                 folder.mkdir(parents=True)
             invocations.append(replace(invocation, inputs=inputs, outputs=outputs, hosts=host))

@@ -182,6 +182,8 @@ def _write_calibration(model: Any, x_val: np.ndarray, labels: np.ndarray, batch_
     calibration.write(out / CALIBRATION_FILE)
     log.info("accuracy estimate calibrated on %d validation images: accuracy %.3f, mean confidence %.3f",
              calibration.n, calibration.accuracy, calibration.average_confidence)
+
+
 def _initial_model(config: TrainingConfig, champion_dir: Path | None, classes: list[str], image_size: int,
                    ) -> tuple[Any, str]:
     """The model to train and where its weights come from: the champion's (``warm_start``) or random.

@@ -25,11 +25,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from driftloop import drift
+from driftloop.accuracy_estimate import AccuracyCalibration, estimated_accuracy
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.components.processing import nothing_usable
 from driftloop.config import DriftConfig
@@ -38,9 +39,6 @@ from driftloop.hosts import part_files
 from driftloop.model_io import ModelNotFound, load_model, read_calibration
 from driftloop.pipelines import DRIFT_REPORT_FILE, MANIFEST_FILE, Component
 from driftloop.shards import Shard, ShardSummary, iter_shards, merge_summaries, path_order, read_summary, summary_parts
-
-if TYPE_CHECKING:
-    from driftloop.accuracy_estimate import AccuracyCalibration
 
 log = logging.getLogger("driftloop.monitoring")
 
@@ -187,8 +185,6 @@ def _accuracy_estimate(probabilities: np.ndarray | None, calibration: AccuracyCa
                        ) -> EstimatedAccuracy | None:
     if probabilities is None or calibration is None or not len(probabilities):
         return None
-    from driftloop.accuracy_estimate import estimated_accuracy
-
     found = estimated_accuracy(probabilities, calibration)
     log.info("accuracy without labels: %s", found.summary())
     return found
@@ -262,7 +258,8 @@ def _read_features(folder: Path) -> _BatchFeatures:
     if not paths:
         raise ComponentError(f"no {FEATURES_FILE} in {folder}: run the monitoring component (serve) first")
     parts: list[np.ndarray] = []
-    probabilities: list[np.ndarray] | None = []
+    probability_parts: list[np.ndarray] = []  # of the parts that have rows, in the same order
+    every_part_has_probabilities = True
     calibration_json = ""
     files: list[str] = []
     summaries: dict[str, Any] = {}
@@ -271,11 +268,13 @@ def _read_features(folder: Path) -> _BatchFeatures:
             parts.append(data["features"])
             files.extend(str(f) for f in data["files"])
             summaries.update(json.loads(str(data["summaries"])))
-            if "probabilities" in data and probabilities is not None:
-                probabilities.append(data["probabilities"])
+            if not len(data["features"]):
+                continue
+            if "probabilities" in data:
+                probability_parts.append(data["probabilities"])
                 calibration_json = str(data["calibration"])
-            elif len(data["features"]):  # rows without probabilities: no estimate for the batch
-                probabilities = None
+            else:  # rows without probabilities: no estimate for the batch
+                every_part_has_probabilities = False
     twice = len(files) - len(set(files))
     if twice:
         raise ComponentError(f"{twice} image(s) appear in more than one host's features: the batch was not "
@@ -287,15 +286,11 @@ def _read_features(folder: Path) -> _BatchFeatures:
         raise ComponentError(f"the batch's processing summaries count {summary.n_images} images, its features "
                              f"{len(files)}: a part of the batch is missing")
     order = sorted(range(len(files)), key=lambda i: path_order(files[i]))
-    estimable = bool(probabilities) and bool(calibration_json)
-    calibration = None
-    if estimable:
-        from driftloop.accuracy_estimate import AccuracyCalibration
-
-        calibration = AccuracyCalibration.from_json(calibration_json)
+    calibration = (AccuracyCalibration.from_json(calibration_json)
+                   if every_part_has_probabilities and calibration_json else None)
     return _BatchFeatures(
         features=np.concatenate(parts)[order], files=[files[i] for i in order], summary=summary,
-        probabilities=np.concatenate(probabilities)[order] if estimable and probabilities else None,
+        probabilities=np.concatenate(probability_parts)[order] if calibration is not None else None,
         calibration=calibration,
     )
 
