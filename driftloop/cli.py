@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="folder of images (class subfolders optional); a stage's DATA/<stage>/test retrains "
                             "on that stage's train and val sets on drift, like the simulation")
     serve.add_argument("--workdir", type=Path, required=True)
+    serve.add_argument("--timings", type=Path, metavar="FILE",
+                       help="write the wall and CPU seconds of the run and of each pipeline step to FILE (JSON)")
 
     simulate = commands.add_parser("simulate", parents=[common, settings],
                                    help="the whole loop over the seven stages, on a simulated clock")
@@ -217,14 +219,18 @@ def _train(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from driftloop.components.entrypoint import ComponentError
     from driftloop.runner import LocalSystem
+    from driftloop.timings import Stopwatch
 
     if not args.input.is_dir():
         raise ComponentError(f"--input {args.input} is not a folder of images")
-    system = LocalSystem(args.workdir, settings=load_settings(args.settings))
+    clock = Stopwatch() if args.timings else None
+    system = LocalSystem(args.workdir, settings=load_settings(args.settings), stopwatch=clock)
     batch: Path | str = args.input
     if _is_split_of_data_set(args.input):
         batch = import_data_set(system, args.input.resolve().parent)[args.input.resolve().name]
     print(system.serve(batch).summary())
+    if clock is not None:
+        clock.write(args.timings)
 
 
 def _simulate(args: argparse.Namespace) -> None:

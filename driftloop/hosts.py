@@ -8,12 +8,14 @@ gives each host about 1/N of the objects under the prefix, each object to exactl
 Each host writes its own part of an output, named after the host (``part_name``), so no two hosts
 write the same key; a job on one host writes the plain names, as before scaling existed. Readers
 take every part (``part_files``). The local runner gives its worker processes the same host
-identities and splits the objects with ``shard_by_key``.
+identities, splits the objects with ``shard_by_key`` and gives each worker its own cores
+(``core_shares``), as each instance has its own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,3 +92,16 @@ def shard_by_key(keys: Sequence[str], count: int) -> list[list[str]]:
     """
     ordered = sorted(keys)
     return [ordered[i::count] for i in range(count)]
+
+
+def core_shares(count: int, cores: Sequence[int] | None = None) -> list[tuple[int, ...]]:
+    """The CPU cores of each of ``count`` local hosts: this process's cores (``cores``) dealt out in
+    blocks, at least one per host; with more hosts than cores, hosts share them round-robin."""
+    if cores is None:
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    available = sorted(cores)
+    if count > len(available):
+        return [(available[i % len(available)],) for i in range(count)]
+    size, extra = divmod(len(available), count)
+    starts = [i * size + min(i, extra) for i in range(count + 1)]
+    return [tuple(available[starts[i]:starts[i + 1]]) for i in range(count)]

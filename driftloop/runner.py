@@ -5,7 +5,8 @@ a SQLite parameter store (``parameters.sqlite``, the SSM names). Components run 
 the same ``RUNNERS`` their container entrypoints use, so a local run exercises the component code
 that runs on AWS, without re-importing TensorFlow for every step. A serve step set to scale out
 (``Settings.instances``) runs as SageMaker runs it on that many instances: one worker process per
-host, each with its host identity and its share of the sharded inputs (``driftloop.hosts``).
+host, each with its host identity, its share of the sharded inputs (``driftloop.hosts``) and its
+share of this machine's cores, as N instances would each have their own (``HostWorkers``).
 
 A run writes its artifacts under ``runs/<pipeline>/<run_id>/`` and only then its record in the
 parameter store: a run killed at any step leaves the store pointing at whole artifacts only.
@@ -17,9 +18,10 @@ import contextlib
 import importlib
 import logging
 import multiprocessing
+import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -30,7 +32,7 @@ from driftloop.components.entrypoint import ComponentError, Invocation, Runner
 from driftloop.config import Settings
 from driftloop.decision import RetrainDecision
 from driftloop.drift_report import DriftReport
-from driftloop.hosts import Hosts, shard_by_key
+from driftloop.hosts import Hosts, core_shares, shard_by_key
 from driftloop.layout import SPLITS, ParameterNames, data_prefix
 from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
 from driftloop.records import ServeRecord, TrainRecord, read_record
@@ -68,6 +70,54 @@ def run_on_host(component: Component, invocation: Invocation) -> object:
     """One host of a scaled-out step, in a worker process (its log lines go where the parent's stderr goes)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return component_runner(component, invocation.mode)(invocation)
+
+
+def _pin_to(cores: tuple[int, ...]) -> None:
+    """A host worker's first act: keep to its cores, before any thread (TensorFlow's, a decoder's) starts.
+    (Where the OS has no affinity call, the workers share every core.)"""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+
+
+class HostWorkers:
+    """The worker processes that stand in for a scaled-out step's instances: one per host, each kept to
+    its share of the cores (``core_shares``), so the hosts of a step divide the machine instead of each
+    starting a thread or process per core of it. A worker lives for the whole pipeline run: the hosts of
+    every scaled-out step with the same instance count run in the same workers, which import
+    TensorFlow once, not once per step."""
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[int, int], ProcessPoolExecutor] = {}
+
+    def worker(self, count: int, index: int) -> ProcessPoolExecutor:
+        """The worker of host ``index`` (from 0) of a step on ``count`` hosts, started when first asked for."""
+        if (count, index) not in self._pools:
+            # spawn, not fork: this process may already run TensorFlow's threads.
+            self._pools[count, index] = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_pin_to,
+                initargs=(core_shares(count)[index],))
+        return self._pools[count, index]
+
+    def run(self, component: Component, invocations: Sequence[Invocation]) -> None:
+        """Each invocation on its host's worker, all at once; the first failure is raised once all are done."""
+        running = [self.worker(len(invocations), i).submit(run_on_host, component, invocation)
+                   for i, invocation in enumerate(invocations)]
+        for done in running:
+            done.result()
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown()
+        self._pools.clear()
+
+    @classmethod
+    @contextlib.contextmanager
+    def for_run(cls) -> Iterator[HostWorkers]:
+        workers = cls()
+        try:
+            yield workers
+        finally:
+            workers.close()
 
 
 def utc_now() -> datetime:
@@ -127,35 +177,41 @@ class LocalSystem:
         Returns each artifact's local folder (valid while ``scratch`` lives).
         """
         local: dict[str, Path] = {}
-        for step in pipeline.steps:
-            if any(a not in plan.uri for a in step.only_if):
-                continue
-            if self.on_step is not None:
-                self.on_step(pipeline, step)
-            count = step.instance_count(self.settings.instances)
-            absent = {channel for channel, artifact in step.optional_inputs() if artifact not in plan.uri}
-            inputs = {channel: self._materialize(artifact, plan.uri[artifact], scratch, local)
-                      for channel, artifact in step.inputs
-                      if channel not in absent and (count == 1 or channel not in step.sharded)}
-            outputs = {channel: scratch / "out" / artifact for channel, artifact in step.outputs}
-            for folder in outputs.values():
-                folder.mkdir(parents=True, exist_ok=True)
-            settings = {**self.settings.component(step.component.value).to_dict(), **plan.settings.get(step.name, {})}
-            invocation = Invocation(mode=step.mode, inputs=inputs, outputs=outputs, settings=settings)
-            timed = (self.stopwatch.phase(f"{pipeline.name}/{step.name}", within=plan.run_id)
-                     if self.stopwatch is not None else contextlib.nullcontext())
-            with timed:
-                if count == 1:
-                    component_runner(step.component, step.mode)(invocation)
-                else:
-                    self._run_scaled_out(step, plan, invocation, count, scratch)
-            for _channel, artifact in step.outputs:
-                self.objects.upload_dir(outputs[_channel], self.objects.key_from_uri(plan.uri[artifact]))
-                local[artifact] = outputs[_channel]
+        with HostWorkers.for_run() as workers:
+            for step in pipeline.steps:
+                self._run_step(pipeline, step, plan, scratch, local, workers)
         return local
 
+    def _run_step(self, pipeline: Pipeline, step: Step, plan: loop.RunPlan, scratch: Path,
+                  local: dict[str, Path], workers: HostWorkers) -> None:
+        """One step: inputs from the store, outputs back to it (and into ``local``)."""
+        if any(a not in plan.uri for a in step.only_if):
+            return
+        if self.on_step is not None:
+            self.on_step(pipeline, step)
+        count = step.instance_count(self.settings.instances)
+        absent = {channel for channel, artifact in step.optional_inputs() if artifact not in plan.uri}
+        inputs = {channel: self._materialize(artifact, plan.uri[artifact], scratch, local)
+                  for channel, artifact in step.inputs
+                  if channel not in absent and (count == 1 or channel not in step.sharded)}
+        outputs = {channel: scratch / "out" / artifact for channel, artifact in step.outputs}
+        for folder in outputs.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        settings = {**self.settings.component(step.component.value).to_dict(), **plan.settings.get(step.name, {})}
+        invocation = Invocation(mode=step.mode, inputs=inputs, outputs=outputs, settings=settings)
+        timed = (self.stopwatch.phase(f"{pipeline.name}/{step.name}", within=plan.run_id)
+                 if self.stopwatch is not None else contextlib.nullcontext())
+        with timed:
+            if count == 1:
+                component_runner(step.component, step.mode)(invocation)
+            else:
+                self._run_scaled_out(step, plan, invocation, count, scratch, workers)
+        for _channel, artifact in step.outputs:
+            self.objects.upload_dir(outputs[_channel], self.objects.key_from_uri(plan.uri[artifact]))
+            local[artifact] = outputs[_channel]
+
     def _run_scaled_out(self, step: Step, plan: loop.RunPlan, invocation: Invocation, count: int,
-                        scratch: Path) -> None:
+                        scratch: Path, workers: HostWorkers) -> None:
         """The step on ``count`` hosts at once, as SageMaker runs it: each host a worker process with its
         part of the sharded inputs (split by key, ``shard_by_key``), the whole of the others and its own
         output folders, which are then put together as SageMaker uploads them to one prefix."""
@@ -179,10 +235,7 @@ class LocalSystem:
             for folder in outputs.values():
                 folder.mkdir(parents=True)
             invocations.append(replace(invocation, inputs=inputs, outputs=outputs, hosts=host))
-        # spawn, not fork: this process may already run TensorFlow's threads.
-        with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for done in [pool.submit(run_on_host, step.component, i) for i in invocations]:
-                done.result()
+        workers.run(step.component, invocations)
         for channel, target in invocation.outputs.items():
             for host in hosts:
                 part = folders[host.current] / "out" / channel

@@ -1,14 +1,15 @@
-"""Hosts of a scaled-out job: who this host is, what its files are called, which keys it gets,
-and how the hosts' evaluations add up."""
+"""Hosts of a scaled-out job: who this host is, what its files are called, which keys and (locally)
+which cores it gets, and how the hosts' evaluations add up."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from driftloop.hosts import Hosts, ResourceConfigError, is_part, part_files, shard_by_key
+from driftloop.hosts import Hosts, ResourceConfigError, core_shares, is_part, part_files, shard_by_key
 from driftloop.scores import Evaluation
 
 
@@ -51,3 +52,12 @@ def test_the_hosts_evaluations_add_up_to_the_batchs() -> None:
     unscored = Evaluation(n=2, classes=classes, reason="2 image(s) have no label")
     assert Evaluation.merge([first, unscored]).reason == "2 image(s) have no label"
     assert Evaluation.merge([first]) is first
+
+
+def test_local_hosts_divide_the_cores_and_share_them_only_when_fewer_than_hosts() -> None:
+    assert core_shares(1, [0, 1]) == [(0, 1)]
+    assert core_shares(2, [0, 1]) == [(0,), (1,)]
+    assert core_shares(2, [4, 0, 2]) == [(0, 2), (4,)]
+    assert core_shares(3, [0, 1]) == [(0,), (1,), (0,)]
+    shares = core_shares(2)  # this process's own cores
+    assert all(shares) and sum(map(len, shares)) >= min(2, len(os.sched_getaffinity(0)))

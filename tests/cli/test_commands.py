@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from driftloop.layout import SPLITS, STAGE_NAMES
-from driftloop.pipelines import Component
+from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Component
 
 DRIFTLOOP = Path(sys.executable).parent / "driftloop"
 # One epoch and cheap explanations: the commands' plumbing and output, not the model's quality.
@@ -121,6 +121,26 @@ def test_serve_on_a_stage_test_set_runs_like_an_hourly_run(user: Path, trained: 
     assert done.stderr == ""
     first = lines(done.stdout)[0]
     assert re.match(r"serve run serve-\d{8}T\d{6} on (\S+/)?data/stage-3/test: 48 images \(0 skipped\), ", first), first
+
+
+@pytest.mark.slow
+def test_serve_on_two_local_instances_times_each_step_and_keeps_the_console_quiet(
+    user: Path, trained: subprocess.CompletedProcess[str],
+) -> None:
+    assert trained.returncode == 0, trained.stderr
+    (user / "two.json").write_text(json.dumps({**FAST, "instances": {"process": 2, "drift_features": 2, "predict": 2}}))
+    done = driftloop("serve", "--input", "DATA/noisy/test", "--workdir", "W", "--settings", "two.json",
+                     "--timings", "timings.json", cwd=user)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert re.match(r"serve run serve-\d{8}T\d{6} on (\S+/)?data/noisy/test: 48 images \(0 skipped\), ",
+                    lines(done.stdout)[0])
+    timings = json.loads((user / "timings.json").read_text())
+    steps = [phase["name"] for phase in timings["phases"]]
+    # Noisy drifts: the retrain's steps follow the serve run's.
+    assert steps == [f"{p.name}/{step.name}" for p in (SERVE_PIPELINE, TRAIN_PIPELINE) for step in p.steps]
+    assert all(phase["wall_s"] > 0 for phase in timings["phases"])
+    assert timings["total"]["wall_s"] >= sum(phase["wall_s"] for phase in timings["phases"])
 
 
 def test_serve_without_a_model_says_to_train_first(user: Path, data: Path) -> None:

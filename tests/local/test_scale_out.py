@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from driftloop.config import ScaleOut, Settings
-from driftloop.hosts import is_part
+from driftloop.hosts import core_shares, is_part
 from driftloop.pipelines import PREDICTIONS_FILE
-from driftloop.runner import LocalSystem, ServeOutcome
+from driftloop.runner import HostWorkers, LocalSystem, ServeOutcome
 
 pytestmark = pytest.mark.slow
 
@@ -80,3 +81,11 @@ def test_the_same_images_are_explained_on_two_hosts(served: dict[int, tuple[Loca
         return [(e["file"], e["predicted_class"]) for e in json.loads(system.objects.get_bytes(key))["explained"]]
 
     assert explained(*served[2]) == explained(*served[1]) and len(explained(*served[1])) == 8
+
+
+def test_each_local_host_runs_on_its_own_cores_in_one_worker_for_the_whole_run() -> None:
+    with HostWorkers.for_run() as workers:
+        seen = [workers.worker(2, i).submit(os.sched_getaffinity, 0).result() for i in (0, 1)]
+        assert seen == [set(share) for share in core_shares(2)]
+        first = workers.worker(2, 0).submit(os.getpid).result()
+        assert workers.worker(2, 0).submit(os.getpid).result() == first != os.getpid()
