@@ -216,8 +216,11 @@ def _tree(pid: int) -> list[int]:
 
 
 def run_measured(command: Sequence[str], log: Path, *, cwd: Path = REPO_ROOT,
-                 env: dict[str, str] | None = None) -> Measured:
-    """Run ``command`` to completion with its output in ``log``, sampling its memory; raise if it fails."""
+                 env: dict[str, str] | None = None, cores: Sequence[int] | None = None) -> Measured:
+    """Run ``command`` to completion with its output in ``log``, sampling its memory; raise if it fails.
+
+    ``cores``: the only CPU cores the command (and every process it starts) may run on.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     tree_peak_kb = 0
     process_peaks: dict[int, int] = {}
@@ -225,7 +228,8 @@ def run_measured(command: Sequence[str], log: Path, *, cwd: Path = REPO_ROOT,
     started = time.perf_counter()
     with log.open("wb") as handle:
         process = subprocess.Popen(list(command), cwd=cwd, env={**os.environ, **(env or {})},
-                                   stdout=handle, stderr=subprocess.STDOUT)
+                                   stdout=handle, stderr=subprocess.STDOUT,
+                                   preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
 
         def sample() -> None:
             nonlocal tree_peak_kb

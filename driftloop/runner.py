@@ -190,6 +190,15 @@ class LocalSystem:
         if self.on_step is not None:
             self.on_step(pipeline, step)
         count = step.instance_count(self.settings.instances)
+        # Timed as a job is: its inputs in, the run, its outputs out.
+        timed = (self.stopwatch.phase(f"{pipeline.name}/{step.name}", within=plan.run_id)
+                 if self.stopwatch is not None else contextlib.nullcontext())
+        with timed:
+            self._run_job(step, plan, scratch, local, workers, count)
+
+    def _run_job(self, step: Step, plan: loop.RunPlan, scratch: Path, local: dict[str, Path], workers: HostWorkers,
+                 count: int) -> None:
+        """The step as its job: inputs from the store, the component on ``count`` host(s), outputs to the store."""
         absent = {channel for channel, artifact in step.optional_inputs() if artifact not in plan.uri}
         inputs = {channel: self._materialize(artifact, plan.uri[artifact], scratch, local)
                   for channel, artifact in step.inputs
@@ -199,13 +208,10 @@ class LocalSystem:
             folder.mkdir(parents=True, exist_ok=True)
         settings = {**self.settings.component(step.component.value).to_dict(), **plan.settings.get(step.name, {})}
         invocation = Invocation(mode=step.mode, inputs=inputs, outputs=outputs, settings=settings)
-        timed = (self.stopwatch.phase(f"{pipeline.name}/{step.name}", within=plan.run_id)
-                 if self.stopwatch is not None else contextlib.nullcontext())
-        with timed:
-            if count == 1:
-                component_runner(step.component, step.mode)(invocation)
-            else:
-                self._run_scaled_out(step, plan, invocation, count, scratch, workers)
+        if count == 1:
+            component_runner(step.component, step.mode)(invocation)
+        else:
+            self._run_scaled_out(step, plan, invocation, count, scratch, workers)
         for _channel, artifact in step.outputs:
             self.objects.upload_dir(outputs[_channel], self.objects.key_from_uri(plan.uri[artifact]))
             local[artifact] = outputs[_channel]
