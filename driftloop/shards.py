@@ -40,6 +40,8 @@ class Shard:
 
     @property
     def labelled(self) -> bool:
+        """Every image has a label (a shard of a batch with loose files beside its class folders has
+        some without: ``driftloop.components.processing``)."""
         return bool(len(self)) and bool(np.all(self.labels != UNKNOWN_LABEL))
 
 
@@ -50,7 +52,7 @@ class ShardSummary:
     n_images: int
     n_skipped: int
     n_shards: int
-    labelled: bool
+    labelled: bool  # some image has a label
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -73,6 +75,7 @@ class ShardWriter:
         self._files: list[str] = []
         self.n_images = 0
         self.n_shards = 0
+        self.labelled = False
         out_dir.mkdir(parents=True, exist_ok=True)
 
     def add(self, image: np.ndarray, label: int, file: str) -> None:
@@ -82,6 +85,7 @@ class ShardWriter:
         self._images.append(image)
         self._labels.append(label)
         self._files.append(file)
+        self.labelled = self.labelled or bool(label != UNKNOWN_LABEL)
         if len(self._images) >= self.shard_size:
             self.flush()
 
@@ -110,7 +114,7 @@ class ShardWriter:
             n_images=self.n_images,
             n_skipped=n_skipped,
             n_shards=self.n_shards,
-            labelled=bool(classes) and self.n_images > 0,
+            labelled=self.labelled,
             extra=dict(extra),
         )
         (self.out_dir / self.hosts.part_name(SUMMARY_FILE)).write_text(
@@ -161,7 +165,7 @@ def merge_summaries(parts: Iterable[ShardSummary]) -> ShardSummary:
                                 "skipped_by_code": dict(sorted(skipped.items())), "n_parts": len(parts)}
     return ShardSummary(classes=classes, image_size=sizes.pop(), n_images=n_images,
                         n_skipped=sum(p.n_skipped for p in parts), n_shards=sum(p.n_shards for p in parts),
-                        labelled=bool(classes) and n_images > 0, extra=extra)
+                        labelled=any(p.labelled for p in parts), extra=extra)
 
 
 def read_summary(folder: Path) -> ShardSummary:

@@ -3,9 +3,8 @@
 Train mode runs as a SageMaker Training job: it reads the processed ``train`` and ``val`` shards
 and writes the model folder (model, ``classes.json``, ``metrics.json`` and the label-free accuracy
 estimate's calibration, ``accuracy_calibration.json``). Serve mode streams the
-shards of ``data`` one at a time through the model and writes ``predictions.csv`` and, when every
-image is labelled with a class the model knows, ``evaluation.json`` (the champion/challenger
-comparison reads it).
+shards of ``data`` one at a time through the model and writes ``predictions.csv`` and, when some
+images are labelled, ``evaluation.json`` of those (the champion/challenger comparison reads it).
 
 Labels in shards index the shard folder's own ``summary.classes``; they are mapped to the model's
 classes by name, so a folder with the classes in another order, or a subset of them, still works.
@@ -220,19 +219,27 @@ def _champion_trained_on(champion_dir: Path) -> str:
 
 @dataclass
 class _Evaluation:
-    """Running totals over the streamed shards; evaluation stops at the first unusable label."""
+    """Running totals over the labelled images of the streamed shards (unlabelled ones, as a flat
+    batch's or loose files beside class folders, are not scored); scoring stops at the first shard
+    with an image whose class the model does not know."""
 
     confusion: np.ndarray
     loss_sum: float = 0.0
+    n: int = 0  # labelled images seen, scored or not
     reason: str = ""  # why there is no score, once there is a reason
 
-    def add(self, labels: np.ndarray, probabilities: np.ndarray, files: np.ndarray, classes: Sequence[str]) -> None:
+    def add(self, shard: Shard, labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]) -> None:
+        """``labels`` are the shard's mapped to the model's ``classes``: UNKNOWN_LABEL where the shard
+        has no label (not scored) or where the model does not know the class (no score at all)."""
+        scored = shard.labels != UNKNOWN_LABEL
+        self.n += int(scored.sum())
+        labels, probabilities, files = labels[scored], probabilities[scored], shard.files[scored]
         if self.reason:
             return
         unknown = labels == UNKNOWN_LABEL
         if unknown.any():
             self.reason = (
-                f"{int(unknown.sum())} image(s) in a shard have no label or a class the model does not know "
+                f"{int(unknown.sum())} image(s) in a shard have a class the model does not know "
                 f"(model classes {list(classes)}), e.g. {str(files[np.argmax(unknown)])}"
             )
             return
@@ -240,9 +247,10 @@ class _Evaluation:
         self.loss_sum += float(-np.log(np.clip(true_p, _EPSILON, 1.0)).sum())
         np.add.at(self.confusion, (labels, probabilities.argmax(axis=1)), 1)
 
-    def result(self, classes: Sequence[str], n: int) -> dict[str, Any]:
-        if self.reason:
-            return {"reason": self.reason, "n": n, "classes": list(classes)}
+    def result(self, classes: Sequence[str]) -> dict[str, Any]:
+        n = self.n
+        if self.reason or not n:
+            return {"reason": self.reason or "no labelled images", "n": n, "classes": list(classes)}
         return {
             "accuracy": float(np.trace(self.confusion) / n),
             "loss": self.loss_sum / n,
@@ -253,13 +261,13 @@ class _Evaluation:
 
 
 def run_serve(invocation: Invocation) -> dict[str, Any]:
-    """Predict every image of ``data``; evaluate too when the input is labelled.
+    """Predict every image of ``data``; evaluate too on those that are labelled.
 
-    ``evaluation.json`` is written for labelled input only: with scores when every label is a class
-    the model knows, otherwise with a ``reason`` and no scores (never a crash: a champion may not
-    know a class that a new data set brings). On one of several hosts, ``data`` is this host's
-    shards and each file is this host's part (``predictions-<host>.csv``, ``evaluation-<host>.json``);
-    a host that got no shard writes an empty part.
+    ``evaluation.json`` is written when some images are labelled, and counts those only: with scores
+    when every label is a class the model knows, otherwise with a ``reason`` and no scores (never a
+    crash: a champion may not know a class that a new data set brings). On one of several hosts,
+    ``data`` is this host's shards and each file is this host's part (``predictions-<host>.csv``,
+    ``evaluation-<host>.json``); a host that got no shard writes an empty part.
     """
     _config(invocation)  # rejects bad settings; the serve batch is PREDICT_BATCH, not the training batch
     data_dir, out = invocation.inputs["data"], invocation.outputs["predictions"]
@@ -274,7 +282,7 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     evaluation = _Evaluation(np.zeros((len(classes), len(classes)), dtype=np.int64))
 
     out.mkdir(parents=True, exist_ok=True)
-    n, labelled = 0, False
+    n = 0
     with (out / hosts.part_name(PREDICTIONS_FILE)).open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "predicted_class", "confidence", *(f"p_{name}" for name in classes)])
@@ -282,13 +290,12 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
             predicted = probabilities.argmax(axis=1)
             for file, index, row in zip(shard.files, predicted, probabilities, strict=True):
                 writer.writerow([str(file), classes[index], f"{row[index]:.6f}", *(f"{p:.6f}" for p in row)])
-            evaluation.add(labels, probabilities, shard.files, classes)
+            evaluation.add(shard, labels, probabilities, classes)
             n += len(shard)
-            labelled = labelled or bool(shard.classes)
 
     result: dict[str, Any] = {"n": n, "classes": classes}
-    if labelled and n:
-        scores = evaluation.result(classes, n)
+    if evaluation.n:
+        scores = evaluation.result(classes)
         (out / hosts.part_name(EVALUATION_FILE)).write_text(Evaluation.from_dict(scores).to_json(indent=2))
         result["evaluation"] = {k: v for k, v in scores.items() if k in ("accuracy", "loss", "reason")}
     log.info("predicted %d image(s)%s; evaluation: %s", n, f" on {hosts.current}" if hosts.many else "",
@@ -306,7 +313,8 @@ def _predicted(loaded: LoadedModel, data_dir: Path) -> Iterator[tuple[Shard, np.
 
 
 def evaluate(loaded: LoadedModel, data_dir: Path) -> Evaluation:
-    """Accuracy and loss of a loaded model on a labelled processed folder: serve mode's scores, no files.
+    """Accuracy and loss of a loaded model on the labelled images of a processed folder: serve mode's
+    scores, no files.
 
     For callers that score one model on many folders (the simulation's accuracy matrix): the model
     is loaded, and its forward pass compiled, once.
@@ -314,11 +322,9 @@ def evaluate(loaded: LoadedModel, data_dir: Path) -> Evaluation:
     _read_processed(data_dir, "data")
     classes = loaded.classes
     scores = _Evaluation(np.zeros((len(classes), len(classes)), dtype=np.int64))
-    n = 0
     for shard, labels, probabilities in _predicted(loaded, data_dir):
-        scores.add(labels, probabilities, shard.files, classes)
-        n += len(shard)
-    return Evaluation.from_dict(scores.result(classes, n))
+        scores.add(shard, labels, probabilities, classes)
+    return Evaluation.from_dict(scores.result(classes))
 
 
 RUNNERS = {"train": run_train, "serve": run_serve}

@@ -9,22 +9,23 @@ map them by name). Files are walked in sorted path order, so the output is deter
 Every input entry gets one ``manifest.csv`` row (file, class, status ok|skipped, reason); a bad
 file is recorded and skipped (rules in ``driftloop.images``), never fatal. Nothing outside the
 input folder is read: links that leave it, broken links, links to folders, special files and
-folders named like files are skipped with their reason (``driftloop.data.files``). A file directly under
-the top of a folder that has class folders is skipped as ``no_class_folder``: its label is
-unknown and a shard is either labelled or not. A folder with no usable image at all is a
-``ComponentError`` (exit 2). Images stream through in windows, so memory is bounded by the
-shard size, not the folder. Decoding runs on one thread per core (Pillow releases the GIL in
-its decoders and resampling: 1.25x one thread on 2 cores for small PNGs, no start-up cost);
-large inputs go to a process pool instead. Either way results come back in input order, giving
-the same shards as one thread.
+folders named like files are skipped with their reason (``driftloop.data.files``). A file's label
+comes from its own path only: inside a class folder it has that class; directly under the top of
+the folder (a "loose" file) it has none, and is skipped as ``no_class_folder`` in train mode
+(training needs labels) but served unlabelled in serve mode, like the images of a flat batch. A
+folder with no usable image at all is a ``ComponentError`` (exit 2). Images stream through in
+windows, so memory is bounded by the shard size, not the folder. Decoding runs on one thread per
+core (Pillow releases the GIL in its decoders and resampling: 1.25x one thread on 2 cores for
+small PNGs, no start-up cost); large inputs go to a process pool instead. Either way results
+come back in input order, giving the same shards as one thread.
 
 Serve mode on several hosts (``driftloop.hosts``): each host gets part of the batch's files
 (``ShardedByS3Key``) and writes its own part of the output (``shard-00000-<host>.npz``,
 ``summary-<host>.json``, ``manifest-<host>.csv``). A host whose part holds no usable image (or
 no file) writes an empty part instead of failing: whether the *batch* has any is known only
-when the parts come together, and the drift step that merges them fails the run then. A host sees
-only its own files: one that gets only the loose files of a labelled batch takes them for a flat,
-unlabelled batch (one host would skip them as ``no_class_folder``).
+when the parts come together, and the drift step that merges them fails the run then. As a
+file's label depends on its path alone, not on the files beside it, every image is labelled (or
+not) the same whichever host gets it.
 """
 
 from __future__ import annotations
@@ -86,8 +87,11 @@ def class_folders(folder: Path) -> list[str]:
     )
 
 
-def list_entries(folder: Path, classes: Sequence[str] | None) -> Iterator[Entry]:
+def list_entries(folder: Path, classes: Sequence[str] | None, *, needs_labels: bool = True) -> Iterator[Entry]:
     """Every entry under ``folder`` in sorted order; ``classes`` None means a flat, unlabelled folder.
+
+    With ``classes``, a file in a class folder is labelled with it and a loose file (directly under
+    ``folder``) is unlabelled: skipped as ``no_class_folder`` if ``needs_labels``, else kept.
 
     Entries are ``driftloop.data.files.walk``'s: files to decode and, with their reason, links that
     leave the folder, broken links, special files and folders named like files. When the folder is
@@ -105,11 +109,11 @@ def list_entries(folder: Path, classes: Sequence[str] | None) -> Iterator[Entry]
         reason = item.reason or screen_name(relative)
         class_name, label = "", UNKNOWN_LABEL
         if classes is not None and not reason:
-            if len(relative.parts) == 1:
-                reason = skip_reason(SkipCode.NO_CLASS_FOLDER, "file is not inside a class folder")
-            else:
+            if len(relative.parts) > 1:
                 class_name = relative.parts[0]
                 label = index[class_name]
+            elif needs_labels:
+                reason = skip_reason(SkipCode.NO_CLASS_FOLDER, "file is not inside a class folder")
         yield Entry(relative, class_name, label, reason)
 
 
@@ -169,16 +173,17 @@ def _clear_outputs(out_dir: Path, hosts: Hosts) -> None:
 
 def process_folder(
     folder: Path, out_dir: Path, config: ProcessingConfig, classes: Sequence[str] | None,
-    *, workers: int | None = None, hosts: Hosts | None = None,
+    *, workers: int | None = None, hosts: Hosts | None = None, needs_labels: bool = True,
 ) -> ShardSummary:
     """Write shards, ``summary.json`` and ``manifest.csv`` for one input folder.
 
-    ``classes`` is the label list (None for a flat, unlabelled folder); ``workers`` None picks
+    ``classes`` is the label list (None for a flat, unlabelled folder); without ``needs_labels``,
+    loose files beside the class folders are kept unlabelled (``list_entries``); ``workers`` None picks
     one process for small inputs and all available cores for large ones. On one of several
     ``hosts`` the folder is this host's part of the batch, and an empty part is no error.
     """
     hosts = hosts or Hosts()
-    entries = list(list_entries(folder, classes)) if folder.is_dir() else []
+    entries = list(list_entries(folder, classes, needs_labels=needs_labels)) if folder.is_dir() else []
     if workers is None:
         workers = _worker_count([folder / e.relative for e in entries if not e.reason])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -264,13 +269,14 @@ def run_train(invocation: Invocation) -> dict[str, ShardSummary]:
 
 
 def run_serve(invocation: Invocation) -> dict[str, ShardSummary]:
-    """Process one batch (or this host's part of it): labelled if it has class folders, unlabelled
-    if its images are flat."""
+    """Process one batch (or this host's part of it): images in class folders labelled, the others
+    (a flat batch's, loose files beside class folders) unlabelled."""
     config = _config(invocation)
     hosts = invocation.hosts
     batch = invocation.inputs["batch"] if hosts.many else _input(invocation, "batch")
     classes = (class_folders(batch) if batch.is_dir() else []) or None
-    return {"batch": process_folder(batch, invocation.outputs["batch"], config, classes, hosts=hosts)}
+    return {"batch": process_folder(batch, invocation.outputs["batch"], config, classes, hosts=hosts,
+                                    needs_labels=False)}
 
 
 RUNNERS = {"train": run_train, "serve": run_serve}

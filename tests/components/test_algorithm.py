@@ -248,12 +248,29 @@ def test_evaluation_matches_a_hand_computation(hand_model: Path, tmp_path: Path,
 
 
 def test_unknown_class_names_skip_evaluation_with_a_reason(hand_model: Path, tmp_path: Path) -> None:
-    data = _colour_shards(tmp_path / "data", [("red", "red"), ("blue", "purple")], ["red", "purple"])
+    data = _colour_shards(tmp_path / "data", [("red", "red"), ("blue", "purple"), ("green", None)], ["red", "purple"])
     result = _serve(data, hand_model, tmp_path / "out")
     evaluation = json.loads((tmp_path / "out" / EVALUATION_FILE).read_text())
-    assert evaluation["accuracy"] is None and "class the model does not know" in evaluation["reason"]
+    assert evaluation["accuracy"] is None and "1 image(s) in a shard have a class the model does not know" in \
+        evaluation["reason"]
+    assert evaluation["n"] == 2  # the labelled images; the unlabelled one is no reason
     assert result["evaluation"]["reason"] == evaluation["reason"]
-    assert len(_rows(tmp_path / "out")) == 2
+    assert len(_rows(tmp_path / "out")) == 3
+
+
+def test_unlabelled_images_beside_labelled_ones_are_predicted_and_not_scored(hand_model: Path, tmp_path: Path) -> None:
+    """Loose files of a labelled batch: the labelled images score exactly as they do alone."""
+    alone = _colour_shards(tmp_path / "alone", PAIRS, HAND_CLASSES)
+    mixed = _colour_shards(tmp_path / "mixed", [("blue", None), *PAIRS[:2], ("green", None), *PAIRS[2:]], HAND_CLASSES)
+    result = _serve(mixed, hand_model, tmp_path / "mixed-out")
+    _serve(alone, hand_model, tmp_path / "alone-out")
+    scores = {name: json.loads((tmp_path / f"{name}-out" / EVALUATION_FILE).read_text()) for name in ("alone", "mixed")}
+    assert scores["mixed"] == {**scores["alone"], "loss": pytest.approx(scores["alone"]["loss"], rel=1e-12)}
+    assert scores["mixed"]["n"] == 4 and result["n"] == len(_rows(tmp_path / "mixed-out")) == 6
+    assert [r["predicted_class"] for r in _rows(tmp_path / "mixed-out")] == ["blue", "red", "green", "green", "blue",
+                                                                              "red"]
+    loaded = load_model(hand_model)
+    assert algorithm.evaluate(loaded, mixed).confusion_matrix == algorithm.evaluate(loaded, alone).confusion_matrix
 
 
 def test_unlabelled_input_gets_predictions_and_no_evaluation(hand_model: Path, tmp_path: Path) -> None:

@@ -330,26 +330,35 @@ def test_serve_flat_batch_is_unlabelled(tmp_path: Path, capsys: pytest.CaptureFi
     assert shards.files.tolist() == ["img0.jpg", "img1.jpg", "img2.jpg"]
 
 
-def test_serve_batch_with_class_folders_is_labelled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_batch_with_class_folders_is_labelled_and_its_loose_files_are_served_unlabelled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     for name in ("zebra", "ant"):
         write(tmp_path / "batch" / name / "a.png", noise(len(name)))
     write(tmp_path / "batch" / "loose.png", noise(0))
     assert run(serve_argv(tmp_path / "batch", tmp_path / "out"), capsys)[0] == 0
     summary, shards = read_summary(tmp_path / "out"), load_all(tmp_path / "out")
-    assert (summary.classes, summary.labelled) == (["ant", "zebra"], True)
-    assert dict(zip(shards.files.tolist(), shards.labels.tolist(), strict=True)) == {"ant/a.png": 0, "zebra/a.png": 1}
-    assert [r["status"] for r in manifest(tmp_path / "out") if r["file"] == "loose.png"] == ["skipped"]
+    assert (summary.classes, summary.labelled, summary.n_images) == (["ant", "zebra"], True, 3)
+    assert dict(zip(shards.files.tolist(), shards.labels.tolist(), strict=True)) == {
+        "ant/a.png": 0, "loose.png": UNKNOWN_LABEL, "zebra/a.png": 1}
+    assert [r for r in manifest(tmp_path / "out") if r["file"] == "loose.png"] == [
+        {"file": "loose.png", "class": "", "status": "ok", "reason": ""}]
 
 
-def test_train_mode_gives_val_the_train_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_mode_gives_val_the_train_classes_and_skips_loose_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     for name in ("a", "b", "c"):
         write(tmp_path / "data" / "train" / name / "1.png", noise(ord(name)))
     write(tmp_path / "data" / "val" / "c" / "1.png", noise(1))
+    write(tmp_path / "data" / "val" / "loose.png", noise(2))  # training needs labels
     assert run(train_argv(tmp_path / "data", tmp_path / "out"), capsys)[0] == 0
     val = load_all(tmp_path / "out" / "val")
     assert read_summary(tmp_path / "out" / "val").classes == ["a", "b", "c"]
     assert val.labels.tolist() == [2]
     assert read_summary(tmp_path / "out" / "train").n_images == 3
+    assert [(r["status"], r["reason"].split(":")[0]) for r in manifest(tmp_path / "out" / "val")
+            if r["file"] == "loose.png"] == [("skipped", "no_class_folder")]
 
 
 def test_val_class_unknown_to_train_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -422,6 +431,30 @@ def test_each_host_writes_its_own_part_and_the_parts_add_up(tmp_path: Path) -> N
     assert (summary.classes, summary.n_images, summary.n_skipped, summary.labelled) == (["ant", "zebra"], 2, 1, True)
     shards = load_all(tmp_path / "out")  # each host's labels index its own classes; read together, the union's
     assert dict(zip(shards.files.tolist(), shards.labels.tolist(), strict=True)) == {"ant/a.png": 0, "zebra/b.png": 1}
+
+
+def test_a_file_is_labelled_by_its_own_path_on_any_number_of_hosts(tmp_path: Path) -> None:
+    """A host that gets only the loose files of a labelled batch serves them as one host does."""
+    seeds = {"ant/a.png": 1, "loose.png": 0, "zebra/a.png": 2}
+    for folder, files in (("batch", seeds), ("labelled-part", ["ant/a.png", "zebra/a.png"]),
+                          ("loose-part", ["loose.png"])):
+        for file in files:
+            write(tmp_path / folder / file, noise(seeds[file]))
+    _serve_as(Hosts(), tmp_path / "batch", tmp_path / "one")
+    first, second = Hosts.of_job(2)
+    _serve_as(first, tmp_path / "labelled-part", tmp_path / "two")
+    _serve_as(second, tmp_path / "loose-part", tmp_path / "two")
+
+    def labels(out: Path) -> dict[str, str]:
+        shards = load_all(out)
+        return {file: shards.classes[label] if label != UNKNOWN_LABEL else "" for file, label
+                in zip(shards.files.tolist(), shards.labels.tolist(), strict=True)}
+
+    assert labels(tmp_path / "two") == labels(tmp_path / "one") == {"ant/a.png": "ant", "loose.png": "",
+                                                                    "zebra/a.png": "zebra"}
+    for out in (tmp_path / "one", tmp_path / "two"):
+        summary = read_summary(out)
+        assert (summary.n_images, summary.n_skipped, summary.labelled) == (3, 0, True)
 
 
 def test_a_host_without_a_usable_image_writes_an_empty_part(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """A serve step that scales out: the local runner runs it on N worker processes, each one host with
-its share of the batch, and the run's records, predictions and drift report are those of one host."""
+its share of the batch, and the run's records, predictions and drift report are those of one host
+(of a labelled batch, and of one with loose files beside its class folders)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import csv
 import io
 import json
 import os
+import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from driftloop.config import ScaleOut, Settings
-from driftloop.hosts import core_shares, is_part
+from driftloop.hosts import core_shares, is_part, shard_by_key
 from driftloop.pipelines import PREDICTIONS_FILE
 from driftloop.runner import HostWorkers, LocalSystem, ServeOutcome
 
@@ -33,19 +35,46 @@ def predictions(system: LocalSystem, outcome: ServeOutcome) -> tuple[list[str], 
 
 
 @pytest.fixture(scope="module")
-def served(small_data: Path, fast_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-           ) -> dict[int, tuple[LocalSystem, ServeOutcome]]:
-    """One trained model; the Noisy test set served on one host and on two, each in its own work folder."""
-    trained = tmp_path_factory.mktemp("trained")
-    base = LocalSystem(trained, settings=fast_settings)
+def trained(small_data: Path, fast_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> LocalSystem:
+    """One model trained on the Original stage."""
+    base = LocalSystem(tmp_path_factory.mktemp("trained"), settings=fast_settings)
     keys = base.import_dataset(small_data / "original", "original")
     base.train(keys["train"], keys["val"], when=START)
+    return base
+
+
+def serve_on_one_and_two_hosts(base: LocalSystem, batch: Path, after: timedelta, *, retrain: bool = True
+                               ) -> dict[int, tuple[LocalSystem, ServeOutcome]]:
+    """``batch`` served with ``base``'s model on one host and on two, each its own run."""
     results = {}
     for count, instances in ((1, ScaleOut()), (2, TWO_HOSTS)):
-        system = LocalSystem(trained, settings=replace(fast_settings, instances=instances),
+        system = LocalSystem(base.workdir, settings=replace(base.settings, instances=instances),
                              objects=base.objects, params=base.params)
-        results[count] = system, system.serve(small_data / "noisy" / "test", when=START + timedelta(hours=count))
+        results[count] = system, system.serve(batch, when=START + after + timedelta(hours=count), retrain=retrain)
     return results
+
+
+@pytest.fixture(scope="module")
+def served(small_data: Path, trained: LocalSystem) -> dict[int, tuple[LocalSystem, ServeOutcome]]:
+    """The Noisy test set served on one host and on two."""
+    return serve_on_one_and_two_hosts(trained, small_data / "noisy" / "test", timedelta(0))
+
+
+@pytest.fixture(scope="module")
+def mixed(small_data: Path, trained: LocalSystem, tmp_path_factory: pytest.TempPathFactory
+          ) -> dict[int, tuple[LocalSystem, ServeOutcome]]:
+    """A labelled batch with loose files beside its class folders (one image of each class in its
+    folder, another loose), served on one host and on two."""
+    batch = tmp_path_factory.mktemp("mixed")
+    for folder in sorted(p for p in (small_data / "original" / "test").iterdir() if p.is_dir()):
+        first, second = sorted(folder.iterdir())[:2]
+        (batch / folder.name).mkdir()
+        shutil.copy(first, batch / folder.name / first.name)
+        shutil.copy(second, batch / f"{folder.name}-loose{second.suffix}")
+    # "<class>-loose" sorts just before "<class>/": dealt round-robin, the first host gets only loose files.
+    files = sorted(p.relative_to(batch).as_posix() for p in batch.rglob("*") if p.is_file())
+    assert all("/" not in f for f in shard_by_key(files, 2)[0]) and all("/" in f for f in shard_by_key(files, 2)[1])
+    return serve_on_one_and_two_hosts(trained, batch, timedelta(days=1), retrain=False)
 
 
 def test_two_hosts_write_their_own_parts(served: dict[int, tuple[LocalSystem, ServeOutcome]]) -> None:
@@ -81,6 +110,23 @@ def test_the_same_images_are_explained_on_two_hosts(served: dict[int, tuple[Loca
         return [(e["file"], e["predicted_class"]) for e in json.loads(system.objects.get_bytes(key))["explained"]]
 
     assert explained(*served[2]) == explained(*served[1]) and len(explained(*served[1])) == 8
+
+
+def test_a_batch_with_loose_files_gives_the_same_predictions_and_evaluation_on_two_hosts(
+    mixed: dict[int, tuple[LocalSystem, ServeOutcome]],
+) -> None:
+    """Loose files are predicted as unlabelled images and left out of the evaluation on any number of hosts."""
+    def predicted(system: LocalSystem, outcome: ServeOutcome) -> dict[str, str]:
+        return {row[0]: row[1] for row in predictions(system, outcome)[1] if row[0] != "file"}
+
+    (_, one), (_, two) = mixed[1], mixed[2]
+    assert predicted(*mixed[2]) == predicted(*mixed[1])
+    assert len(predicted(*mixed[1])) == 12 and sum("/" not in f for f in predicted(*mixed[1])) == 6
+    assert one.evaluation is not None and two.evaluation is not None and one.evaluation.n == 6
+    assert (two.evaluation.n, two.evaluation.accuracy, two.evaluation.confusion_matrix) == \
+        (one.evaluation.n, one.evaluation.accuracy, one.evaluation.confusion_matrix)
+    assert two.evaluation.loss == pytest.approx(one.evaluation.loss, rel=1e-12)
+    assert two.record.n_images == one.record.n_images == 12 and two.report == one.report
 
 
 def test_each_local_host_runs_on_its_own_cores_in_one_worker_for_the_whole_run() -> None:
