@@ -38,12 +38,6 @@ class Shard:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    @property
-    def labelled(self) -> bool:
-        """Every image has a label (a shard of a batch with loose files beside its class folders has
-        some without: ``driftloop.components.processing``)."""
-        return bool(len(self)) and bool(np.all(self.labels != UNKNOWN_LABEL))
-
 
 @dataclass(frozen=True)
 class ShardSummary:
