@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -174,8 +175,23 @@ class LocalObjectStore(ObjectStore):
             _write_atomically(self._path(key), lambda out: shutil.copyfileobj(src, out))
 
     def get_file(self, key: str, path: Path) -> None:
-        with open(self._existing(key), "rb") as src:
-            _write_atomically(Path(path), lambda out: shutil.copyfileobj(src, out))
+        """The object at ``path``: a hard link to it where the file system allows, else a copy.
+
+        A link is safe to hand out because an object is never changed in place (a put writes a new
+        file and renames it over the old one, so the link keeps the old bytes), and it spares the
+        local runner a copy of every image of a batch for each step and host. Whoever gets the file
+        must only read it, as every component does with its inputs.
+        """
+        source, path = self._existing(key), Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.parent / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            os.link(source, temp)
+        except OSError:  # another file system, or one without hard links
+            with open(source, "rb") as src:
+                _write_atomically(path, lambda out: shutil.copyfileobj(src, out))
+            return
+        os.replace(temp, path)
 
     def list(self, prefix: str = "") -> list[str]:
         folder = _folder(prefix)

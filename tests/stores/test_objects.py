@@ -50,6 +50,39 @@ def test_file_round_trip_creates_parents(objects: ObjectStore, tmp_path: Path) -
     assert sorted(p.name for p in target.parent.iterdir()) == ["image.png"]
 
 
+def test_a_file_got_from_the_store_keeps_its_bytes_when_the_object_is_put_again(
+    objects: ObjectStore, tmp_path: Path,
+) -> None:
+    objects.put_bytes("batches/b1/image.png", b"first")
+    got = tmp_path / "in" / "image.png"
+    objects.get_file("batches/b1/image.png", got)
+    objects.put_bytes("batches/b1/image.png", b"second")
+    assert got.read_bytes() == b"first"
+    objects.get_file("batches/b1/image.png", got)  # over an earlier download
+    got.unlink()
+    assert objects.get_bytes("batches/b1/image.png") == b"second"
+    assert list(got.parent.iterdir()) == []
+
+
+def test_the_local_store_hands_out_links_and_copies_where_links_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = LocalObjectStore(tmp_path / "store")
+    store.put_bytes("batches/b1/image.png", b"pixels")
+    store.get_file("batches/b1/image.png", tmp_path / "linked.png")
+    stored = tmp_path / "store" / "batches" / "b1" / "image.png"
+    assert (tmp_path / "linked.png").stat().st_ino == stored.stat().st_ino
+
+    def no_links(source: object, target: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr("os.link", no_links)
+    store.get_file("batches/b1/image.png", tmp_path / "copied.png")
+    assert (tmp_path / "copied.png").read_bytes() == b"pixels"
+    assert (tmp_path / "copied.png").stat().st_ino != (tmp_path / "linked.png").stat().st_ino
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copied.png", "linked.png", "store"]
+
+
 def test_list_is_recursive_sorted_and_folder_scoped(objects: ObjectStore) -> None:
     keys = [
         "data/stage-10/test/chow/1.png",
