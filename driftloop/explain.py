@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.shards import Shard, iter_shards, path_order, shard_files
+from driftloop.shards import Shard, iter_shards, path_order, read_summary, shard_files
 
 
 def sample_indices(n_total: int, k: int, seed: int) -> np.ndarray:
@@ -52,11 +52,16 @@ def sample_in_path_order(folder: Path, k: int, seed: int) -> Shard:
     """
     names = sorted((str(f) for shard in shard_files(folder) for f in shard), key=path_order)
     chosen = {names[i] for i in sample_indices(len(names), k, seed)} if names else set()
-    picked = [(shard, np.flatnonzero(np.isin(shard.files, list(chosen)))) for shard in iter_shards(folder)]
-    files = np.concatenate([shard.files[i] for shard, i in picked]) if picked else np.zeros(0, str)
+    wanted = list(chosen)
+    # Only the chosen rows of each shard are kept (copies), so memory holds one shard at a time.
+    picked = [(shard.images[rows], shard.labels[rows], shard.files[rows]) for shard in iter_shards(folder)
+              if len(rows := np.flatnonzero(np.isin(shard.files, wanted)))]
+    if not picked:
+        size = read_summary(folder).image_size
+        return Shard(np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0, str))
+    images, labels, files = (np.concatenate(column) for column in zip(*picked, strict=True))
     order = sorted(range(len(files)), key=lambda j: path_order(str(files[j])))
-    return Shard(np.concatenate([shard.images[i] for shard, i in picked])[order],
-                 np.concatenate([shard.labels[i] for shard, i in picked])[order], files[order])
+    return Shard(images[order], labels[order], files[order])
 
 
 # Rows of one gradient call: 4 images' samples at the default ``nsamples`` (a few tens of MB).
