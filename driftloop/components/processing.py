@@ -61,7 +61,8 @@ PARALLEL_MIN_BYTES = 128 * 2**20
 # Images decoded per round trip to the pool; with the shard buffer this bounds memory.
 MIN_WINDOW = 128
 
-Decoder = Callable[[list[Path]], list[Decoded]]
+# Starts decoding a list of paths and returns the call that waits for its results, in order.
+Decoder = Callable[[list[Path]], Callable[[], list[Decoded]]]
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,22 @@ def list_entries(folder: Path, classes: Sequence[str] | None, *, needs_labels: b
 def _decode_in_order(
     entries: Sequence[Entry], folder: Path, decode: Decoder, window: int
 ) -> Iterator[tuple[Entry, Decoded]]:
-    """Each entry with its result, in input order; at most ``window`` decoded images in flight."""
+    """Each entry with its result, in input order. The next window decodes while the caller writes
+    this one's images (so the decoders never wait for the shard writer); at most two windows of
+    decoded images are in flight."""
     pending = iter(entries)
-    while part := list(islice(pending, window)):
-        decoded = iter(decode([folder / e.relative for e in part if not e.reason]))
+
+    def start() -> tuple[list[Entry], Callable[[], list[Decoded]]]:
+        part = list(islice(pending, window))
+        return part, decode([folder / e.relative for e in part if not e.reason])
+
+    part, results = start()
+    while part:
+        following = start()
+        decoded = iter(results())
         for entry in part:
             yield entry, Decoded(None, entry.reason) if entry.reason else next(decoded)
+        part, results = following
 
 
 def _size(path: Path) -> int:
@@ -151,11 +162,16 @@ def _decoder(config: ProcessingConfig, workers: int) -> Iterator[Decoder]:
     decode = partial(decode_file, image_size=config.image_size, max_pixels=config.max_pixels)
     if workers <= 1:
         with ThreadPoolExecutor(available_cores(), thread_name_prefix="decode") as threads:
-            yield lambda paths: list(threads.map(decode, paths))
+
+            def on_threads(paths: list[Path]) -> Callable[[], list[Decoded]]:
+                futures = [threads.submit(decode, path) for path in paths]
+                return lambda: [future.result() for future in futures]
+
+            yield on_threads
         return
     # spawn, not fork: the caller (tests, the local runner) may already run TensorFlow's threads.
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield lambda paths: pool.map(decode, paths)
+        yield lambda paths: pool.map_async(decode, paths).get
 
 
 def _clear_outputs(out_dir: Path, hosts: Hosts) -> None:
