@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent import futures
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -102,6 +103,7 @@ class HostWorkers:
         """Each invocation on its host's worker, all at once; the first failure is raised once all are done."""
         running = [self.worker(len(invocations), i).submit(run_on_host, component, invocation)
                    for i, invocation in enumerate(invocations)]
+        futures.wait(running)
         for done in running:
             done.result()
 
