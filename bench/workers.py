@@ -20,7 +20,6 @@ explanations run on one host, the store's bookkeeping in the parent).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from bench import fixtures
 from bench.common import BenchOptions, Result, run_measured, table
 from bench.jpeg_decode import PHOTO_SEED, photo_folder
+from driftloop.hosts import own_cores
 from driftloop.pipelines import SERVE_PIPELINE
 
 GOALS = {"two_workers_vs_one": 1.8}
@@ -47,7 +47,7 @@ def _driftloop(*args: str) -> list[str]:
 
 def _arrangements() -> dict[str, dict[int, list[int]]]:
     """Which cores each run may use: per arrangement, per worker count."""
-    cores = sorted(os.sched_getaffinity(0))
+    cores = own_cores()
     return {"a core per worker": {n: cores[:n] for n in WORKER_COUNTS},
             "shared cores": {n: cores for n in WORKER_COUNTS}}
 

@@ -57,8 +57,7 @@ def sample_in_path_order(folder: Path, k: int, seed: int) -> Shard:
     picked = [(shard.images[rows], shard.labels[rows], shard.files[rows]) for shard in iter_shards(folder)
               if len(rows := np.flatnonzero(np.isin(shard.files, wanted)))]
     if not picked:
-        size = read_summary(folder).image_size
-        return Shard(np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0, str))
+        return Shard.empty(read_summary(folder).image_size)
     images, labels, files = (np.concatenate(column) for column in zip(*picked, strict=True))
     order = sorted(range(len(files)), key=lambda j: path_order(str(files[j])))
     return Shard(images[order], labels[order], files[order])

@@ -94,12 +94,15 @@ def shard_by_key(keys: Sequence[str], count: int) -> list[list[str]]:
     return [ordered[i::count] for i in range(count)]
 
 
+def own_cores() -> list[int]:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
 def core_shares(count: int, cores: Sequence[int] | None = None) -> list[tuple[int, ...]]:
     """The CPU cores of each of ``count`` local hosts: this process's cores (``cores``) dealt out in
     blocks, at least one per host; with more hosts than cores, hosts share them round-robin."""
-    if cores is None:
-        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    available = sorted(cores)
+    available = sorted(own_cores() if cores is None else cores)
     if count > len(available):
         return [(available[i % len(available)],) for i in range(count)]
     size, extra = divmod(len(available), count)

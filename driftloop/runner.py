@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -112,14 +112,11 @@ class HostWorkers:
             pool.shutdown()
         self._pools.clear()
 
-    @classmethod
-    @contextlib.contextmanager
-    def for_run(cls) -> Iterator[HostWorkers]:
-        workers = cls()
-        try:
-            yield workers
-        finally:
-            workers.close()
+    def __enter__(self) -> HostWorkers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def utc_now() -> datetime:
@@ -179,7 +176,7 @@ class LocalSystem:
         Returns each artifact's local folder (valid while ``scratch`` lives).
         """
         local: dict[str, Path] = {}
-        with HostWorkers.for_run() as workers:
+        with HostWorkers() as workers:
             for step in pipeline.steps:
                 self._run_step(pipeline, step, plan, scratch, local, workers)
         return local

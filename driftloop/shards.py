@@ -38,6 +38,11 @@ class Shard:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    @classmethod
+    def empty(cls, image_size: int) -> Shard:
+        """No images, of the given size."""
+        return cls(np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0, str))
+
 
 @dataclass(frozen=True)
 class ShardSummary:
@@ -218,6 +223,5 @@ def load_all(folder: Path, limit: int | None = None) -> Shard:
         if limit is not None and count >= limit:
             break
     if not images:
-        size = read_summary(folder).image_size
-        return Shard(np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0, str))
+        return Shard.empty(read_summary(folder).image_size)
     return Shard(np.concatenate(images), np.concatenate(labels), np.concatenate(files), classes)

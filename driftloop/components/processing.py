@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import logging
 import multiprocessing
-import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -47,7 +46,7 @@ from pathlib import Path, PurePosixPath
 from driftloop.components.entrypoint import ComponentError, Invocation, run_component
 from driftloop.config import ProcessingConfig
 from driftloop.data.files import NOT_IMPORTED_FILE, read_not_imported, walk
-from driftloop.hosts import Hosts, is_part
+from driftloop.hosts import Hosts, is_part, own_cores
 from driftloop.images import Decoded, SkipCode, decode_file, screen_name, skip_code, skip_reason
 from driftloop.pipelines import MANIFEST_FILE, Component
 from driftloop.shards import SHARD_GLOB, SUMMARY_FILE, UNKNOWN_LABEL, ShardSummary, ShardWriter
@@ -147,8 +146,8 @@ def _size(path: Path) -> int:
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """How many CPU cores this process may run on (``driftloop.hosts.own_cores``)."""
+    return len(own_cores())
 
 
 def _worker_count(paths: Sequence[Path]) -> int:

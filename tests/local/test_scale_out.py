@@ -130,7 +130,7 @@ def test_a_batch_with_loose_files_gives_the_same_predictions_and_evaluation_on_t
 
 
 def test_each_local_host_runs_on_its_own_cores_in_one_worker_for_the_whole_run() -> None:
-    with HostWorkers.for_run() as workers:
+    with HostWorkers() as workers:
         seen = [workers.worker(2, i).submit(os.sched_getaffinity, 0).result() for i in (0, 1)]
         assert seen == [set(share) for share in core_shares(2)]
         first = workers.worker(2, 0).submit(os.getpid).result()
