@@ -51,9 +51,9 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/pytest $(ARGS) || [ $$? -eq 5 ]
 
-# The README's results of the default simulation, from a real run (driftloop/results_doc.py).
+# The README's results of the default simulation, from a real run (tools/readme_results.py).
 readme-results: install
-	$(BIN)/python -m driftloop.results_doc
+	$(BIN)/python -m tools.readme_results
 
 bench: install
 	$(BIN)/python -m bench $(ARGS)

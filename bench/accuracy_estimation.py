@@ -3,7 +3,7 @@
 For every data seed, every stage's model (the algorithm component's train runner on that stage's
 processed train and validation sets, default ``TrainingConfig``, as the simulation trains a
 retrained model) is served batches drawn from every stage's held-out images. For each batch the
-estimators of ``driftloop.accuracy_estimate`` (calibrated on the model's validation set, as the
+estimators of ``driftloop.ml.accuracy_estimate`` (calibrated on the model's validation set, as the
 train pipeline would) give an accuracy and an interval; the labels give the truth. From the same
 batches: the monitoring component's drift verdict (default ``DriftConfig``: ``predictions``
 features, Bonferroni, α = 0.05, reference = the model's training images) and the retrain policies
@@ -19,7 +19,7 @@ Cost: the only TensorFlow work is one training per (seed, stage) and one forward
 image and model (``drift.extract_features`` with the ``predictions`` feature model: entropy and
 class probabilities, exactly the monitoring component's features); every batch is then numpy on
 those outputs. The drift verdict uses ``bench.drift_quality.MemoKS`` (alibi-detect's KS p-values,
-memoised, bit-identical) and is checked against ``driftloop.drift.score`` on the first batch of
+memoised, bit-identical) and is checked against ``driftloop.ml.drift.score`` on the first batch of
 every cell.
 
 Caching: models and their outputs are cached under the bench work folder keyed by their parameters
@@ -96,7 +96,7 @@ def _run(component: str, mode: str, inputs: dict[str, Path], outputs: dict[str, 
 
 def _data(workdir: Path, seed: int, size: str) -> Path:
     def make(folder: Path) -> None:
-        from driftloop.data.synthetic import make_dataset
+        from driftloop.local.data.synthetic import make_dataset
 
         make_dataset(folder, seed=seed, size=size)
 
@@ -137,7 +137,7 @@ class ModelOutputs:
 
 def _labels(shards: Path, classes: list[str]) -> np.ndarray:
     from driftloop.components.algorithm import remap_labels
-    from driftloop.shards import iter_shards, read_summary
+    from driftloop.ml.shards import iter_shards, read_summary
 
     source = read_summary(shards).classes
     return np.concatenate([remap_labels(s.labels, source, classes) for s in iter_shards(shards)])
@@ -150,8 +150,8 @@ def _model_outputs(workdir: Path, seed: int, size: str, stage: str, training: Tr
               "test_pool": test_pool.name, "calibration_pool": calibration_pool.name}
 
     def make(folder: Path) -> None:
-        from driftloop import drift
-        from driftloop.model_io import load_model
+        from driftloop.ml import drift
+        from driftloop.ml.model_io import load_model
 
         shards = folder / "shards"
         _run("processing", "train", {"train": data / stage / "train", "val": data / stage / "val"},
@@ -242,7 +242,7 @@ class Policy:
 
 def all_methods() -> tuple[str, ...]:
     """The single-model methods and ``agreement`` (two copies)."""
-    from driftloop.accuracy_estimate import AGREEMENT, METHODS
+    from driftloop.ml.accuracy_estimate import AGREEMENT, METHODS
 
     return (*METHODS, AGREEMENT)
 
@@ -256,7 +256,7 @@ def policies() -> list[Policy]:
 
 def _estimates(probabilities: np.ndarray, second: np.ndarray, calibration: Any) -> dict[str, Any]:
     """Every method's estimate of one batch (``agreement`` ignores the calibration)."""
-    from driftloop import accuracy_estimate as ae
+    from driftloop.ml import accuracy_estimate as ae
 
     return {**ae.estimate_all(probabilities, calibration),
             ae.AGREEMENT: ae.estimate_agreement(probabilities, second)}
@@ -264,7 +264,7 @@ def _estimates(probabilities: np.ndarray, second: np.ndarray, calibration: Any) 
 
 def _drift_checker(reference: np.ndarray) -> tuple[Any, Any, np.ndarray]:
     from bench.drift_quality import MemoKS
-    from driftloop import drift
+    from driftloop.ml import drift
 
     config = DriftConfig()
     shares = drift.alpha_shares(config.features, reference.shape[1])
@@ -275,7 +275,7 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
           checker: tuple[Any, Any, np.ndarray], batch_sizes: Sequence[int], n_batches: int,
           policy_list: list[Policy]) -> dict[str, Any]:
     """Every batch of one (model, test stage) cell: estimation errors, coverage, drift and policy verdicts."""
-    from driftloop import drift
+    from driftloop.ml import drift
 
     memo, ks, shares = checker
     config = DriftConfig()
@@ -348,7 +348,7 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
 
 
 def _summaries(cells: list[dict[str, Any]], batch_sizes: Sequence[int], policy_list: list[Policy]) -> dict[str, Any]:
-    from driftloop.accuracy_estimate import AGREEMENT
+    from driftloop.ml.accuracy_estimate import AGREEMENT
 
     estimation = []
     for c in CALIBRATIONS:
@@ -437,7 +437,7 @@ def _recommend(summary: dict[str, Any], batch_sizes: Sequence[int]) -> dict[str,
     """From the numbers: the single-model method (no second copy to train) and the method overall with
     the smallest error at the largest batch (val calibration), and the policies with the fewest missed
     harmful plus needless batches at the smallest batch size (the hourly 42)."""
-    from driftloop.accuracy_estimate import METHODS
+    from driftloop.ml.accuracy_estimate import METHODS
 
     val = [r for r in summary["estimation"] if r["calibration"] == "val"]
     largest, smallest = max(batch_sizes), min(batch_sizes)
@@ -460,7 +460,7 @@ def _recommend(summary: dict[str, Any], batch_sizes: Sequence[int]) -> dict[str,
 def _cost(outputs: ModelOutputs, models: list[dict[str, Any]]) -> dict[str, Any]:
     """What estimation costs at serve time (numpy, best of 5 per batch size) and agreement at train time."""
     from bench.common import best_of
-    from driftloop import accuracy_estimate as ae
+    from driftloop.ml import accuracy_estimate as ae
 
     calibration = ae.calibrate(outputs.probabilities("val"), outputs.labels["val"])
     probabilities = outputs.probabilities(f"test/{outputs.stage}")
@@ -479,7 +479,7 @@ def _cost(outputs: ModelOutputs, models: list[dict[str, Any]]) -> dict[str, Any]
 
 
 def run(options: BenchOptions) -> Result:
-    from driftloop import accuracy_estimate as ae
+    from driftloop.ml import accuracy_estimate as ae
 
     outputs, setup = prepare(options)
     n_batches = 20 if options.quick else N_BATCHES

@@ -7,7 +7,7 @@ reference saw them) of every stage, paired: the same draws for every feature kin
 
 Cost: features are computed once per pool image, then each batch costs only its KS tests. Three
 links make that the component's verdict: the monitoring component on a real batch folder equals
-``driftloop.drift.score`` on the precomputed features (once per run); ``MemoKS`` equals
+``driftloop.ml.drift.score`` on the precomputed features (once per run); ``MemoKS`` equals
 ``drift.score`` bit for bit (the first batch of every cell); and the per-feature p-values do not
 depend on the correction or the threshold, so one KS run per batch serves every (correction, α)
 pair, with Bonferroni and alibi-detect's own ``fdr`` applied to the same p-values (checked
@@ -52,7 +52,7 @@ class Pool:
 
 def _labels(shards: Path, classes: list[str]) -> np.ndarray:
     from driftloop.components.algorithm import remap_labels
-    from driftloop.shards import iter_shards, read_summary
+    from driftloop.ml.shards import iter_shards, read_summary
 
     source = read_summary(shards).classes
     return np.concatenate([remap_labels(s.labels, source, classes) for s in iter_shards(shards)])
@@ -64,7 +64,7 @@ def _features(classifier: Any, encoder: Any, shards: Path, keep: np.ndarray | No
     ``classifier`` outputs the ``embedding`` layer, the class probabilities and the
     ``predictions`` features (entropy first) in one pass.
     """
-    from driftloop import drift
+    from driftloop.ml import drift
 
     parts: dict[str, list[np.ndarray]] = {kind: [] for kind in KINDS}
     for batch in drift.iter_images(shards, keep):
@@ -78,7 +78,7 @@ def _features(classifier: Any, encoder: Any, shards: Path, keep: np.ndarray | No
 
 
 def decisions(p_values: np.ndarray, alpha: float, shares: np.ndarray) -> dict[str, bool]:
-    """Both corrections' verdicts on one batch's p-values, by the rules of ``driftloop.drift.score``."""
+    """Both corrections' verdicts on one batch's p-values, by the rules of ``driftloop.ml.drift.score``."""
     from alibi_detect.utils.statstest import fdr
 
     return {
@@ -127,7 +127,7 @@ class MemoKS:
 
 def _shares(name: str, features: np.ndarray) -> np.ndarray:
     """The Bonferroni split of α the component uses for a detector (``name`` may carry ``HELD_OUT``)."""
-    from driftloop import drift
+    from driftloop.ml import drift
 
     return drift.alpha_shares(name.removesuffix(HELD_OUT), features.shape[1])
 
@@ -144,9 +144,9 @@ def _check_against_detectors(p_values: np.ndarray, shares: np.ndarray, bonferron
 def _component_check(options: BenchOptions, pool: Pool, detectors: dict[str, Path], model: Path,
                      ks: dict[str, Any], indices: np.ndarray) -> dict[str, Any]:
     """The monitoring component on one batch folder vs ``drift.score`` on the precomputed features."""
-    from driftloop import drift
     from driftloop.drift_report import DriftReport
-    from driftloop.shards import load_all, write_shards
+    from driftloop.ml import drift
+    from driftloop.ml.shards import load_all, write_shards
 
     images = load_all(pool.shards)
     batch = options.workdir / "drift-check-batch"
@@ -155,9 +155,9 @@ def _component_check(options: BenchOptions, pool: Pool, detectors: dict[str, Pat
     checks: dict[str, Any] = {}
     for kind, folder in detectors.items():
         out = options.workdir / "drift-check-report" / kind
-        fixtures.run_component(Component.MONITORING, "serve", {"batch": batch, "detector": folder, "model": model},
+        fixtures.run_component(Component.DRIFT, "serve", {"batch": batch, "detector": folder, "model": model},
                                {"features": out / "features"}, {})
-        fixtures.run_component(Component.MONITORING, "merge", {"features": out / "features", "detector": folder},
+        fixtures.run_component(Component.DRIFT, "merge", {"features": out / "features", "detector": folder},
                                {"report": out}, {})
         report = DriftReport.read(out / DRIFT_REPORT_FILE)
         ours = drift.score(ks[kind], pool.features[kind][indices], _shares(kind, pool.features[kind]))
@@ -172,9 +172,9 @@ def _component_check(options: BenchOptions, pool: Pool, detectors: dict[str, Pat
 def run(options: BenchOptions) -> Result:
     import tensorflow as tf
 
-    from driftloop import drift
-    from driftloop.model_io import EMBEDDING_LAYER, load_model
-    from driftloop.simulation import HARM_POINTS
+    from driftloop.local.outcome import HARM_POINTS
+    from driftloop.ml import drift
+    from driftloop.ml.model_io import EMBEDDING_LAYER, load_model
 
     quick = options.quick
     size, pool_seeds, n_reference = ("small", 1, 180) if quick else ("blog", 4, 484)

@@ -15,7 +15,7 @@ holds each of the pool's images ~5 times, so that row measures the pool's own di
 reference more than independent batches (the pool's sampling error in a KS distance is ~0.006).
 
 Scoring reuses ``bench.drift_quality.MemoKS`` (alibi-detect's p-values bit for bit) and
-``driftloop.drift.effect_size``'s rule; one batch is run through the monitoring component and must
+``driftloop.ml.drift.effect_size``'s rule; one batch is run through the monitoring component and must
 give the same p-values, effect size and verdict.
 """
 
@@ -31,9 +31,9 @@ import numpy as np
 from bench import fixtures
 from bench.common import BenchOptions, Result, table
 from bench.drift_quality import MemoKS
-from driftloop import images as image_rules
 from driftloop.config import DriftConfig, ProcessingConfig, TrainingConfig
-from driftloop.data import synthetic
+from driftloop.local.data import synthetic
+from driftloop.ml import images as image_rules
 from driftloop.pipelines import DRIFT_REPORT_FILE, Component
 
 FLOORS = (0.0, 0.05, 0.1, 0.15, 0.2)
@@ -91,7 +91,7 @@ def shifted(images: np.ndarray, shift: str, rng: np.random.Generator) -> np.ndar
 
 
 def _features(model: Any, images: np.ndarray) -> np.ndarray:
-    from driftloop import drift
+    from driftloop.ml import drift
 
     return drift.extract_features(model, (images[i:i + 2000].astype(np.float32) for i in range(0, len(images), 2000)))
 
@@ -107,14 +107,14 @@ def verdict(p_values: np.ndarray, distances: np.ndarray, shares: np.ndarray, flo
 def _component_check(options: BenchOptions, images: np.ndarray, detector: Path, model: Path,
                      ours: tuple[np.ndarray, np.ndarray], floor: float) -> dict[str, Any]:
     """The monitoring component on a batch folder must reproduce our p-values, effect size and verdict."""
-    from driftloop import drift
     from driftloop.drift_report import DriftReport
-    from driftloop.shards import write_shards
+    from driftloop.ml import drift
+    from driftloop.ml.shards import write_shards
 
     batch, out = options.workdir / "drift-scale-check-batch", options.workdir / "drift-scale-check-report"
     write_shards(batch, ((image, -1, f"{k:05d}.png") for k, image in enumerate(images)), shard_size=256,
                  image_size=images.shape[1], classes=[])
-    fixtures.run_component(Component.MONITORING, "serve", {"batch": batch, "detector": detector, "model": model},
+    fixtures.run_component(Component.DRIFT, "serve", {"batch": batch, "detector": detector, "model": model},
                            {"report": out}, {"min_distance": floor})
     report = DriftReport.read(out / DRIFT_REPORT_FILE)
     p_values, distances = ours
@@ -136,9 +136,9 @@ def _component_check(options: BenchOptions, images: np.ndarray, detector: Path, 
 def run(options: BenchOptions) -> Result:
     import tensorflow as tf
 
-    from driftloop import drift
-    from driftloop.model_io import load_model
-    from driftloop.simulation import HARM_POINTS
+    from driftloop.local.outcome import HARM_POINTS
+    from driftloop.ml import drift
+    from driftloop.ml.model_io import load_model
 
     quick = options.quick
     pool_size = 3000 if quick else 20_000

@@ -23,9 +23,9 @@ from bench.common import source_hash
 from driftloop.components.entrypoint import Invocation
 from driftloop.components.processing import available_cores
 from driftloop.config import DriftConfig, ProcessingConfig, TrainingConfig
-from driftloop.data.seeding import rng_for
-from driftloop.data.stages import LabelledImage, write_stages
-from driftloop.data.synthetic import CLASSES, render, synthetic_images
+from driftloop.local.data.seeding import rng_for
+from driftloop.local.data.stages import LabelledImage, write_stages
+from driftloop.local.data.synthetic import CLASSES, render, synthetic_images
 from driftloop.pipelines import Component
 
 MARKER = ".bench.json"
@@ -57,7 +57,7 @@ def cached(folder: Path, params: dict[str, Any], make: Callable[[Path], object],
 def run_component(component: Component, mode: str, inputs: dict[str, Path], outputs: dict[str, Path],
                   settings: dict[str, Any] | None = None) -> Any:
     """A component's in-process runner, as the local runner calls it."""
-    from driftloop.runner import component_runner
+    from driftloop.local.runner import component_runner
 
     for folder in outputs.values():
         folder.mkdir(parents=True, exist_ok=True)
@@ -99,7 +99,7 @@ def dataset(workdir: Path, seed: int, size: str, scale: int = 1) -> Path:
 
     def make(folder: Path) -> None:
         if scale == 1:
-            from driftloop.data.synthetic import make_dataset
+            from driftloop.local.data.synthetic import make_dataset
 
             make_dataset(folder, seed=seed, size=size)
         else:
@@ -185,8 +185,8 @@ def untrained_model(workdir: Path, seed: int) -> Path:
     def make(folder: Path) -> None:
         import tensorflow as tf
 
-        from driftloop.model_io import save_model
-        from driftloop.models import build_model
+        from driftloop.ml.model_io import save_model
+        from driftloop.ml.models import build_model
 
         tf.keras.utils.set_random_seed(seed)
         model = build_model(TrainingConfig().architecture, image_size=ProcessingConfig().image_size,
@@ -218,7 +218,7 @@ def detector(workdir: Path, train_shards: Path, model: Path, config: DriftConfig
     params = {"train": fingerprint(train_shards), "model": fingerprint(model), "config": config.to_dict()}
 
     def make(folder: Path) -> None:
-        run_component(Component.MONITORING, "train", {"train": train_shards, "model": model},
+        run_component(Component.DRIFT, "train", {"train": train_shards, "model": model},
                       {"detector": folder}, config.to_dict())
 
     name = f"detector-{config.features}-{config.correction}-{model.name}"

@@ -9,7 +9,7 @@ wrong (a retrained model served the sharp Original images), which an Original-on
 
 Each cell runs the monitoring component's code path without its file I/O: the reference is a
 detector fitted on the features of the model's own training shards (the sample the component takes),
-the batch is the stage's processed test set, and the verdict is ``driftloop.drift.score`` with the
+the batch is the stage's processed test set, and the verdict is ``driftloop.ml.drift.score`` with the
 component's Bonferroni split of α (p_val 0.05). One draw per cell: a summary, not a rate.
 """
 
@@ -22,13 +22,13 @@ from typing import Any
 from bench.common import table
 from driftloop.config import DriftConfig
 from driftloop.layout import STAGE_NAMES
-from driftloop.simulation import HARM_POINTS
+from driftloop.local.outcome import HARM_POINTS
 
 KINDS = ("uae", "embeddings", "softmax", "uncertainty", "predictions")
 
 
 def _feature_model(kind: str, classifier: Any, image_size: int, config: DriftConfig) -> Any:
-    from driftloop import drift
+    from driftloop.ml import drift
 
     if kind == "uae":
         return drift.build_uae_encoder(image_size, config.encoding_dim, config.seed)
@@ -37,9 +37,9 @@ def _feature_model(kind: str, classifier: Any, image_size: int, config: DriftCon
 
 def study(workdir: Path) -> dict[str, Any]:
     """Per (model, test set, kind): the verdict and statistic; per kind: harmful and harmless cells flagged."""
-    from driftloop import drift
-    from driftloop.model_io import load_model
-    from driftloop.shards import read_summary
+    from driftloop.ml import drift
+    from driftloop.ml.model_io import load_model
+    from driftloop.ml.shards import read_summary
 
     simulation = json.loads((workdir / "simulation.json").read_text())
     matrix, models = simulation["matrix"], simulation["models"]

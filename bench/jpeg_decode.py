@@ -1,6 +1,6 @@
 """JPEG draft mode: decode time and the difference from decoding every pixel, on photo-like JPEGs.
 
-``driftloop.images.decode_file`` on ``bench.photos`` JPEGs (300–800 px, quality 75–95) with
+``driftloop.ml.images.decode_file`` on ``bench.photos`` JPEGs (300–800 px, quality 75–95) with
 ``draft_gap`` None (every pixel decoded), 1 (the smallest DCT scale that still covers 48 px) and 2
 (the default ``DRAFT_GAP``: at least twice the target before the bicubic resize). Per variant: the
 time per image (best of 3, interleaved), the pixel difference from full decoding (mean absolute
@@ -19,8 +19,8 @@ import numpy as np
 from bench import fixtures, photos
 from bench.common import BenchOptions, Result, best_of, table
 from driftloop.config import ProcessingConfig, TrainingConfig
-from driftloop.data import synthetic
-from driftloop.images import DRAFT_GAP, decode_file
+from driftloop.local.data import synthetic
+from driftloop.ml.images import DRAFT_GAP, decode_file
 
 VARIANTS: dict[str, int | None] = {"full": None, "draft gap 1": 1, "draft gap 2": 2}
 PHOTO_SEED = 4000
@@ -52,8 +52,8 @@ def decode_all(files: list[Path], draft_gap: int | None) -> np.ndarray:
 def run(options: BenchOptions) -> Result:
     import tensorflow as tf
 
-    from driftloop import drift
-    from driftloop.model_io import forward_pass, load_model
+    from driftloop.ml import drift
+    from driftloop.ml.model_io import forward_pass, load_model
 
     n = 120 if options.quick else 600
     folder = photo_folder(options.workdir, PHOTO_SEED + options.seed, n, n)

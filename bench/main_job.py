@@ -20,7 +20,7 @@ from typing import Any
 
 from bench import fixtures, harm_agreement
 from bench.common import BenchOptions, Result, load_average, run_measured, table
-from driftloop.simulation import TIMINGS_FILE
+from driftloop.local.simulation import TIMINGS_FILE
 
 GROWTH_EPOCHS = 3
 SEED_HEADLINE = "drift at stage-3 (accuracy 97% -> 92.8%) and stage-5; Noisy missed"
@@ -28,7 +28,7 @@ SEED_HEADLINE = "drift at stage-3 (accuracy 97% -> 92.8%) and stage-5; Noisy mis
 
 def _driftloop() -> list[str]:
     script = Path(sys.executable).parent / "driftloop"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "driftloop.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "driftloop.local.cli"]
 
 
 def _trainings(workdir: Path) -> dict[str, Any]:

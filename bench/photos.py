@@ -1,7 +1,7 @@
 """Photo-like JPEGs: the synthetic classes rendered at photo sizes, with texture and noise.
 
 Real batches are photos of a few hundred pixels a side, where decoding costs far more than the
-48-px model. Each image here is a synthetic original (``driftloop.data.synthetic.render``) scaled
+48-px model. Each image here is a synthetic original (``driftloop.local.data.synthetic.render``) scaled
 up to 300–800 px a side (aspect 3:4 to 4:3, so the centre crop matters), with film-grain noise and a
 smooth, low-frequency texture on top so the encoder has photo-like detail to code (an upscaled
 render alone compresses like a cartoon), saved at JPEG quality 75–95. Everything is drawn from one
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from driftloop.data.seeding import rng_for
-from driftloop.data.synthetic import CLASSES, render
+from driftloop.local.data.seeding import rng_for
+from driftloop.local.data.synthetic import CLASSES, render
 
 MIN_SIDE, MAX_SIDE = 300, 800
 QUALITY = (75, 95)

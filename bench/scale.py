@@ -55,7 +55,7 @@ def _bare_decode(files: list[Path]) -> int:
     """The decode limit: what ``decode_file`` does to a good JPEG, nothing else."""
     from PIL import Image
 
-    from driftloop.images import DRAFT_GAP, centre_square
+    from driftloop.ml.images import DRAFT_GAP, centre_square
 
     size = ProcessingConfig().image_size
     for path in files:
@@ -121,9 +121,9 @@ def cost_per_million(cpu_s_per_image: float, instance: str = "ml.m5.large") -> d
 def run(options: BenchOptions) -> Result:
     import tensorflow as tf
 
-    from driftloop import drift
-    from driftloop.model_io import load_model
-    from driftloop.shards import iter_shards
+    from driftloop.ml import drift
+    from driftloop.ml.model_io import load_model
+    from driftloop.ml.shards import iter_shards
 
     counts = (1000, 4000) if options.quick else (10_000, 100_000)
     distinct = 400 if options.quick else DISTINCT

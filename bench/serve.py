@@ -64,7 +64,7 @@ def _profile(function: Any, top: int) -> dict[str, list[dict[str, Any]]]:
 def run(options: BenchOptions) -> Result:
     import tensorflow as tf
 
-    from driftloop.model_io import load_model
+    from driftloop.ml.model_io import load_model
 
     n_images = 128 if options.quick else 2000
     repeats = 1 if options.quick else 3
@@ -92,7 +92,7 @@ def run(options: BenchOptions) -> Result:
     processing_step()  # the shards the inference step reads, and a warm page cache for everyone
     tf.keras.utils.set_random_seed(options.seed)
     model = load_model(model_dir).model
-    from driftloop.shards import iter_shards, load_all
+    from driftloop.ml.shards import iter_shards, load_all
 
     in_memory = load_all(shards).images.astype(np.float32)
     model.predict(in_memory[:batch_size], batch_size=batch_size, verbose=0)  # trace once, outside the timing

@@ -23,10 +23,11 @@ from bench import fixtures
 from bench.common import BenchOptions, Result, load_average, table
 from driftloop.config import Settings, TrainingConfig
 from driftloop.layout import STAGE_NAMES
+from driftloop.local.outcome import SimulationResult
+from driftloop.local.simulation import SimulationOptions, simulate
+from driftloop.local.timings import cpu_seconds
 from driftloop.pipelines import Component
 from driftloop.scores import Evaluation
-from driftloop.simulation import SimulationOptions, SimulationResult, simulate
-from driftloop.timings import cpu_seconds
 
 # name -> the training settings that differ from the defaults.
 # (``bench/results/warm_start.json`` calls the first "random weights (default)": the default then.)

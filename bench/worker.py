@@ -39,10 +39,10 @@ def _serve_steps(args: argparse.Namespace) -> dict[str, float]:
                           ProcessingConfig().to_dict())
         elif step == "monitoring":
             # Both drift steps of the serve pipeline: the features, then one KS test over them.
-            run_component(Component.MONITORING, "serve",
+            run_component(Component.DRIFT, "serve",
                           {"batch": shards, "detector": args.detector, "model": args.model},
                           {"features": args.out / "features"}, {})
-            run_component(Component.MONITORING, "merge", {"features": args.out / "features", "detector": args.detector},
+            run_component(Component.DRIFT, "merge", {"features": args.out / "features", "detector": args.detector},
                           {"report": args.out / "report"}, DriftConfig().to_dict())
         else:
             run_component(Component.ALGORITHM, "serve", {"data": shards, "model": args.model},
@@ -59,7 +59,7 @@ def _serve_steps(args: argparse.Namespace) -> dict[str, float]:
 
 def _simulate(args: argparse.Namespace) -> None:
     from driftloop.config import ExplainConfig, Settings, TrainingConfig
-    from driftloop.simulation import SimulationOptions, simulate
+    from driftloop.local.simulation import SimulationOptions, simulate
 
     explain = ExplainConfig(n_explain=2, nsamples=8, per_class=1) if args.cheap_explanations else ExplainConfig()
     settings = Settings(training=TrainingConfig(epochs=args.epochs, patience=args.patience), explain=explain)

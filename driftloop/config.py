@@ -143,7 +143,7 @@ class DecisionPolicy(_FromMapping):
     # Serve runs to wait after a retrain before another one may start (0: none).
     cooldown_runs: int = 0
     # "drift": the seed's rule, retrain on drift. "harm": retrain when the batch's estimated accuracy
-    # (driftloop.accuracy_estimate, without labels) lies at least ``harm_threshold_points`` below the
+    # (driftloop.ml.accuracy_estimate, without labels) lies at least ``harm_threshold_points`` below the
     # model's validation accuracy. "drift_and_harm": both must hold. Measured (docs/benchmarks.md,
     # section 6; 42-image batches): only "drift" acts on >= 95 % of the batches that lost >= 10 points
     # (harm(atc_ne, X) misses 30-45 % at every X: a confidently wrong model estimates its drop too
@@ -186,7 +186,7 @@ class ScaleOut(_FromMapping):
 COMPONENT_SETTINGS: dict[str, type[_FromMapping]] = {
     "processing": ProcessingConfig,
     "algorithm": TrainingConfig,
-    "monitoring": DriftConfig,
+    "drift": DriftConfig,
     "explainability": ExplainConfig,
 }
 
@@ -208,7 +208,7 @@ class Settings:
 
     def component(self, name: str) -> _FromMapping:
         by_name: dict[str, _FromMapping] = {
-            "processing": self.processing, "algorithm": self.training, "monitoring": self.drift,
+            "processing": self.processing, "algorithm": self.training, "drift": self.drift,
             "explainability": self.explain,
         }
         return by_name[name]
@@ -230,7 +230,7 @@ class Settings:
             raise ValueError(f"settings for unknown component(s) {unknown}; known: {sorted(COMPONENT_SETTINGS)}")
         built = {name: COMPONENT_SETTINGS[name].from_mapping(settings.get(name)) for name in COMPONENT_SETTINGS}
         return cls(
-            processing=built["processing"], training=built["algorithm"], drift=built["monitoring"],  # type: ignore[arg-type]
+            processing=built["processing"], training=built["algorithm"], drift=built["drift"],  # type: ignore[arg-type]
             explain=built["explainability"], policy=DecisionPolicy.from_mapping(policy),  # type: ignore[arg-type]
             instances=ScaleOut.from_mapping(instances),
         )

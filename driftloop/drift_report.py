@@ -23,7 +23,8 @@ class DetectorIdentity(Contract):
 
 @dataclass(frozen=True)
 class EstimatedAccuracy(Contract):
-    """The batch's label-free accuracy estimate (``driftloop.accuracy_estimate``), from the drift test's forward pass.
+    """The batch's label-free accuracy estimate (``driftloop.ml.accuracy_estimate``),
+    from the drift test's forward pass.
 
     Fractions, except ``drop_points``: how far the estimate lies below the model's validation
     accuracy, in percentage points, which the ``harm`` retrain rules compare with their threshold.
@@ -61,7 +62,7 @@ class DriftReport(Contract):
     statistic: float
     p_values: list[float]
     distances: list[float]
-    # The effect-size floor (``driftloop.drift.EffectSize``): ``is_drift`` is ``significant`` (the KS
+    # The effect-size floor (``driftloop.ml.drift.EffectSize``): ``is_drift`` is ``significant`` (the KS
     # test alone, ``statistic < threshold``) and ``effect_size`` (the largest KS distance among the
     # significant features) at least ``min_distance``.
     significant: bool

@@ -21,6 +21,8 @@ PipelineName = Literal["train", "serve"]
 SPLITS: Final = ("train", "val", "test")
 # The seven data sets, in the order the simulation feeds their test sets to the serve pipeline.
 STAGE_NAMES: Final = ("original", "stage-1", "stage-2", "stage-3", "stage-4", "stage-5", "noisy")
+# The archive a SageMaker training job writes its model directory to (under the run's model prefix).
+SAGEMAKER_ARCHIVE: Final = "model.tar.gz"
 
 
 class ParameterNames:

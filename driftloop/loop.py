@@ -1,7 +1,7 @@
 """The loop's control steps, written once: plan a run, decide on drift, promote, record.
 
 Everything here is written against the ``ParameterStore`` and ``ObjectStore`` interfaces. The local
-runner (``driftloop.runner``) calls it with the SQLite and folder stores; the Lambdas
+runner (``driftloop.local.runner``) calls it with the SQLite and folder stores; the Lambdas
 (``lambdas/control_steps``) with the SSM and S3 stores. The state machines only start jobs, wait,
 branch on the decision and catch failures; every rule lives in this module or the pure decisions
 of ``driftloop.decision``.
@@ -25,6 +25,7 @@ from driftloop.decision import RetrainDecision, decide_promotion, decide_retrain
 from driftloop.drift_report import DriftReport
 from driftloop.hosts import is_part
 from driftloop.layout import (
+    SAGEMAKER_ARCHIVE,
     STAGE_NAMES,
     ParameterNames,
     PipelineName,
@@ -32,8 +33,8 @@ from driftloop.layout import (
     simulation_test_set,
     stage_of_data_prefix,
 )
-from driftloop.model_io import SAGEMAKER_ARCHIVE
 from driftloop.pipelines import (
+    BATCH_START_FIELD,
     DRIFT_REPORT_FILE,
     EVALUATION_FILE,
     PIPELINES,
@@ -249,7 +250,7 @@ def record_serve(
         run_id=plan.run_id,
         time=plan.time,
         input=plan.uri["raw_batch"],
-        stage=stage_of_data_prefix(plan.start["batch"]),
+        stage=stage_of_data_prefix(plan.start[BATCH_START_FIELD]),
         model_run_id=plan.current.run_id,
         reference_trained_on=report.detector.trained_on,
         drift_report=plan.uri["drift_report"],

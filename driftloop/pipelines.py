@@ -1,7 +1,7 @@
 """The train and serve pipelines, defined once, as data.
 
 ``stacks/`` renders these definitions as Step Functions states (each step a SageMaker job) and
-``driftloop.runner`` executes them locally; neither spells out a step of its own.
+``driftloop.local.runner`` executes them locally; neither spells out a step of its own.
 
 Vocabulary:
 
@@ -32,7 +32,7 @@ RunFact = Literal["run_id", "data_name"]
 class Component(StrEnum):
     PROCESSING = "processing"
     ALGORITHM = "algorithm"
-    MONITORING = "monitoring"
+    DRIFT = "drift"
     EXPLAINABILITY = "explainability"
 
 
@@ -65,10 +65,10 @@ COMPONENT_IO: Final[dict[tuple[Component, Mode], ComponentIO]] = {
         inputs=("train", "val", "champion"), outputs=("model",), job=JobKind.TRAINING, optional=("champion",)
     ),
     (Component.ALGORITHM, "serve"): ComponentIO(inputs=("data", "model"), outputs=("predictions",)),
-    (Component.MONITORING, "train"): ComponentIO(inputs=("train", "model"), outputs=("detector",)),
+    (Component.DRIFT, "train"): ComponentIO(inputs=("train", "model"), outputs=("detector",)),
     # Serve: the drift features of this host's shards; merge: one KS test over every host's features.
-    (Component.MONITORING, "serve"): ComponentIO(inputs=("batch", "detector", "model"), outputs=("features",)),
-    (Component.MONITORING, "merge"): ComponentIO(inputs=("features", "detector"), outputs=("report",)),
+    (Component.DRIFT, "serve"): ComponentIO(inputs=("batch", "detector", "model"), outputs=("features",)),
+    (Component.DRIFT, "merge"): ComponentIO(inputs=("features", "detector"), outputs=("report",)),
     (Component.EXPLAINABILITY, "train"): ComponentIO(inputs=("train", "model"), outputs=("explainer",)),
     (Component.EXPLAINABILITY, "serve"): ComponentIO(
         inputs=("batch", "model", "explainer", "predictions"), outputs=("explanations",)
@@ -210,7 +210,7 @@ TRAIN_PIPELINE: Final = Pipeline(
         ),
         Step(
             "learn_reference",
-            Component.MONITORING,
+            Component.DRIFT,
             "train",
             inputs=(("train", "train_shards"), ("model", "model")),
             outputs=(("detector", "detector"),),
@@ -226,9 +226,12 @@ TRAIN_PIPELINE: Final = Pipeline(
     ),
 )
 
+# The serve run's start field: the key prefix of the batch to serve (``{"batch": "batches/<id>"}``).
+BATCH_START_FIELD: Final = "batch"
+
 SERVE_PIPELINE: Final = Pipeline(
     name="serve",
-    external=(("raw_batch", "batch"),),
+    external=(("raw_batch", BATCH_START_FIELD),),
     resolved=(("model", "model"), ("detector", "detector"), ("explainer", "explainer")),
     steps=(
         Step(
@@ -241,7 +244,7 @@ SERVE_PIPELINE: Final = Pipeline(
         ),
         Step(
             "drift_features",
-            Component.MONITORING,
+            Component.DRIFT,
             "serve",
             inputs=(("batch", "batch_shards"), ("detector", "detector"), ("model", "model")),
             outputs=(("features", "drift_features"),),
@@ -250,7 +253,7 @@ SERVE_PIPELINE: Final = Pipeline(
         # One instance: the KS test needs every image's features at once (they are small: n x features).
         Step(
             "detect_drift",
-            Component.MONITORING,
+            Component.DRIFT,
             "merge",
             inputs=(("features", "drift_features"), ("detector", "detector")),
             outputs=(("report", "drift_report"),),

@@ -9,7 +9,7 @@ SERVICE: Final = "driftloop"
 DRIFT_STATISTIC: Final = "DriftStatistic"
 DRIFT_DETECTED: Final = "DriftDetected"
 BATCH_SIZE: Final = "BatchSize"
-# The serve batch's label-free accuracy estimate (a fraction) and its interval (driftloop.accuracy_estimate).
+# The serve batch's label-free accuracy estimate (a fraction) and its interval (driftloop.ml.accuracy_estimate).
 ESTIMATED_ACCURACY: Final = "EstimatedAccuracy"
 ESTIMATED_ACCURACY_LOWER: Final = "EstimatedAccuracyLower"
 ESTIMATED_ACCURACY_UPPER: Final = "EstimatedAccuracyUpper"

@@ -65,7 +65,7 @@ class DeploymentConfig:
     # Otherwise each run serves ``batch_prefix`` (upload each new batch there).
     simulation: bool = True
     batch_prefix: str = "batches/incoming"
-    # Processing jobs (processing, monitoring, explainability; the champion's evaluation).
+    # Processing jobs (processing, drift, explainability; the champion's evaluation).
     processing: JobResources = JobResources("ml.m5.large", 30, 60)
     # The training job (algorithm, train mode); it runs on one instance.
     training: JobResources = JobResources("ml.m5.xlarge", 30, 120)
@@ -75,7 +75,7 @@ class DeploymentConfig:
     # {"process": 4, "drift_features": 2, "predict": 2}: its sharded input is split by S3 key.
     instances: dict[str, int] = dataclasses.field(default_factory=dict)
     # Non-default component settings by component name (see driftloop.config), e.g.
-    # {"monitoring": {"p_val": 0.01}, "algorithm": {"epochs": 20}}.
+    # {"drift": {"p_val": 0.01}, "algorithm": {"epochs": 20}}.
     settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     # When a drift report starts a retrain (driftloop.config.DecisionPolicy).
     decision: dict[str, Any] = dataclasses.field(default_factory=lambda: DecisionPolicy().to_dict())

@@ -32,9 +32,11 @@ from stacks.logs import log_group
 from stacks.parameters import RunParameters, allow
 
 HANDLER_MODULE: Final = "lambdas.control_steps.handlers"
-# Docker-ignore patterns (later ones win; "!" keeps): everything but the handlers and the package.
+# Docker-ignore patterns (later ones win; "!" keeps): the handlers and the package's control layer;
+# its rooms for the jobs (components, ml) and for the local runner (local) stay out of the bundle.
 # Docker's matcher skips an excluded folder whole, so synth never walks .venv or node_modules.
-CODE_EXCLUDE: Final = ("*", "!lambdas", "!driftloop", "**/__pycache__", "**/*.pyc")
+CODE_EXCLUDE: Final = ("*", "!lambdas", "!driftloop", "driftloop/components", "driftloop/ml", "driftloop/local",
+                       "**/__pycache__", "**/*.pyc")
 # The Python the tests run the handlers on (requires-python in pyproject.toml).
 RUNTIME: Final = lambda_.Runtime.PYTHON_3_11
 # What the Powertools layer holds: the package and what it imports that the runtime lacks.

@@ -35,7 +35,7 @@ from constructs import Construct
 
 from driftloop import loop
 from driftloop.contracts import Contract, field_names
-from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
+from driftloop.pipelines import BATCH_START_FIELD, SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
 from stacks.config import DeploymentConfig
 from stacks.control_steps import ControlStepFunctions
 from stacks.jobs import JobStates, add_error_handling, artifact_path, state_machine_timeout_minutes, state_name
@@ -382,7 +382,7 @@ class PipelineStateMachines(Construct):
             next_batch.add_catch(failure, errors=["States.ALL"], result_path="$.error")
             entry: sfn.IChainable = (
                 sfn.Choice(scope, "BatchGiven?")
-                .when(sfn.Condition.is_present("$.batch"), plan)
+                .when(sfn.Condition.is_present(f"$.{BATCH_START_FIELD}"), plan)
                 .otherwise(next_batch.next(plan))
             )
         else:

@@ -14,11 +14,12 @@ from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from driftloop.pipelines import BATCH_START_FIELD
 from stacks.config import DeploymentConfig
 
 
 def schedule_input(config: DeploymentConfig) -> dict[str, Any]:
-    return {} if config.simulation else {"batch": config.batch_prefix}
+    return {} if config.simulation else {BATCH_START_FIELD: config.batch_prefix}
 
 
 class ServeSchedule(Construct):

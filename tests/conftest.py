@@ -16,7 +16,7 @@ pytest_plugins = ("support.moto_server",)
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``driftloop data make --size small``: seven stages, made once per test session."""
-    from driftloop.data.synthetic import make_dataset
+    from driftloop.local.data.synthetic import make_dataset
 
     folder = tmp_path_factory.mktemp("data")
     make_dataset(folder, seed=0, size="small")

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from driftloop import accuracy_estimate as ae
+from driftloop.ml import accuracy_estimate as ae
 
 N_CLASSES = 6
 
@@ -199,10 +199,10 @@ def test_intervals_against_scipy() -> None:
 
 
 def test_importing_it_pulls_in_neither_tensorflow_nor_is_pulled_in_by_the_decision_modules() -> None:
-    code = ("import sys, driftloop.accuracy_estimate; assert 'tensorflow' not in sys.modules; "
+    code = ("import sys, driftloop.ml.accuracy_estimate; assert 'tensorflow' not in sys.modules; "
             "[sys.modules.pop(m) for m in list(sys.modules) if m.startswith('driftloop')]; "
             "import driftloop.decision, driftloop.records; "
-            "assert 'driftloop.accuracy_estimate' not in sys.modules, 'decision/records import it'")
+            "assert 'driftloop.ml.accuracy_estimate' not in sys.modules, 'decision/records import it'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 

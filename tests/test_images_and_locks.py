@@ -26,7 +26,7 @@ from stacks.images import BUILD_CONTEXT_ALLOW, DOCKERFILE  # noqa: E402
 REQUIREMENTS = REPO / "requirements"
 # Only in the dev lock: what the tests, the CDK app, the lint and the emulator need.
 DEV_ONLY = {"aws-cdk-lib", "cdk-nag", "constructs", "jsii", "moto", "pytest", "mypy", "ruff", "cfn-lint", "uv", "boto3"}
-DEV_ONLY |= {"shap"}  # no job imports it; the tests compare driftloop.explain against it
+DEV_ONLY |= {"shap"}  # no job imports it; the tests compare driftloop.ml.explain against it
 # What the runtime lock replaces or leaves out (requirements/runtime-overrides.txt says why).
 LEFT_OUT_OF_RUNTIME = {"tensorflow", "opencv-python", "libclang", "tensorflow-io-gcs-filesystem"}
 

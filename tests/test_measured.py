@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from driftloop.config import DriftConfig
-from driftloop.measured import BEGIN, END, SEED_BATCH_SIZE, DriftPower, render_readme_section
+from driftloop.local.measured import SEED_BATCH_SIZE, DriftPower
+from tools.readme_visibility import BEGIN, END, render_readme_section
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -67,7 +68,7 @@ def test_the_figures_are_for_the_configured_detector(power: DriftPower) -> None:
 
 
 def test_the_readme_section_is_the_benchmark_files() -> None:
-    """The README's numbers on what the system can see are rendered, not typed: `python -m driftloop.measured`."""
+    """The README's numbers on what the system can see are rendered, not typed: `python -m driftloop.local.measured`."""
     power = DriftPower.load()
     assert power is not None and power.measured_for(DriftConfig())
     text = README.read_text()

@@ -44,9 +44,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from driftloop.pipelines import BATCH_START_FIELD
+
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = "containers/Dockerfile"
-COMPONENTS = ("processing", "algorithm", "monitoring", "explainability")
+COMPONENTS = ("processing", "algorithm", "drift", "explainability")
 IMAGE_PREFIX = "localhost/driftloop"
 SIZE_LIMIT = 2 * 1000**3  # bytes, unpacked
 MEMORY_LIMIT = "4g"  # half of an ml.m5.large
@@ -719,7 +721,7 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
     drift: dict[str, Any] = {}
     for stage in ("original", "noisy"):
         store, jobs, _ = run_pipeline(
-            engine, pipelines["serve"], serve, start={"batch": data / stage / "test"}, record=record,
+            engine, pipelines["serve"], serve, start={BATCH_START_FIELD: data / stage / "test"}, record=record,
             workdir=workdir, label=f"serve-{stage}", data_name=stage,
         )  # fmt: skip
         results += jobs

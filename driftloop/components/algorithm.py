@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.accuracy_estimate import CALIBRATION_FILE, calibrate
-from driftloop.components.entrypoint import ComponentError, Invocation, run_component
+from driftloop.components.entrypoint import Invocation, run_component
 from driftloop.config import TrainingConfig
-from driftloop.model_io import (
+from driftloop.errors import UserError
+from driftloop.ml.accuracy_estimate import CALIBRATION_FILE, calibrate
+from driftloop.ml.model_io import (
     PREDICT_BATCH,
     LoadedModel,
     ModelNotFound,
@@ -35,10 +36,10 @@ from driftloop.model_io import (
     resolve_model_dir,
     save_model,
 )
-from driftloop.models import ARCHITECTURES, build_model
+from driftloop.ml.models import ARCHITECTURES, build_model
+from driftloop.ml.shards import UNKNOWN_LABEL, Shard, ShardSummary, iter_shards, load_all, read_summary, remap_labels
 from driftloop.pipelines import EVALUATION_FILE, PREDICTIONS_FILE, TRAIN_METRICS_FILE, Component
 from driftloop.scores import Evaluation, TrainMetrics
-from driftloop.shards import UNKNOWN_LABEL, Shard, ShardSummary, iter_shards, load_all, read_summary, remap_labels
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def _read_processed(folder: Path, what: str) -> ShardSummary:
     try:
         return read_summary(folder)
     except FileNotFoundError as error:
-        raise ComponentError(f"{what}: {error}") from error
+        raise UserError(f"{what}: {error}") from error
 
 
 def _load_labelled(folder: Path, classes: Sequence[str], what: str) -> Shard:
@@ -70,11 +71,11 @@ def _load_labelled(folder: Path, classes: Sequence[str], what: str) -> Shard:
     summary = _read_processed(folder, what)
     data = load_all(folder)
     if len(data) == 0:
-        raise ComponentError(f"{what}: {folder} holds no images; training needs a non-empty {what} set")
+        raise UserError(f"{what}: {folder} holds no images; training needs a non-empty {what} set")
     labels = remap_labels(data.labels, summary.classes, classes)
     unknown = sorted({str(data.files[i]) for i in np.flatnonzero(labels == UNKNOWN_LABEL)})
     if unknown:
-        raise ComponentError(
+        raise UserError(
             f"{what}: {len(unknown)} image(s) have no label or a class the training set lacks "
             f"(training classes {list(classes)}), e.g. {unknown[:3]}"
         )
@@ -85,13 +86,13 @@ def _config(invocation: Invocation) -> TrainingConfig:
     try:
         config = TrainingConfig.from_mapping(invocation.settings)
     except (TypeError, ValueError) as error:
-        raise ComponentError(f"bad training settings: {error}") from error
+        raise UserError(f"bad training settings: {error}") from error
     if config.architecture not in ARCHITECTURES:
         known = sorted(ARCHITECTURES)
-        raise ComponentError(f"bad training settings: architecture {config.architecture!r} (known: {known})")
+        raise UserError(f"bad training settings: architecture {config.architecture!r} (known: {known})")
     for name in ("epochs", "batch_size", "patience"):
         if getattr(config, name) < 1:
-            raise ComponentError(f"bad training settings: {name} must be at least 1")
+            raise UserError(f"bad training settings: {name} must be at least 1")
     return config
 
 
@@ -111,7 +112,7 @@ def run_train(invocation: Invocation) -> dict[str, Any]:
     train_summary = _read_processed(train_dir, "train")
     classes = list(train_summary.classes)
     if len(classes) < 2:
-        raise ComponentError(f"train: need labelled images of at least 2 classes, got classes {classes}")
+        raise UserError(f"train: need labelled images of at least 2 classes, got classes {classes}")
     train = _load_labelled(train_dir, classes, "train")
     val = _load_labelled(val_dir, classes, "val")
 
@@ -277,7 +278,7 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     try:
         loaded = load_model(invocation.inputs["model"])
     except ModelNotFound as error:
-        raise ComponentError(str(error)) from error
+        raise UserError(str(error)) from error
     classes = loaded.classes
     evaluation = _Evaluation(np.zeros((len(classes), len(classes)), dtype=np.int64))
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.config import Mode
+from driftloop.errors import UserError
 from driftloop.hosts import Hosts
 from driftloop.pipelines import (
     COMPONENT_IO,
@@ -45,10 +46,6 @@ log = logging.getLogger("driftloop")
 SAGEMAKER_ROOT = Path("/opt/ml")
 FAILURE_FILES: dict[JobKind, str] = {JobKind.TRAINING: "output/failure", JobKind.PROCESSING: "output/message"}
 FAILURE_LIMIT_BYTES = 1024
-
-
-class ComponentError(Exception):
-    """A run that cannot go on, with a message that says what to do. Exit code 2, no traceback."""
 
 
 @dataclass(frozen=True)
@@ -122,13 +119,13 @@ def parse_invocation(component: Component, argv: Sequence[str]) -> Invocation:
 
 
 def run_component(component: Component, runners: Mapping[str, Runner], argv: Sequence[str] | None = None) -> int:
-    """Parse, run the mode's runner, turn a ``ComponentError`` into a clear message and exit 2."""
+    """Parse, run the mode's runner, turn a ``UserError`` into a clear message and exit 2."""
     configure_process()
     invocation = parse_invocation(component, sys.argv[1:] if argv is None else argv)
     job = COMPONENT_IO[(component, invocation.mode)].job
     try:
         runners[invocation.mode](invocation)
-    except ComponentError as error:
+    except UserError as error:
         message = f"driftloop {component} ({invocation.mode}): {error}"
         print(message, file=sys.stderr)
         write_failure_reason(job, message)

@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.components.entrypoint import ComponentError, Invocation, run_component
+from driftloop.components.entrypoint import Invocation, run_component
 from driftloop.config import ExplainConfig
-from driftloop.explain import (
+from driftloop.errors import UserError
+from driftloop.hosts import part_files
+from driftloop.ml.explain import (
     expected_gradients,
     heat,
     safe_name,
@@ -32,10 +34,9 @@ from driftloop.explain import (
     save_overlay,
     take,
 )
-from driftloop.hosts import part_files
-from driftloop.model_io import LoadedModel, ModelNotFound, load_model
+from driftloop.ml.model_io import LoadedModel, ModelNotFound, load_model
+from driftloop.ml.shards import UNKNOWN_LABEL, ShardSummary, iter_shards, read_summary, remap_labels
 from driftloop.pipelines import PREDICTIONS_FILE, Component
-from driftloop.shards import UNKNOWN_LABEL, ShardSummary, iter_shards, read_summary, remap_labels
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,10 @@ def _config(invocation: Invocation) -> ExplainConfig:
     try:
         config = ExplainConfig.from_mapping(invocation.settings)
     except (TypeError, ValueError) as error:
-        raise ComponentError(f"bad explainability settings: {error}") from error
+        raise UserError(f"bad explainability settings: {error}") from error
     for name in ("n_explain", "n_background", "nsamples"):
         if getattr(config, name) < 1:
-            raise ComponentError(f"bad explainability settings: {name} must be at least 1")
+            raise UserError(f"bad explainability settings: {name} must be at least 1")
     return config
 
 
@@ -64,9 +65,9 @@ def _summary(folder: Path, what: str) -> ShardSummary:
     try:
         summary = read_summary(folder)
     except FileNotFoundError as error:
-        raise ComponentError(f"{what}: {error}") from error
+        raise UserError(f"{what}: {error}") from error
     if summary.n_images == 0:
-        raise ComponentError(f"{what}: {folder} holds no images")
+        raise UserError(f"{what}: {folder} holds no images")
     return summary
 
 
@@ -74,7 +75,7 @@ def _model(folder: Path) -> LoadedModel:
     try:
         return load_model(folder)
     except ModelNotFound as error:
-        raise ComponentError(str(error)) from error
+        raise UserError(str(error)) from error
 
 
 def _class_sample(folder: Path, summary: ShardSummary, classes: Sequence[str], per_class: int, seed: int) -> np.ndarray:
@@ -132,7 +133,7 @@ def _read_predictions(folder: Path) -> dict[str, tuple[str, float]]:
     """Every host's predictions (``driftloop.hosts``): file -> (predicted class, confidence)."""
     paths = part_files(folder, PREDICTIONS_FILE)
     if not paths:
-        raise ComponentError(f"no {PREDICTIONS_FILE} in {folder}: run the algorithm component (serve) first")
+        raise UserError(f"no {PREDICTIONS_FILE} in {folder}: run the algorithm component (serve) first")
     predictions: dict[str, tuple[str, float]] = {}
     for path in paths:
         with path.open(newline="") as handle:
@@ -144,7 +145,7 @@ def _read_predictions(folder: Path) -> dict[str, tuple[str, float]]:
 def _background(folder: Path) -> np.ndarray:
     path = folder / BACKGROUND_FILE
     if not path.exists():
-        raise ComponentError(f"no {BACKGROUND_FILE} in {folder}: run the train pipeline first")
+        raise UserError(f"no {BACKGROUND_FILE} in {folder}: run the train pipeline first")
     with np.load(path, allow_pickle=False) as data:
         return np.asarray(data["images"])
 
@@ -161,10 +162,10 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
     files = [str(f) for f in sample.files]
     missing = [f for f in files if f not in predictions]
     if missing:
-        raise ComponentError(f"predictions do not cover the batch (e.g. {missing[:3]}): run predict on this batch")
+        raise UserError(f"predictions do not cover the batch (e.g. {missing[:3]}): run predict on this batch")
     unknown = sorted({predictions[f][0] for f in files} - set(loaded.classes))
     if unknown:
-        raise ComponentError(f"predicted class(es) {unknown} are not the model's {loaded.classes}: another model?")
+        raise UserError(f"predicted class(es) {unknown} are not the model's {loaded.classes}: another model?")
     predicted = np.array([loaded.classes.index(predictions[f][0]) for f in files], dtype=np.int64)
 
     started = time.perf_counter()

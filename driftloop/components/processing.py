@@ -7,13 +7,13 @@ as the simulation's test sets are; classes are the batch's own sorted folder nam
 map them by name). Files are walked in sorted path order, so the output is deterministic.
 
 Every input entry gets one ``manifest.csv`` row (file, class, status ok|skipped, reason); a bad
-file is recorded and skipped (rules in ``driftloop.images``), never fatal. Nothing outside the
+file is recorded and skipped (rules in ``driftloop.ml.images``), never fatal. Nothing outside the
 input folder is read: links that leave it, broken links, links to folders, special files and
-folders named like files are skipped with their reason (``driftloop.data.files``). A file's label
+folders named like files are skipped with their reason (``driftloop.files``). A file's label
 comes from its own path only: inside a class folder it has that class; directly under the top of
 the folder (a "loose" file) it has none, and is skipped as ``no_class_folder`` in train mode
 (training needs labels) but served unlabelled in serve mode, like the images of a flat batch. A
-folder with no usable image at all is a ``ComponentError`` (exit 2). Images stream through in
+folder with no usable image at all is a ``UserError`` (exit 2). Images stream through in
 windows, so memory is bounded by the shard size, not the folder. Decoding runs on one thread per
 core (Pillow releases the GIL in its decoders and resampling: 1.25x one thread on 2 cores for
 small PNGs, no start-up cost); large inputs go to a process pool instead. Either way results
@@ -43,13 +43,14 @@ from functools import partial
 from itertools import islice
 from pathlib import Path, PurePosixPath
 
-from driftloop.components.entrypoint import ComponentError, Invocation, run_component
+from driftloop.components.entrypoint import Invocation, run_component
 from driftloop.config import ProcessingConfig
-from driftloop.data.files import NOT_IMPORTED_FILE, read_not_imported, walk
+from driftloop.errors import UserError
+from driftloop.files import NOT_IMPORTED_FILE, read_not_imported, walk
 from driftloop.hosts import Hosts, is_part, own_cores
-from driftloop.images import Decoded, SkipCode, decode_file, screen_name, skip_code, skip_reason
+from driftloop.ml.images import Decoded, SkipCode, decode_file, screen_name, skip_code, skip_reason
+from driftloop.ml.shards import SHARD_GLOB, SUMMARY_FILE, UNKNOWN_LABEL, ShardSummary, ShardWriter
 from driftloop.pipelines import MANIFEST_FILE, Component
-from driftloop.shards import SHARD_GLOB, SUMMARY_FILE, UNKNOWN_LABEL, ShardSummary, ShardWriter
 
 log = logging.getLogger("driftloop.processing")
 
@@ -77,7 +78,7 @@ class Entry:
 def class_folders(folder: Path) -> list[str]:
     """Sorted names of the visible sub-folders: the classes of a labelled folder.
 
-    Links to folders are not classes (they are never followed, see ``driftloop.data.files``), nor
+    Links to folders are not classes (they are never followed, see ``driftloop.files``), nor
     is a folder named like a file with nothing to read in it (it gets a manifest line instead).
     """
     refused = {found.relative.parts[0] for found in walk(folder) if len(found.relative.parts) == 1 and found.reason}
@@ -93,7 +94,7 @@ def list_entries(folder: Path, classes: Sequence[str] | None, *, needs_labels: b
     With ``classes``, a file in a class folder is labelled with it and a loose file (directly under
     ``folder``) is unlabelled: skipped as ``no_class_folder`` if ``needs_labels``, else kept.
 
-    Entries are ``driftloop.data.files.walk``'s: files to decode and, with their reason, links that
+    Entries are ``driftloop.files.walk``'s: files to decode and, with their reason, links that
     leave the folder, broken links, special files and folders named like files. When the folder is
     an object-store import, the entries the import did not copy (``NOT_IMPORTED_FILE``) are listed
     too, so the manifest has a line for every entry of the folder the user gave.
@@ -225,7 +226,7 @@ def process_folder(
                 manifest.writerow((file, entry.class_name, "ok", ""))
     n_ok = sum(per_class.values())
     if n_ok == 0 and not hosts.many:
-        raise ComponentError(nothing_usable(str(folder), len(entries), skipped, str(manifest_path)))
+        raise UserError(nothing_usable(str(folder), len(entries), skipped, str(manifest_path)))
     extra: dict[str, object] = {"n_files": len(entries), "skipped_by_code": dict(sorted(skipped.items()))}
     if classes is not None:
         extra["images_per_class"] = {name: per_class[name] for name in classes}
@@ -253,17 +254,17 @@ def _config(invocation: Invocation) -> ProcessingConfig:
     try:
         config = ProcessingConfig.from_mapping(invocation.settings)
     except (TypeError, ValueError) as error:
-        raise ComponentError(f"bad processing settings: {error}") from error
+        raise UserError(f"bad processing settings: {error}") from error
     for name in ("image_size", "shard_size", "max_pixels"):
         if getattr(config, name) < 1:
-            raise ComponentError(f"bad processing settings: {name} must be at least 1")
+            raise UserError(f"bad processing settings: {name} must be at least 1")
     return config
 
 
 def _input(invocation: Invocation, channel: str) -> Path:
     folder = invocation.inputs[channel]
     if not folder.is_dir():
-        raise ComponentError(f"input folder for channel {channel!r} does not exist: {folder}")
+        raise UserError(f"input folder for channel {channel!r} does not exist: {folder}")
     return folder
 
 
@@ -273,10 +274,10 @@ def run_train(invocation: Invocation) -> dict[str, ShardSummary]:
     train, val = _input(invocation, "train"), _input(invocation, "val")
     classes = class_folders(train)
     if not classes:
-        raise ComponentError(f"train folder {train} has no class folders; expected {train}/<class>/<image>")
+        raise UserError(f"train folder {train} has no class folders; expected {train}/<class>/<image>")
     unknown = sorted(set(class_folders(val)) - set(classes))
     if unknown:
-        raise ComponentError(f"val folder {val} has class folder(s) {unknown} that train does not have ({classes})")
+        raise UserError(f"val folder {val} has class folder(s) {unknown} that train does not have ({classes})")
     return {
         "train": process_folder(train, invocation.outputs["train"], config, classes),
         "val": process_folder(val, invocation.outputs["val"], config, classes),

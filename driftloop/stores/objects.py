@@ -20,7 +20,7 @@ from typing import IO, Any, Final
 
 from botocore.exceptions import ClientError
 
-from driftloop.data.files import NOT_IMPORTED_FILE, Found, not_imported_csv, walk
+from driftloop.files import NOT_IMPORTED_FILE, Found, not_imported_csv, walk
 
 # Local writes go to a hidden temp file first; no valid key can start with this, so list() can skip them.
 _TEMP_PREFIX: Final = ".partial-"
@@ -91,7 +91,7 @@ class ObjectStore(ABC):
     def upload_dir(self, local_dir: Path, prefix: str) -> int:
         """Put every file under ``local_dir`` at ``prefix/<relative path>``; returns the file count.
 
-        Nothing outside ``local_dir`` is read (``driftloop.data.files.walk``): links that leave it,
+        Nothing outside ``local_dir`` is read (``driftloop.files.walk``): links that leave it,
         broken links, links to folders and special files are not copied, nor files whose names
         cannot be keys, and neither can an empty folder named like a file be; those are listed in
         ``prefix/NOT_IMPORTED_FILE``, which the processing component turns into manifest lines.

@@ -32,7 +32,7 @@ PRODUCTION_OVERRIDES: dict[str, Any] = {
     "driftloop.notification_email": "ops@example.com",
     "driftloop.instances.predict": "3",
     "driftloop.instances.process": "2",
-    "driftloop.settings.monitoring": '{"p_val": 0.01}',
+    "driftloop.settings.drift": '{"p_val": 0.01}',
     "driftloop.settings.algorithm.epochs": "12",
 }
 

@@ -27,13 +27,13 @@ def test_dotted_overrides_change_one_field() -> None:
             "driftloop.environment": "production",
             "driftloop.schedule_enabled": "false",
             "driftloop.training.instance_type": "ml.m5.2xlarge",
-            "driftloop.settings.monitoring.p_val": "0.01",
+            "driftloop.settings.drift.p_val": "0.01",
         },
     )
     assert config.environment == "production" and not config.destroy_on_teardown
     assert config.schedule_enabled is False
     assert config.training == JobResources("ml.m5.2xlarge", 30, 120)
-    assert config.component_settings(Component.MONITORING) == {"p_val": 0.01}
+    assert config.component_settings(Component.DRIFT) == {"p_val": 0.01}
 
 
 @pytest.mark.parametrize(
@@ -46,9 +46,9 @@ def test_dotted_overrides_change_one_field() -> None:
         ("driftloop.training.instance_count", "2", "unknown setting(s) ['instance_count'] in training"),
         ("driftloop.instances.predict", "0", "instances.predict must be an integer 1..100"),
         ("driftloop.instances.explain", "2", "unknown setting(s) ['explain']"),
-        ("driftloop.settings.monitoring.pval", "0.1", "pval"),
+        ("driftloop.settings.drift.pval", "0.1", "pval"),
         ("driftloop.settings.trainer", "{}", "unknown component"),
-        ("driftloop.settings.monitoring.features", '"pixels"', "features must be one of"),
+        ("driftloop.settings.drift.features", '"pixels"', "features must be one of"),
         ("driftloop.decision.min_batch", "3", "min_batch"),
         ("driftloop.log_retention_days", "31", "log_retention_days"),
         ("driftloop.schedule_enabled", "yes", "true or false"),

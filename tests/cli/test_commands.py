@@ -87,7 +87,7 @@ def test_data_stages_writes_the_stages_of_a_photo_folder_and_names_what_it_skipp
         "wrote the stages of ORIG to DATA: 7 stages x (train 2, val 2, test 2) images, 2 classes, 1 skipped"
     ]
     assert lines(done.stderr) == [
-        "WARNING driftloop.data.stages: skipped 1 entry of ORIG (train/cats/passwd.jpg): every entry and its "
+        "WARNING driftloop.local.data.stages: skipped 1 entry of ORIG (train/cats/passwd.jpg): every entry and its "
         "reason in DATA/manifest.csv"
     ]
     assert "outside_root" in (tmp_path / "DATA" / "manifest.csv").read_text()
@@ -97,7 +97,7 @@ def test_data_stages_writes_the_stages_of_a_photo_folder_and_names_what_it_skipp
 def test_verbose_shows_the_logs_on_the_console(tmp_path: Path) -> None:
     done = driftloop("data", "make", "--out", "DATA", "--size", "small", "-v", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "INFO driftloop.data.synthetic: synthetic small set (seed 0) written to DATA" in done.stderr
+    assert "INFO driftloop.local.data.synthetic: synthetic small set (seed 0) written to DATA" in done.stderr
 
 
 @pytest.mark.slow
@@ -183,6 +183,6 @@ def test_each_component_entrypoint_explains_itself(component: Component, tmp_pat
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: python -m driftloop.components.{component.value}")
-    modes = "{train,serve,merge}" if component is Component.MONITORING else "{train,serve}"
+    modes = "{train,serve,merge}" if component is Component.DRIFT else "{train,serve}"
     assert modes in done.stdout and "--settings SETTINGS" in done.stdout
     assert "--input-" in done.stdout and "--output-" in done.stdout

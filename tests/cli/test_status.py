@@ -17,8 +17,16 @@ import pytest
 
 from driftloop.drift_report import EstimatedAccuracy
 from driftloop.layout import ParameterNames
+from driftloop.local.status import (
+    DEFAULT_STACK,
+    Hints,
+    StatusError,
+    aws_source,
+    local_source,
+    read_status,
+    status_lines,
+)
 from driftloop.records import NO_RECORD, ServeRecord, TrainRecord
-from driftloop.status import DEFAULT_STACK, Hints, StatusError, aws_source, local_source, read_status, status_lines
 from driftloop.stores.params import ParameterStore, SqliteParameterStore, SsmParameterStore
 
 DRIFTLOOP = Path(sys.executable).parent / "driftloop"
@@ -142,7 +150,7 @@ def test_the_serve_history_is_cut_to_the_runs_asked_for_and_the_sentinel_skipped
 def test_a_retrain_started_by_a_harm_rule_names_the_rule() -> None:
     from dataclasses import replace
 
-    from driftloop.status import serve_line
+    from driftloop.local.status import serve_line
 
     record = replace(serve(17, "noisy", drift=False, statistic=0.3, retrain_run_id="train-20261201T170500",
                            estimate=estimated(20, 0.3403, 0.6597)), rule_fired="harm")

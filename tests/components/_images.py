@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from driftloop.shards import UNKNOWN_LABEL, ShardSummary, write_shards
+from driftloop.ml.shards import UNKNOWN_LABEL, ShardSummary, write_shards
 
 CLASSES = ("hstripes", "vstripes", "square", "ring")
 

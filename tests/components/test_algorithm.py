@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from driftloop.components import algorithm
-from driftloop.components.entrypoint import ComponentError, Invocation
-from driftloop.model_io import CLASSES_FILE, MODEL_FILE, SAGEMAKER_ARCHIVE, load_model, save_model
+from driftloop.components.entrypoint import Invocation
+from driftloop.errors import UserError
+from driftloop.ml.model_io import CLASSES_FILE, MODEL_FILE, SAGEMAKER_ARCHIVE, load_model, save_model
+from driftloop.ml.shards import UNKNOWN_LABEL, write_shards
 from driftloop.pipelines import EVALUATION_FILE, PREDICTIONS_FILE, TRAIN_METRICS_FILE
-from driftloop.shards import UNKNOWN_LABEL, write_shards
 
 from ._images import CLASSES, write_shape_shards
 
@@ -76,8 +77,8 @@ def test_training_writes_model_classes_and_metrics(trained: Path) -> None:
 
 @pytest.mark.slow
 def test_training_calibrates_the_accuracy_estimate_on_the_validation_set(trained: Path, shapes: Path) -> None:
-    from driftloop.accuracy_estimate import CALIBRATION_FILE, AccuracyCalibration, estimate
-    from driftloop.shards import load_all
+    from driftloop.ml.accuracy_estimate import CALIBRATION_FILE, AccuracyCalibration, estimate
+    from driftloop.ml.shards import load_all
 
     metrics = json.loads((trained / TRAIN_METRICS_FILE).read_text())
     calibration = AccuracyCalibration.read(trained / CALIBRATION_FILE)
@@ -305,7 +306,7 @@ def test_empty_training_set_is_an_error(tmp_path: Path) -> None:
     write_shape_shards(tmp_path / "val", n_per_class=1, seed=0, size=8, kinds=["hstripes", "vstripes"],
                        classes=["a", "b"])
     inputs = {"train": tmp_path / "train", "val": tmp_path / "val"}
-    with pytest.raises(ComponentError, match="holds no images"):
+    with pytest.raises(UserError, match="holds no images"):
         algorithm.run_train(Invocation("train", inputs, {"model": tmp_path / "model"}))
 
 
@@ -313,7 +314,7 @@ def test_validation_class_unknown_to_training_is_an_error(tmp_path: Path) -> Non
     write_shape_shards(tmp_path / "train", n_per_class=2, seed=0, size=8, kinds=["hstripes", "vstripes"])
     write_shape_shards(tmp_path / "val", n_per_class=1, seed=0, size=8, kinds=["hstripes", "ring"])
     inputs = {"train": tmp_path / "train", "val": tmp_path / "val"}
-    with pytest.raises(ComponentError, match="class the training set lacks"):
+    with pytest.raises(UserError, match="class the training set lacks"):
         algorithm.run_train(Invocation("train", inputs, {"model": tmp_path / "model"}))
 
 
@@ -333,5 +334,5 @@ def test_serve_runs_as_a_module_in_a_subprocess(hand_model: Path, tmp_path: Path
 def test_bad_settings_are_clear_errors(hand_model: Path, tmp_path: Path, settings: dict) -> None:
     data = _colour_shards(tmp_path / "data", PAIRS, HAND_CLASSES)
     inputs = {"data": data, "model": hand_model}
-    with pytest.raises(ComponentError, match="bad training settings"):
+    with pytest.raises(UserError, match="bad training settings"):
         algorithm.run_serve(Invocation("serve", inputs, {"predictions": tmp_path / "out"}, settings))

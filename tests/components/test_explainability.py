@@ -10,11 +10,12 @@ import pytest
 from PIL import Image
 
 from driftloop.components import algorithm, explainability
-from driftloop.components.entrypoint import ComponentError, Invocation
-from driftloop.explain import expected_gradients, sample_indices
-from driftloop.model_io import load_model, save_model
-from driftloop.models import build_model
-from driftloop.shards import load_all
+from driftloop.components.entrypoint import Invocation
+from driftloop.errors import UserError
+from driftloop.ml.explain import expected_gradients, sample_indices
+from driftloop.ml.model_io import load_model, save_model
+from driftloop.ml.models import build_model
+from driftloop.ml.shards import load_all
 
 from ._images import CLASSES, write_shape_shards
 
@@ -130,7 +131,7 @@ def test_explaining_twice_with_one_model_traces_its_gradient_once(world: Path) -
     """shap's explainer traced a gradient function per class at every call ("triggered retracing")."""
     import logging
 
-    from driftloop.explain import _gradient_function
+    from driftloop.ml.explain import _gradient_function
 
     model = load_model(world / "model").model
     train = load_all(world / "train")
@@ -151,11 +152,11 @@ def test_explaining_twice_with_one_model_traces_its_gradient_once(world: Path) -
 def test_serve_without_an_explainer_says_to_train_first(world: Path, tmp_path: Path) -> None:
     inputs = {"batch": world / "batch", "model": world / "model", "explainer": tmp_path / "none",
               "predictions": world / "predictions"}
-    with pytest.raises(ComponentError, match="run the train pipeline first"):
+    with pytest.raises(UserError, match="run the train pipeline first"):
         explainability.run_serve(Invocation("serve", inputs, {"explanations": tmp_path / "out"}, SETTINGS))
 
 
 def test_unknown_setting_is_a_clear_error(tmp_path: Path) -> None:
     inputs = {"train": tmp_path, "model": tmp_path}
-    with pytest.raises(ComponentError, match="unknown setting"):
+    with pytest.raises(UserError, match="unknown setting"):
         explainability.run_train(Invocation("train", inputs, {"explainer": tmp_path / "out"}, {"n_samples": 3}))

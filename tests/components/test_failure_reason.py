@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from driftloop.components import entrypoint
-from driftloop.components.entrypoint import ComponentError, Invocation, run_component, write_failure_reason
+from driftloop.components.entrypoint import Invocation, run_component, write_failure_reason
+from driftloop.errors import UserError
 from driftloop.pipelines import Component, JobKind
 
 
@@ -29,7 +30,7 @@ def _fails_with(error: Exception):  # type: ignore[no-untyped-def]
 def test_a_processing_job_writes_its_clear_message_as_exit_message(
     sagemaker_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    runners = {"serve": _fails_with(ComponentError("no usable image in /opt/ml/processing/input/batch"))}
+    runners = {"serve": _fails_with(UserError("no usable image in /opt/ml/processing/input/batch"))}
     assert run_component(Component.PROCESSING, runners, ["--mode", "serve"]) == 2
     message = (sagemaker_root / "output" / "message").read_text()
     assert message == "driftloop processing (serve): no usable image in /opt/ml/processing/input/batch"
@@ -38,7 +39,7 @@ def test_a_processing_job_writes_its_clear_message_as_exit_message(
 
 
 def test_the_training_job_writes_failure_for_failure_reason(sagemaker_root: Path) -> None:
-    runners = {"train": _fails_with(ComponentError("no training shards"))}
+    runners = {"train": _fails_with(UserError("no training shards"))}
     assert run_component(Component.ALGORITHM, runners, ["train"]) == 2  # SageMaker runs `<image> train`
     assert (sagemaker_root / "output" / "failure").read_text() == "driftloop algorithm (train): no training shards"
 
@@ -46,9 +47,9 @@ def test_the_training_job_writes_failure_for_failure_reason(sagemaker_root: Path
 def test_an_unexpected_error_is_written_and_still_raised(sagemaker_root: Path) -> None:
     runners = {"serve": _fails_with(ValueError("bad shard header"))}
     with pytest.raises(ValueError, match="bad shard header"):
-        run_component(Component.MONITORING, runners, ["--mode", "serve"])
+        run_component(Component.DRIFT, runners, ["--mode", "serve"])
     assert (sagemaker_root / "output" / "message").read_text() == (
-        "driftloop monitoring (serve): ValueError: bad shard header"
+        "driftloop drift (serve): ValueError: bad shard header"
     )
 
 

@@ -15,10 +15,10 @@ from PIL import Image
 
 from bench.photos import photo, photos
 from driftloop.config import ProcessingConfig
-from driftloop.data.seeding import rng_for
-from driftloop.data.synthetic import CLASSES, render
-from driftloop.images import DRAFT_GAP, centre_square, decode_file
-from driftloop.model_io import forward_pass
+from driftloop.local.data.seeding import rng_for
+from driftloop.local.data.synthetic import CLASSES, render
+from driftloop.ml.images import DRAFT_GAP, centre_square, decode_file
+from driftloop.ml.model_io import forward_pass
 
 SIZE = ProcessingConfig().image_size
 MAX_PIXELS = ProcessingConfig().max_pixels

@@ -20,9 +20,9 @@ from driftloop.components import processing
 from driftloop.components.entrypoint import Invocation
 from driftloop.config import ProcessingConfig
 from driftloop.hosts import Hosts
-from driftloop.images import decode_file
+from driftloop.ml.images import decode_file
+from driftloop.ml.shards import UNKNOWN_LABEL, iter_shards, load_all, read_summary, shard_paths
 from driftloop.pipelines import MANIFEST_FILE
-from driftloop.shards import UNKNOWN_LABEL, iter_shards, load_all, read_summary, shard_paths
 
 SIZE = 8
 

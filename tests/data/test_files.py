@@ -7,7 +7,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from driftloop.data.files import Found, not_imported_csv, read_not_imported, walk
+from driftloop.files import Found, not_imported_csv, read_not_imported, walk
 
 
 def reasons(root: Path) -> dict[str, str]:

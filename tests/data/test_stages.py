@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from driftloop.components.entrypoint import ComponentError
-from driftloop.data.seeding import rng_for
-from driftloop.data.stages import (
+from driftloop.errors import UserError
+from driftloop.layout import SPLITS, STAGE_NAMES
+from driftloop.local.data.seeding import rng_for
+from driftloop.local.data.stages import (
     PARALLEL_MIN_IMAGES,
     STAGES,
     StageSpec,
@@ -23,7 +24,6 @@ from driftloop.data.stages import (
     rotate_reflect,
     stages_markdown,
 )
-from driftloop.layout import SPLITS, STAGE_NAMES
 
 
 def _asymmetric(size: int = 64) -> Image.Image:
@@ -252,12 +252,12 @@ def test_clashing_stems_keep_their_suffix(tmp_path: Path) -> None:
 
 def test_make_stages_explains_a_wrong_layout(tmp_path: Path) -> None:
     (tmp_path / "src" / "train" / "x").mkdir(parents=True)
-    with pytest.raises(ComponentError, match="missing"):
+    with pytest.raises(UserError, match="missing"):
         make_stages(tmp_path / "src", tmp_path / "out", seed=0)
     for split in ("val", "test"):
         (tmp_path / "src" / split).mkdir()
     (tmp_path / "src" / "train" / "x" / "readme.md").write_text("no images here")
-    with pytest.raises(ComponentError, match="no readable images"):
+    with pytest.raises(UserError, match="no readable images"):
         make_stages(tmp_path / "src", tmp_path / "out", seed=0)
 
 
@@ -303,7 +303,7 @@ def test_a_split_folder_that_is_a_link_is_not_followed(tmp_path: Path) -> None:
     src = _tiny_folder(tmp_path / "src")
     (src / "test").rename(tmp_path / "test-elsewhere")
     (src / "test").symlink_to(tmp_path / "test-elsewhere")
-    with pytest.raises(ComponentError, match=r"missing \['test'\]"):
+    with pytest.raises(UserError, match=r"missing \['test'\]"):
         make_stages(src, tmp_path / "out", seed=0)
 
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from driftloop.data.seeding import rng_for
-from driftloop.data.stages import write_stages
-from driftloop.data.synthetic import (
+from driftloop.layout import SPLITS, STAGE_NAMES
+from driftloop.local.data.seeding import rng_for
+from driftloop.local.data.stages import write_stages
+from driftloop.local.data.synthetic import (
     CLASSES,
     IMAGE_SIZE,
     SHAPES,
@@ -23,7 +24,6 @@ from driftloop.data.synthetic import (
     render,
     synthetic_images,
 )
-from driftloop.layout import SPLITS, STAGE_NAMES
 
 
 @pytest.fixture(scope="module")

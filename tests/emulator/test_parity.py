@@ -35,8 +35,8 @@ from support.deployed_system import DeployedSystem
 from driftloop import loop
 from driftloop.config import ScaleOut, Settings
 from driftloop.drift_report import DriftReport
+from driftloop.local.runner import LocalSystem, make_run_id
 from driftloop.pipelines import DRIFT_REPORT_FILE, PREDICTIONS_FILE, SERVE_PIPELINE
-from driftloop.runner import LocalSystem, make_run_id
 
 from .conftest import TEST_CONTEXT
 

@@ -8,9 +8,9 @@ import pytest
 
 from driftloop.config import Settings
 from driftloop.layout import data_prefix
+from driftloop.local.runner import LocalSystem
 from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Pipeline, Step
 from driftloop.records import ServeRecord, TrainRecord
-from driftloop.runner import LocalSystem
 from driftloop.stores.objects import ObjectStore
 
 pytestmark = pytest.mark.slow

@@ -17,8 +17,8 @@ import pytest
 
 from driftloop.config import ScaleOut, Settings
 from driftloop.hosts import core_shares, is_part, shard_by_key
+from driftloop.local.runner import HostWorkers, LocalSystem, ServeOutcome
 from driftloop.pipelines import PREDICTIONS_FILE
-from driftloop.runner import HostWorkers, LocalSystem, ServeOutcome
 
 pytestmark = pytest.mark.slow
 

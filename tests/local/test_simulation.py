@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from driftloop.layout import STAGE_NAMES
-from driftloop.simulation import SimulationOptions, SimulationResult, simulate
+from driftloop.local.outcome import SimulationResult
+from driftloop.local.simulation import SimulationOptions, simulate
 
 pytestmark = pytest.mark.slow
 
@@ -103,8 +104,9 @@ def test_timings_split_the_run_by_phase_and_each_phase_by_its_pipeline_steps(sim
 
 
 def test_the_readme_results_are_written_from_the_run(simulation: SimulationResult) -> None:
-    from driftloop.results_doc import BEGIN, END, Measured, render, replace_section
-    from driftloop.simulation import timeline_line
+    from driftloop.local.outcome import timeline_line
+    from tools.readme_results import BEGIN, END, Measured, render
+    from tools.sections import replace_section
 
     section = render(simulation, Measured(date="2026-12-01", machine="2 cores, test CPU", wall_s=61.4))
     assert section.startswith(BEGIN) and section.endswith(END)
@@ -114,13 +116,13 @@ def test_the_readme_results_are_written_from_the_run(simulation: SimulationResul
     for label in simulation.matrix:
         assert f"| {label} | " in section
     readme = f"# title\n\nbefore\n{BEGIN}\nstale table\n{END}\nafter\n"
-    assert replace_section(readme, section) == f"# title\n\nbefore\n{section}\nafter\n"
+    assert replace_section(readme, section, BEGIN, END) == f"# title\n\nbefore\n{section}\nafter\n"
     with pytest.raises(ValueError, match="results:begin"):
-        replace_section("# no markers\n", section)
+        replace_section("# no markers\n", section, BEGIN, END)
 
 
 def test_the_report_marks_each_retrain_on_the_run_that_started_it(simulation: SimulationResult) -> None:
-    from driftloop.report import retrain_marks
+    from driftloop.local.report import retrain_marks
 
     marks = retrain_marks(simulation.runs)
     started = [i for i, r in enumerate(simulation.runs) if r.retrained]
@@ -133,7 +135,7 @@ def test_the_report_marks_each_retrain_on_the_run_that_started_it(simulation: Si
 def test_the_default_runs_criterion_holds(simulation: SimulationResult) -> None:
     """Issue 14, decided: no retrain on Original while the Original model serves; every run 10 points or
     more below the serving model's accuracy on its own stage is acted on; 5-10 points are listed."""
-    from driftloop.simulation import criterion
+    from driftloop.local.outcome import criterion
 
     judged = criterion(simulation.runs)
     assert judged.retrained_on_original == []
@@ -145,9 +147,9 @@ def test_the_default_runs_criterion_holds(simulation: SimulationResult) -> None:
 def test_the_report_lists_the_5_to_10_point_runs_with_the_measured_power(simulation: SimulationResult) -> None:
     import html
 
-    from driftloop.measured import DriftPower
-    from driftloop.report import mild_rows
-    from driftloop.simulation import criterion
+    from driftloop.local.measured import DriftPower
+    from driftloop.local.outcome import criterion
+    from driftloop.local.report import mild_rows
 
     page = (simulation.workdir / "report.html").read_text()
     assert "What the rule could see" in page and "It holds." in page

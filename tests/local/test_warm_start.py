@@ -9,7 +9,7 @@ import pytest
 from driftloop import loop
 from driftloop.config import Settings, TrainingConfig
 from driftloop.layout import data_prefix
-from driftloop.runner import LocalSystem
+from driftloop.local.runner import LocalSystem
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 
 from driftloop.config import Settings
 from driftloop.layout import data_prefix
-from driftloop.runner import LocalSystem
+from driftloop.local.runner import LocalSystem
 
 pytestmark = pytest.mark.slow
 

@@ -77,7 +77,7 @@ CALIBRATION_FILE: Final = "accuracy_calibration.json"
 SCHEMA_VERSION: Final = 1
 DEFAULT_CONFIDENCE: Final = 0.95
 EXACT_MAX_N: Final = 5000  # Poisson-binomial by dynamic programming up to here (O(n^2)), normal beyond
-ENTROPY_FLOOR: Final = 1e-12  # p log p at p = 0 is taken as 0 via log(max(p, floor)), as driftloop.drift does
+ENTROPY_FLOOR: Final = 1e-12  # p log p at p = 0 is taken as 0 via log(max(p, floor)), as driftloop.ml.drift does
 _INTERVALS: Final[dict[Method, str]] = {
     "average_confidence": "poisson_binomial", "cbpe": "poisson_binomial",
     "atc_mc": "paired_wilson", "atc_ne": "paired_wilson",

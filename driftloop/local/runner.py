@@ -29,18 +29,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from driftloop import loop
-from driftloop.components.entrypoint import ComponentError, Invocation, Runner
+from driftloop.components.entrypoint import Invocation, Runner
 from driftloop.config import Settings
 from driftloop.decision import RetrainDecision
 from driftloop.drift_report import DriftReport
+from driftloop.errors import UserError
 from driftloop.hosts import Hosts, core_shares, shard_by_key
 from driftloop.layout import SPLITS, ParameterNames, data_prefix
-from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
+from driftloop.local.timings import Stopwatch
+from driftloop.pipelines import BATCH_START_FIELD, SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
 from driftloop.records import ServeRecord, TrainRecord, read_record
 from driftloop.scores import Evaluation
 from driftloop.stores.objects import LocalObjectStore, ObjectStore
 from driftloop.stores.params import ParameterStore, SqliteParameterStore
-from driftloop.timings import Stopwatch
 
 StepHook = Callable[[Pipeline, Step], None]
 
@@ -160,7 +161,7 @@ class LocalSystem:
                 if not self.objects.list(keys[split]):
                     self.objects.upload_dir(folder / split, keys[split])
         if not keys:
-            raise ComponentError(f"{folder} has none of {SPLITS}: expected {folder}/train/<class>/<image>")
+            raise UserError(f"{folder} has none of {SPLITS}: expected {folder}/train/<class>/<image>")
         return keys
 
     def import_batch(self, folder: Path, name: str) -> str:
@@ -247,7 +248,7 @@ class LocalSystem:
                 for path in sorted(p for p in part.rglob("*") if p.is_file()):
                     destination = target / path.relative_to(part)
                     if destination.exists():
-                        raise ComponentError(f"{step.name}: two hosts wrote {destination.relative_to(target)}")
+                        raise UserError(f"{step.name}: two hosts wrote {destination.relative_to(target)}")
                     destination.parent.mkdir(parents=True, exist_ok=True)
                     shutil.move(path, destination)
 
@@ -255,7 +256,7 @@ class LocalSystem:
         if artifact not in local:
             folder = scratch / "in" / artifact
             if self.objects.download_dir(self.objects.key_from_uri(uri), folder) == 0:
-                raise ComponentError(f"{artifact}: nothing stored under {uri}")
+                raise UserError(f"{artifact}: nothing stored under {uri}")
             local[artifact] = folder
         return local[artifact]
 
@@ -283,9 +284,9 @@ class LocalSystem:
         batch_key = batch if isinstance(batch, str) else self.import_batch(Path(batch), run_id)
         try:
             plan = loop.plan_run(self.stores, SERVE_PIPELINE.name, run_id=run_id, time=when.isoformat(),
-                                 start={"batch": batch_key})
+                                 start={BATCH_START_FIELD: batch_key})
         except loop.NoModel as error:
-            raise ComponentError(f"{error} (driftloop train --data DIR --workdir W)") from error
+            raise UserError(f"{error} (driftloop train --data DIR --workdir W)") from error
         with tempfile.TemporaryDirectory(prefix="driftloop-serve-") as tmp:
             self.run_pipeline(SERVE_PIPELINE, plan, Path(tmp))
         report = loop.read_drift_report(self.stores, plan)

@@ -1,4 +1,4 @@
-"""The monitoring component: KS drift on uae and classifier features, saved and reloaded.
+"""The drift component: KS drift on uae and classifier features, saved and reloaded.
 
 The uae tests use small seeded stripe/square images and a rotated + blurred copy of their
 distribution; the classifier-feature tests (embeddings, softmax, uncertainty, predictions) use the
@@ -19,15 +19,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from driftloop import drift
-from driftloop.components import monitoring
-from driftloop.components.entrypoint import ComponentError, Invocation
+from driftloop.components import drift as drift_component
+from driftloop.components.entrypoint import Invocation
 from driftloop.config import DriftConfig
 from driftloop.drift_report import DriftReport
+from driftloop.errors import UserError
 from driftloop.hosts import Hosts, shard_by_key
-from driftloop.model_io import save_model
+from driftloop.ml import drift
+from driftloop.ml.model_io import save_model
+from driftloop.ml.shards import load_all, write_shards
 from driftloop.pipelines import DRIFT_REPORT_FILE
-from driftloop.shards import load_all, write_shards
 
 SIZE = 32
 SHAPES = ["hstripes", "vstripes", "square"]
@@ -69,7 +70,7 @@ def _write(out: Path, n: int, seed: int, *, drifted: bool = False) -> Path:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("monitoring-data")
+    root = tmp_path_factory.mktemp("drift-data")
     return {
         "train": _write(root / "train", 240, seed=0),
         "clean": _write(root / "clean", 120, seed=1),
@@ -82,9 +83,9 @@ def _render_stages(root: Path, wanted: list[tuple[str, str]]) -> dict[str, Path]
     """The project's synthetic set, the given (stage, split)s, rendered straight to 64-pixel shards."""
     from PIL import Image
 
-    from driftloop.data.seeding import rng_for
-    from driftloop.data.stages import STAGES, apply_stage
-    from driftloop.data.synthetic import CLASSES, synthetic_images
+    from driftloop.local.data.seeding import rng_for
+    from driftloop.local.data.stages import STAGES, apply_stage
+    from driftloop.local.data.synthetic import CLASSES, synthetic_images
 
     specs = {spec.name: spec for spec in STAGES}
     rows: dict[tuple[str, str], list[tuple[np.ndarray, int, str]]] = {key: [] for key in wanted}
@@ -125,14 +126,14 @@ def _tiny_classifier(shards: Path, out: Path) -> Path:
 
 
 def _probabilities(model_dir: Path, shards: Path) -> np.ndarray:
-    from driftloop.model_io import load_model
+    from driftloop.ml.model_io import load_model
 
     return load_model(model_dir).model(load_all(shards).images.astype(np.float32), training=False).numpy()
 
 
 def _calibrate(model_dir: Path, val: Path) -> Path:
     """The accuracy calibration the algorithm's training writes beside its model."""
-    from driftloop.accuracy_estimate import CALIBRATION_FILE, calibrate
+    from driftloop.ml.accuracy_estimate import CALIBRATION_FILE, calibrate
 
     calibrate(_probabilities(model_dir, val), load_all(val).labels).write(model_dir / CALIBRATION_FILE)
     return model_dir
@@ -148,7 +149,7 @@ def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _train(train: Path, model: Path, out: Path, **settings: object) -> int:
     settings.setdefault("features", "uae")  # the model-independent choice; embeddings tests say so
-    return monitoring.main([
+    return drift_component.main([
         "--mode", "train", "--input-train", str(train), "--input-model", str(model),
         "--output-detector", str(out), "--settings", json.dumps(settings),
     ])
@@ -156,12 +157,12 @@ def _train(train: Path, model: Path, out: Path, **settings: object) -> int:
 
 def _serve(batch: Path, detector: Path, model: Path, out: Path, **settings: object) -> DriftReport:
     """Both steps of judging a batch, as the serve pipeline runs them: features, then the merge."""
-    code = monitoring.main([
+    code = drift_component.main([
         "--mode", "serve", "--input-batch", str(batch), "--input-detector", str(detector),
         "--input-model", str(model), "--output-features", str(out / "features"),
     ])
     assert code == 0
-    code = monitoring.main([
+    code = drift_component.main([
         "--mode", "merge", "--input-features", str(out / "features"), "--input-detector", str(detector),
         "--output-report", str(out), "--settings", json.dumps(settings),
     ])
@@ -257,7 +258,7 @@ def test_the_report_estimates_the_batch_accuracy_from_the_drift_tests_forward_pa
     stages: dict[str, Path], tmp_path: Path, features: str
 ) -> None:
     """Whatever the features, the estimate is the one of the classifier's own probabilities on the batch."""
-    from driftloop.accuracy_estimate import DEFAULT_METHOD, AccuracyCalibration, estimated_accuracy
+    from driftloop.ml.accuracy_estimate import DEFAULT_METHOD, AccuracyCalibration, estimated_accuracy
 
     model = stages["model"]
     calibration = AccuracyCalibration.read(model / "accuracy_calibration.json")
@@ -287,7 +288,7 @@ def test_a_model_without_calibration_gives_no_estimate_and_says_why(
     shutil.copytree(stages["model"], older)
     (older / "accuracy_calibration.json").unlink()
     assert _train(stages["original/train"], older, tmp_path / "det", features="predictions") == 0
-    with caplog.at_level("INFO", logger="driftloop.monitoring"):
+    with caplog.at_level("INFO", logger="driftloop.drift"):
         report = _serve(stages["noisy/test"], tmp_path / "det", older, tmp_path / "report")
     assert report.accuracy_estimate is None and report.is_drift
     assert "has no accuracy calibration" in caplog.text
@@ -330,8 +331,8 @@ def test_embeddings_refuse_another_model(stages: dict[str, Path], tmp_path: Path
         mode="serve", inputs={"batch": stages["noisy/test"], "detector": tmp_path / "det", "model": tmp_path / "other"},
         outputs={"features": tmp_path / "features"},
     )
-    with pytest.raises(ComponentError, match="same train run"):
-        monitoring.run_serve(invocation)
+    with pytest.raises(UserError, match="same train run"):
+        drift_component.run_serve(invocation)
 
 
 def test_detector_json_records_identity(data: dict[str, Path], uae_detector: Path, tmp_path: Path) -> None:
@@ -371,14 +372,14 @@ def test_batch_of_another_image_size_is_refused(uae_detector: Path, tmp_path: Pa
         mode="serve", inputs={"batch": tmp_path / "batch", "detector": uae_detector, "model": tmp_path / "none"},
         outputs={"features": tmp_path / "features"},
     )
-    with pytest.raises(ComponentError, match="16 px but the detector was trained on 32 px"):
-        monitoring.run_serve(invocation)
+    with pytest.raises(UserError, match="16 px but the detector was trained on 32 px"):
+        drift_component.run_serve(invocation)
 
 
 def test_missing_detector_says_train_first(
     data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = monitoring.main([
+    code = drift_component.main([
         "--mode", "serve", "--input-batch", str(data["clean"]), "--input-detector", str(tmp_path / "none"),
         "--input-model", str(tmp_path / "none"), "--output-features", str(tmp_path / "features"),
     ])
@@ -392,8 +393,8 @@ def test_embeddings_without_model_is_a_clear_error(data: dict[str, Path], tmp_pa
         mode="train", inputs={"train": data["train"], "model": tmp_path / "none"},
         outputs={"detector": tmp_path / "det"}, settings={"features": "embeddings"},
     )
-    with pytest.raises(ComponentError, match="need the classifier"):
-        monitoring.run_train(invocation)
+    with pytest.raises(UserError, match="need the classifier"):
+        drift_component.run_train(invocation)
 
 
 @pytest.mark.slow
@@ -406,7 +407,7 @@ def test_fresh_process_loads_and_saves_identically(data: dict[str, Path], uae_de
              json.dumps({"features": "uae", "encoding_dim": UAE_DIM, "run_id": "run-7", "trained_on": "synthetic"})]
     cut = len(serve) + 1
     script = (
-        "import sys; from driftloop.components.monitoring import main; "
+        "import sys; from driftloop.components.drift import main; "
         f"sys.exit(main(sys.argv[1:{cut}]) or main(sys.argv[{cut}:]))"
     )
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}  # the CLI must set it itself
@@ -423,8 +424,9 @@ def test_fresh_process_loads_and_saves_identically(data: dict[str, Path], uae_de
 
 
 def _features(batch: Path, detector: Path, out: Path, hosts: Hosts | None = None) -> Path:
-    monitoring.run_serve(Invocation(mode="serve", inputs={"batch": batch, "detector": detector, "model": out / "none"},
-                                    outputs={"features": out}, hosts=hosts or Hosts()))
+    drift_component.run_serve(Invocation(mode="serve", inputs={"batch": batch, "detector": detector,
+                                                               "model": out / "none"},
+                                         outputs={"features": out}, hosts=hosts or Hosts()))
     return out
 
 
@@ -446,8 +448,9 @@ def test_two_hosts_features_give_the_one_host_report(data: dict[str, Path], uae_
     for host, folder in zip(hosts, _split(data["drifted"], tmp_path / "split", 2), strict=True):
         _features(folder, uae_detector, tmp_path / "parts", host)
     assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["features-algo-1.npz", "features-algo-2.npz"]
-    monitoring.run_merge(Invocation(mode="merge", inputs={"features": tmp_path / "parts", "detector": uae_detector},
-                                    outputs={"report": tmp_path / "two"}))
+    drift_component.run_merge(Invocation(mode="merge",
+                                         inputs={"features": tmp_path / "parts", "detector": uae_detector},
+                                         outputs={"report": tmp_path / "two"}))
     two = DriftReport.read(tmp_path / "two" / DRIFT_REPORT_FILE)
     assert one.is_drift and two == one
 
@@ -457,8 +460,8 @@ def test_merge_refuses_features_that_miss_part_of_the_batch(
 ) -> None:
     first, _second = _split(data["drifted"], tmp_path / "split", 2)  # the second host's features never come
     _features(first, uae_detector, tmp_path / "parts")
-    with pytest.raises(ComponentError, match="a part of the batch is missing"):
-        monitoring.run_merge(Invocation(mode="merge", inputs={"features": tmp_path / "parts",
+    with pytest.raises(UserError, match="a part of the batch is missing"):
+        drift_component.run_merge(Invocation(mode="merge", inputs={"features": tmp_path / "parts",
                                                               "detector": uae_detector},
                                         outputs={"report": tmp_path / "report"}))
 
@@ -467,7 +470,7 @@ def test_merge_of_a_batch_without_images_fails_the_run(uae_detector: Path, tmp_p
     """Hosts that each got no usable image wrote empty parts: the merge is where the batch is whole."""
     write_shards(tmp_path / "batch", [], shard_size=64, image_size=SIZE, classes=[])
     _features(tmp_path / "batch", uae_detector, tmp_path / "parts", Hosts.of_job(2)[0])
-    with pytest.raises(ComponentError, match="no usable images in the batch"):
-        monitoring.run_merge(Invocation(mode="merge", inputs={"features": tmp_path / "parts",
+    with pytest.raises(UserError, match="no usable images in the batch"):
+        drift_component.run_merge(Invocation(mode="merge", inputs={"features": tmp_path / "parts",
                                                               "detector": uae_detector},
                                         outputs={"report": tmp_path / "report"}))

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from driftloop.config import FeatureKind
-from driftloop.model_io import PREDICT_BATCH, embedding_model, forward_pass
-from driftloop.shards import iter_shards
+from driftloop.ml.model_io import PREDICT_BATCH, embedding_model, forward_pass
+from driftloop.ml.shards import iter_shards
 
 KS_DIR = "ks"
 ENCODER_FILE = "encoder.keras"

@@ -15,16 +15,15 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # the decision Lambda imports this module for its constants: no numpy at run time
-    import numpy as np
+import numpy as np
 
-    from driftloop.accuracy_estimate import AccuracyCalibration
+from driftloop.layout import SAGEMAKER_ARCHIVE
+from driftloop.ml.accuracy_estimate import CALIBRATION_FILE, AccuracyCalibration
 
 MODEL_FILE = "model.keras"
 CLASSES_FILE = "classes.json"
-SAGEMAKER_ARCHIVE = "model.tar.gz"
 EMBEDDING_LAYER = "embedding"
 # Images per compiled forward call at serve time (predictions and drift features): a whole shard.
 # Measured on 10,240 images (docs/benchmarks.md, section 7.2): 1.3-1.4x the images per second of
@@ -83,8 +82,6 @@ def load_model(model_dir: Path) -> LoadedModel:
 
 def read_calibration(model_dir: Path) -> AccuracyCalibration | None:
     """The model's accuracy-estimate calibration (written at train time); None for a model trained before it existed."""
-    from driftloop.accuracy_estimate import CALIBRATION_FILE, AccuracyCalibration
-
     path = resolve_model_dir(model_dir) / CALIBRATION_FILE
     return AccuracyCalibration.read(path) if path.is_file() else None
 

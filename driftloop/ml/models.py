@@ -2,7 +2,7 @@
 
 Every model takes float32 images with raw pixel values in [0, 255] and rescales inside, so that
 callers (serving, drift monitoring, SHAP) never need to know an architecture's preprocessing. The
-penultimate layer is named ``embedding`` (``driftloop.model_io.EMBEDDING_LAYER``): monitoring uses
+penultimate layer is named ``embedding`` (``driftloop.ml.model_io.EMBEDDING_LAYER``): monitoring uses
 it as a feature extractor. No augmentation layers: the simulation must show drift hurting the
 original model, and augmentation would teach it the very transformations the stages apply.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from driftloop.model_io import EMBEDDING_LAYER
+from driftloop.ml.model_io import EMBEDDING_LAYER
 
 EMBEDDING_UNITS = 64
 

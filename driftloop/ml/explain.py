@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.shards import Shard, iter_shards, path_order, read_summary, shard_files
+from driftloop.ml.shards import Shard, iter_shards, path_order, read_summary, shard_files
 
 
 def sample_indices(n_total: int, k: int, seed: int) -> np.ndarray:

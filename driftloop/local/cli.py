@@ -8,24 +8,23 @@ goes to ``W/driftloop.log`` in the work folder; ``-v`` shows the components' log
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from driftloop.local.console import LOG_FILE, route_output
+
 if TYPE_CHECKING:
     from driftloop.config import Settings
-    from driftloop.runner import LocalSystem
+    from driftloop.local.runner import LocalSystem
 
 DEFAULT_WORKDIR = Path("runs/simulation")
-LOG_FILE = "driftloop.log"
 
-log = logging.getLogger("driftloop.cli")
+log = logging.getLogger("driftloop.local.cli")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,57 +85,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ------------------------------------------------------------------------------------------- output
-class _ConsoleHandler(logging.Handler):
-    """Log lines on the console through tqdm, so that they never tear the progress bar."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from tqdm import tqdm
-
-        try:
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # logging must never raise
-            self.handleError(record)
-
-
-def _driftloop_or_error(record: logging.LogRecord) -> bool:
-    """Quiet console: driftloop's own warnings, and errors from anywhere."""
-    return record.levelno >= logging.ERROR or record.name == "driftloop" or record.name.startswith("driftloop.")
-
-
-def route_output(log_file: Path | None, *, verbose: int, fresh: bool = False) -> None:
-    """Console for results and driftloop's warnings; ``log_file`` for everything else.
-
-    TensorFlow writes from C++ straight to file descriptor 2 (the CUDA factory and ``NodeDef`` lines
-    come before its logging is even set up), so with a log file descriptor 2 itself is pointed at
-    it, and Python's ``sys.stderr`` at a copy of the console. Processes started from here (the
-    decoding and data-generation pools) inherit the log. Must run before TensorFlow is imported.
-    """
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        stream = log_file.open("w" if fresh else "a", buffering=1, encoding="utf-8", errors="backslashreplace")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        console = os.dup(2)
-        os.dup2(stream.fileno(), 2)
-        sys.stderr = io.TextIOWrapper(os.fdopen(console, "wb", buffering=0), encoding="utf-8",
-                                      errors="backslashreplace", line_buffering=True)
-        to_file = logging.StreamHandler(stream)
-        to_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        root.addHandler(to_file)
-    to_console = _ConsoleHandler(logging.INFO if verbose else logging.WARNING)
-    to_console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    if not verbose:
-        to_console.addFilter(_driftloop_or_error)
-    root.addHandler(to_console)
-    logging.captureWarnings(True)  # Python warnings (Keras, alibi-detect, …) become log records
-
-
 # ------------------------------------------------------------------------------------------ commands
 def load_settings(path: Path | None) -> Settings:
     """The settings of ``--settings FILE`` (defaults without it); ValueError says what is wrong."""
@@ -160,7 +108,7 @@ def load_settings(path: Path | None) -> Settings:
 
 def _same_content(system: LocalSystem, folder: Path, prefix: str) -> bool:
     """Whether ``prefix`` in the store holds exactly the files an import of ``folder`` would put there."""
-    from driftloop.data.files import NOT_IMPORTED_FILE, walk
+    from driftloop.files import NOT_IMPORTED_FILE, walk
 
     stored = [key for key in system.objects.list(prefix) if key != f"{prefix}/{NOT_IMPORTED_FILE}"]
     local = [found.relative for found in walk(folder) if found.readable] if folder.is_dir() else []
@@ -204,12 +152,12 @@ def _is_split_of_data_set(folder: Path) -> bool:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from driftloop.components.entrypoint import ComponentError
-    from driftloop.runner import LocalSystem
+    from driftloop.errors import UserError
+    from driftloop.local.runner import LocalSystem
 
     missing = [split for split in ("train", "val") if not (args.data / split).is_dir()]
     if missing:
-        raise ComponentError(f"{args.data} lacks {missing}: expected {args.data}/train/<class>/<image> "
+        raise UserError(f"{args.data} lacks {missing}: expected {args.data}/train/<class>/<image> "
                              f"and {args.data}/val/<class>/<image> (e.g. DATA/original of `driftloop data make`)")
     system = LocalSystem(args.workdir, settings=load_settings(args.settings))
     keys = import_data_set(system, args.data)
@@ -217,12 +165,12 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from driftloop.components.entrypoint import ComponentError
-    from driftloop.runner import LocalSystem
-    from driftloop.timings import Stopwatch
+    from driftloop.errors import UserError
+    from driftloop.local.runner import LocalSystem
+    from driftloop.local.timings import Stopwatch
 
     if not args.input.is_dir():
-        raise ComponentError(f"--input {args.input} is not a folder of images")
+        raise UserError(f"--input {args.input} is not a folder of images")
     clock = Stopwatch() if args.timings else None
     system = LocalSystem(args.workdir, settings=load_settings(args.settings), stopwatch=clock)
     batch: Path | str = args.input
@@ -234,14 +182,14 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    from driftloop.simulation import SimulationOptions, simulate
+    from driftloop.local.simulation import SimulationOptions, simulate
 
     simulate(SimulationOptions(data=args.data, workdir=args.workdir, cycles=args.cycles, seed=args.seed,
                                size=args.size, settings=load_settings(args.settings)))
 
 
 def _status(args: argparse.Namespace) -> None:
-    from driftloop.status import DEFAULT_STACK, aws_source, local_source, read_status
+    from driftloop.local.status import DEFAULT_STACK, aws_source, local_source, read_status
 
     if args.runs < 0:
         raise ValueError(f"--runs must be 0 or more, got {args.runs}")
@@ -253,19 +201,20 @@ def _status(args: argparse.Namespace) -> None:
 
 def _data(args: argparse.Namespace) -> None:
     if args.data_command == "make":
-        from driftloop.data.synthetic import make_dataset
+        from driftloop.local.data.synthetic import make_dataset
 
         report = make_dataset(args.out, seed=args.seed, size=args.size)
         print(f"wrote the synthetic {args.size} set (seed {args.seed}) to {args.out}: {report.summary()}")
         return
-    from driftloop.data.stages import make_stages
+    from driftloop.local.data.stages import make_stages
 
     report = make_stages(args.src, args.out, seed=args.seed)  # warns of skipped entries, naming the manifest
     print(f"wrote the stages of {args.src} to {args.out}: {report.summary()}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from driftloop.components.entrypoint import ComponentError, configure_process
+    from driftloop.components.entrypoint import configure_process
+    from driftloop.errors import UserError
 
     configure_process()
     args = _parser().parse_args(argv)
@@ -277,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = f" (the log: {log_file})" if log_file else ""
     try:
         {"data": _data, "train": _train, "serve": _serve, "simulate": _simulate, "status": _status}[args.command](args)
-    except (ComponentError, LookupError, FileNotFoundError, ValueError) as error:
+    except (UserError, LookupError, FileNotFoundError, ValueError) as error:
         # Missing models, parameters, objects or settings: their messages say what to do; no traceback.
         log.info("failed: %s", error, exc_info=True)
         print(f"driftloop: {error}{where}", file=sys.stderr)

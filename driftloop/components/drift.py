@@ -1,7 +1,7 @@
 """The monitoring component: learn a drift reference (train) and judge a batch against it.
 
-``python -m driftloop.components.monitoring --mode train|serve|merge`` (channels in
-``driftloop.pipelines.COMPONENT_IO``). Train writes the detector folder (see ``driftloop.drift``).
+``python -m driftloop.components.drift --mode train|serve|merge`` (channels in
+``driftloop.pipelines.COMPONENT_IO``). Train writes the detector folder (see ``driftloop.ml.drift``).
 Judging a batch takes two steps, so that the costly part scales out: serve computes the drift
 features of its shards (on each of several hosts, of that host's shards: ``features-<host>.npz``),
 merge runs one KS test over every host's features and writes ``drift_report.json``
@@ -11,7 +11,7 @@ number of hosts. The detector's own features, correction and p-value rule; of th
 ``min_batch_size`` and the effect-size floor
 ``min_distance`` apply at merge. From the same forward pass as the features, serve also keeps the
 class probabilities, and merge estimates the batch's accuracy without labels from all of them
-(``driftloop.accuracy_estimate``, with the calibration the model was trained with) and puts it in
+(``driftloop.ml.accuracy_estimate``, with the calibration the model was trained with) and puts it in
 the report.
 """
 
@@ -29,39 +29,48 @@ from typing import Any
 
 import numpy as np
 
-from driftloop import drift
-from driftloop.accuracy_estimate import AccuracyCalibration, estimated_accuracy
-from driftloop.components.entrypoint import ComponentError, Invocation, run_component
+from driftloop.components.entrypoint import Invocation, run_component
 from driftloop.components.processing import nothing_usable
 from driftloop.config import DriftConfig
 from driftloop.drift_report import DetectorIdentity, DriftReport, EstimatedAccuracy
+from driftloop.errors import UserError
 from driftloop.hosts import part_files
-from driftloop.model_io import ModelNotFound, load_model, read_calibration
+from driftloop.ml import drift
+from driftloop.ml.accuracy_estimate import AccuracyCalibration, estimated_accuracy
+from driftloop.ml.model_io import ModelNotFound, load_model, read_calibration
+from driftloop.ml.shards import (
+    Shard,
+    ShardSummary,
+    iter_shards,
+    merge_summaries,
+    path_order,
+    read_summary,
+    summary_parts,
+)
 from driftloop.pipelines import DRIFT_REPORT_FILE, MANIFEST_FILE, Component
-from driftloop.shards import Shard, ShardSummary, iter_shards, merge_summaries, path_order, read_summary, summary_parts
 
-log = logging.getLogger("driftloop.monitoring")
+log = logging.getLogger("driftloop.drift")
 
 
 def _config(invocation: Invocation) -> DriftConfig:
     try:
         return DriftConfig.from_mapping(invocation.settings)
     except (TypeError, ValueError) as error:
-        raise ComponentError(f"bad drift settings: {error}") from error
+        raise UserError(f"bad drift settings: {error}") from error
 
 
 def _summary(folder: Path) -> ShardSummary:
     try:
         return read_summary(folder)
     except FileNotFoundError as error:
-        raise ComponentError(str(error)) from error
+        raise UserError(str(error)) from error
 
 
 def _classifier(model_dir: Path, needed_by: str) -> Any:
     try:
         return load_model(model_dir).model
     except ModelNotFound as error:
-        raise ComponentError(f"{needed_by} the classifier: {error}") from error
+        raise UserError(f"{needed_by} the classifier: {error}") from error
 
 
 def _classifier_features(model_dir: Path, kind: str) -> Any:
@@ -72,12 +81,12 @@ def run_train(invocation: Invocation) -> drift.DetectorMeta:
     """Fit KSDrift on features of a seeded sample of the training images and save it."""
     config = _config(invocation)
     if config.max_reference < 1:
-        raise ComponentError(f"max_reference must be at least 1, got {config.max_reference}")
+        raise UserError(f"max_reference must be at least 1, got {config.max_reference}")
     train_dir = invocation.inputs["train"]
     summary = _summary(train_dir)
     keep = drift.reference_indices(summary.n_images, config.max_reference, config.seed)
     if not len(keep):
-        raise ComponentError(f"{train_dir} holds no images: there is nothing to learn a drift reference from")
+        raise UserError(f"{train_dir} holds no images: there is nothing to learn a drift reference from")
 
     encoder = None
     fingerprint = ""
@@ -114,7 +123,7 @@ def _load_detector(detector_dir: Path, *, with_test: bool = True) -> drift.Loade
     try:
         return drift.load(detector_dir, with_test=with_test)
     except drift.DetectorNotFound as error:
-        raise ComponentError(f"{error}; run the train pipeline first to learn a drift reference") from error
+        raise UserError(f"{error}; run the train pipeline first to learn a drift reference") from error
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,7 @@ def _serve_forward(detector: drift.LoadedDetector, model_dir: Path, with_probabi
         classifier = _classifier(model_dir, f"features {kind!r} need")
         feature_model = drift.classifier_features(classifier, kind)
         if drift.weights_fingerprint(feature_model) != detector.meta.model_fingerprint:
-            raise ComponentError(
+            raise UserError(
                 f"the model in {model_dir} is not the one the drift detector's reference {kind} came from; "
                 "serve with the model and detector of the same train run"
             )
@@ -174,7 +183,7 @@ def _calibration(model_dir: Path) -> AccuracyCalibration | None:
     except ModelNotFound:
         calibration = None  # uae needs no classifier for drift; the estimate does
     except ValueError as error:
-        raise ComponentError(f"the model's accuracy calibration in {model_dir} is unreadable: {error}") from error
+        raise UserError(f"the model's accuracy calibration in {model_dir} is unreadable: {error}") from error
     if calibration is None:
         log.info("no accuracy estimate: the model in %s has no accuracy calibration (trained before estimates "
                  "existed); retrain it to get one", model_dir)
@@ -209,7 +218,7 @@ def run_serve(invocation: Invocation) -> int:
     def images(shards: Iterator[Shard]) -> Iterator[np.ndarray]:
         for shard in shards:
             if shard.images.shape[1] != meta.image_size:
-                raise ComponentError(
+                raise UserError(
                     f"batch images are {shard.images.shape[1]} px but the detector was trained on "
                     f"{meta.image_size} px; process the batch with the same image_size as the training data"
                 )
@@ -256,7 +265,7 @@ def _read_features(folder: Path) -> _BatchFeatures:
     """Every host's features and the batch's summary; refuses an image counted twice or a missing part."""
     paths = part_files(folder, FEATURES_FILE)
     if not paths:
-        raise ComponentError(f"no {FEATURES_FILE} in {folder}: run the monitoring component (serve) first")
+        raise UserError(f"no {FEATURES_FILE} in {folder}: run the monitoring component (serve) first")
     parts: list[np.ndarray] = []
     probability_parts: list[np.ndarray] = []  # of the parts that have rows, in the same order
     every_part_has_probabilities = True
@@ -277,13 +286,13 @@ def _read_features(folder: Path) -> _BatchFeatures:
                 every_part_has_probabilities = False
     twice = len(files) - len(set(files))
     if twice:
-        raise ComponentError(f"{twice} image(s) appear in more than one host's features: the batch was not "
+        raise UserError(f"{twice} image(s) appear in more than one host's features: the batch was not "
                              "sharded (each object to one host)")
     if not summaries:
-        raise ComponentError(f"the features in {folder} name no processing summary: run processing first")
+        raise UserError(f"the features in {folder} name no processing summary: run processing first")
     summary = merge_summaries(ShardSummary(**summaries[name]) for name in sorted(summaries))
     if summary.n_images != len(files):
-        raise ComponentError(f"the batch's processing summaries count {summary.n_images} images, its features "
+        raise UserError(f"the batch's processing summaries count {summary.n_images} images, its features "
                              f"{len(files)}: a part of the batch is missing")
     order = sorted(range(len(files)), key=lambda i: path_order(files[i]))
     calibration = (AccuracyCalibration.from_json(calibration_json)
@@ -302,7 +311,7 @@ def run_merge(invocation: Invocation) -> DriftReport:
     batch = _read_features(invocation.inputs["features"])
     summary = batch.summary
     if summary.n_images == 0:
-        raise ComponentError(nothing_usable("the batch", int(summary.extra.get("n_files", 0)),  # type: ignore[call-overload]
+        raise UserError(nothing_usable("the batch", int(summary.extra.get("n_files", 0)),  # type: ignore[call-overload]
                                             dict(summary.extra.get("skipped_by_code", {})),  # type: ignore[call-overload]
                                             f"each host's {MANIFEST_FILE}"))
     report = judge(detector, batch.features, summary, config)
@@ -355,7 +364,7 @@ RUNNERS = {"train": run_train, "serve": run_serve, "merge": run_merge}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_component(Component.MONITORING, RUNNERS, argv)
+    return run_component(Component.DRIFT, RUNNERS, argv)
 
 
 if __name__ == "__main__":

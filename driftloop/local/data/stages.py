@@ -3,7 +3,7 @@
 ``make_stages`` turns any ``SRC/{train,val,test}/<class>/<image>`` folder into
 ``OUT/<stage>/{train,val,test}/<class>/<name>.png`` for every stage of ``STAGES``; the synthetic
 set goes through the same ``write_image_stages`` code path. Nothing outside ``SRC`` is read (links
-that leave it are not followed, see ``driftloop.data.files``), and every entry of ``SRC`` that is
+that leave it are not followed, see ``driftloop.files``), and every entry of ``SRC`` that is
 not written gets a line with its reason in ``OUT/manifest.csv``.
 
 Each image has its own generator (keyed by seed, stage, split, class and name), so images are
@@ -26,11 +26,11 @@ from typing import Final, TypeVar
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from driftloop.components.entrypoint import ComponentError
 from driftloop.components.processing import available_cores
-from driftloop.data.files import walk
-from driftloop.data.seeding import rng_for
+from driftloop.errors import UserError
+from driftloop.files import walk
 from driftloop.layout import SPLITS
+from driftloop.local.data.seeding import rng_for
 
 log = logging.getLogger(__name__)
 
@@ -264,14 +264,14 @@ def source_entries(src: Path) -> tuple[list[SourceImage], dict[PurePosixPath, st
     """The files of ``src/{train,val,test}/<class>/`` to read, and every other entry with its reason.
 
     Only ``<split>/<class>/<file>`` is read; the rest of ``src`` is listed, never read: anything
-    ``driftloop.data.files.walk`` refuses (links that leave ``src``, broken links, links to
+    ``driftloop.files.walk`` refuses (links that leave ``src``, broken links, links to
     folders, special files), hidden entries, files outside a split's class folders, and files in
     sub-folders of a class folder.
     """
     splits = [split for split in SPLITS if (src / split).is_dir() and not (src / split).is_symlink()]
     missing = [split for split in SPLITS if split not in splits]
     if missing:
-        raise ComponentError(
+        raise UserError(
             f"{src} must hold {'/, '.join(SPLITS)}/ with one folder per class (links to folders are not "
             f"followed); missing {missing}"
         )
@@ -325,7 +325,7 @@ def make_stages(src: Path, out: Path, *, seed: int, workers: int | None = None) 
             report.add(item.split, item.label)
     report.skipped.update({src / path: reason for path, (_, reason) in sorted(reasons.items()) if reason})
     if not any(report.counts.values()):
-        raise ComponentError(f"no readable images under {src}/{{train,val,test}}/<class>/")
+        raise UserError(f"no readable images under {src}/{{train,val,test}}/<class>/")
     out.mkdir(parents=True, exist_ok=True)
     with (out / MANIFEST_FILE).open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         manifest = csv.writer(handle)

@@ -24,9 +24,9 @@ from typing import Final
 import numpy as np
 from PIL import Image
 
-from driftloop.data.seeding import rng_for
-from driftloop.data.stages import LabelledImage, StagesReport, map_in_order, write_image_stages
 from driftloop.layout import SPLITS
+from driftloop.local.data.seeding import rng_for
+from driftloop.local.data.stages import LabelledImage, StagesReport, map_in_order, write_image_stages
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ DEFAULT_RUNS: Final = 5
 DEFAULT_STACK: Final = "Driftloop"
 INPUT_WIDTH: Final = max(len(stage) for stage in STAGE_NAMES)  # a batch's longer key just shifts its line
 PARAMETERS_FILE: Final = "parameters.sqlite"  # LocalSystem's parameter store in a work folder
-SIMULATION_STATE: Final = "state"  # the simulation's LocalSystem folder in its work folder (driftloop.simulation)
+SIMULATION_STATE: Final = "state"  # the simulation's LocalSystem folder in its work folder (driftloop.local.simulation)
 
 
 class StatusError(LookupError):

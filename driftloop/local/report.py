@@ -7,15 +7,12 @@ import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from driftloop.config import DriftConfig
 from driftloop.layout import STAGE_NAMES
-from driftloop.measured import RUNS_PER_MONTH, DriftPower
+from driftloop.local.measured import RUNS_PER_MONTH, DriftPower
+from driftloop.local.outcome import ACTED_ON_POINTS, HARM_POINTS, RunRow, SimulationResult, criterion
 from driftloop.stores.objects import ObjectNotFound, ObjectStore
-
-if TYPE_CHECKING:
-    from driftloop.simulation import RunRow, SimulationResult
 
 SHAP_GRID_FILE = "grid.png"
 
@@ -156,8 +153,6 @@ def _percent(value: float) -> str:
 
 def mild_rows(rows: list[RunRow], power: DriftPower | None) -> list[list[str]]:
     """The runs 5-10 points below their model's own stage, each with the benchmark's power for its batch size."""
-    from driftloop.simulation import ACTED_ON_POINTS, HARM_POINTS, criterion
-
     body = []
     for r in criterion(rows).mild:
         cell_power = band_power = "not measured (bench/results/accuracy_estimation.json missing)"
@@ -175,8 +170,6 @@ def mild_rows(rows: list[RunRow], power: DriftPower | None) -> list[list[str]]:
 
 def _criterion_section(rows: list[RunRow], drift: DriftConfig) -> str:
     """The default run's criterion (issue 14), this run's verdict on it, and the false-alarm budget."""
-    from driftloop.simulation import ACTED_ON_POINTS, HARM_POINTS, criterion
-
     judged = criterion(rows)
     power = DriftPower.load()
     on_original = ", ".join(f"{r.time} (model trained on {r.model_trained_on})" for r in judged.retrained_on_original)

@@ -1,6 +1,6 @@
 """The README's results of the default simulation, written from a real run instead of typed by hand.
 
-``python -m driftloop.results_doc`` (``make readme-results``) runs the default simulation, then
+``python -m tools.readme_results`` (``make readme-results``) runs the default simulation, then
 replaces the part of README.md between ``<!-- results:begin -->`` and ``<!-- results:end -->``
 with the run's timeline, its accuracy matrix, the runs that lost accuracy without being flagged,
 and the machine, date and wall time it was measured on. ``render`` is pure: tested on its own.
@@ -19,8 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from driftloop.components.entrypoint import configure_process
 from driftloop.layout import STAGE_NAMES
-from driftloop.simulation import HARM_POINTS, RunRow, SimulationOptions, SimulationResult, simulate, timeline_table
+from driftloop.local.console import LOG_FILE, route_output
+from driftloop.local.outcome import HARM_POINTS, RunRow, SimulationResult, timeline_table
+from driftloop.local.simulation import SimulationOptions, simulate
+from tools.sections import replace_section
 
 BEGIN: Final = "<!-- results:begin -->"
 END: Final = "<!-- results:end -->"
@@ -116,28 +120,17 @@ def render(result: SimulationResult, measured: Measured) -> str:
     ])
 
 
-def replace_section(text: str, section: str, begin: str = BEGIN, end: str = END) -> str:
-    """``text`` with the part from ``begin`` to ``end`` (markers included) replaced by ``section``."""
-    start, stop = text.find(begin), text.find(end)
-    if start < 0 or stop < start:
-        raise ValueError(f"README has no {begin} ... {end} section to replace")
-    return text[:start] + section + text[stop + len(end):]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m driftloop.results_doc", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.readme_results", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path("runs/readme-results"))
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
     args = parser.parse_args(argv)
-    from driftloop.cli import LOG_FILE, route_output
-    from driftloop.components.entrypoint import configure_process
-
     configure_process()
     route_output(args.workdir / LOG_FILE, verbose=0, fresh=True)  # the console as `driftloop simulate` keeps it
     started = time.perf_counter()
     result = simulate(SimulationOptions(workdir=args.workdir))
     section = render(result, Measured.here(time.perf_counter() - started))
-    args.readme.write_text(replace_section(args.readme.read_text(), section))
+    args.readme.write_text(replace_section(args.readme.read_text(), section, BEGIN, END))
     print(f"wrote the results of {args.workdir / 'simulation.json'} into {args.readme}")
     return 0
 

@@ -1,0 +1,122 @@
+"""The README's figures on what the default drift rule can and cannot see, rendered from the benchmark's result file.
+
+``python -m tools.readme_visibility`` rewrites the section between the visibility markers; a test keeps
+the committed text equal to what this renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from driftloop.config import DriftConfig
+from driftloop.local.measured import DETECTION_SHARE, RESULTS_FILE, RUNS_PER_MONTH, SEED_BATCH_SIZE, DriftPower
+from driftloop.ml.accuracy_estimate import DEFAULT_METHOD
+from tools.sections import replace_section
+
+BEGIN: Final = "<!-- visibility:begin -->"
+END: Final = "<!-- visibility:end -->"
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.0f} %"
+
+
+def band_table(power: DriftPower, edges: Sequence[float] = (-100, 5, 10, 15, 20, 101)) -> list[str]:
+    """Markdown rows: per band of the true accuracy drop, the shifted cells and their mean flag rate per batch size."""
+    head = "| accuracy drop (points) | cells | " + " | ".join(f"flagged, batch {b}" for b in power.batch_sizes) + " |"
+    lines = [head, "|---|---|" + "---|" * len(power.batch_sizes)]
+    for low, high in zip(edges, edges[1:], strict=False):
+        bands = [power.band(low, high, b) for b in power.batch_sizes]
+        label = f"< {high:g} (harmless)" if low <= -100 else f"{low:g}–{high:g}" if high <= 100 else f"≥ {low:g}"
+        shares = " | ".join("-" if b.power is None else _pct(b.power) for b in bands)
+        lines.append(f"| {label} | {len(bands[0].cells)} | {shares} |")
+    return lines
+
+
+def render_readme_section(power: DriftPower, config: DriftConfig, batch_size: int) -> str:
+    """The README's numbers on what the default rule can see, from the benchmark's result file."""
+    size = power.nearest_size(batch_size)
+    fpr, batches = power.false_positive_rate(size)
+    caught = power.smallest_drop_caught(size)
+    mild = power.band(5, 10, size)
+    source = "bench/results/accuracy_estimation.json"
+    for_config = ("" if power.measured_for(config) else
+                  f" **These figures were measured with {power.drift}, not the configured detector.**")
+    caught_text = ("no drop is caught that often" if caught is None else
+                   f"**{caught.drop_points:.1f} points**: every model × stage cell that loses at least that much "
+                   f"(the smallest: the {caught.model} model on {caught.test_set}) is flagged in ≥ "
+                   f"{_pct(DETECTION_SHARE)} of its {size}-image batches")
+    mild_text = ("no cell" if mild.power is None else
+                 f"{len(mild.cells)} cells, flagged in {_pct(mild.power)} of their batches on average "
+                 f"(from {_pct(min(c.flagged[size] for c in mild.cells))} to "
+                 f"{_pct(max(c.flagged[size] for c in mild.cells))})")
+    return "\n".join([
+        BEGIN,
+        f"Rendered from `{source}` (measured {power.date}; data seeds {', '.join(map(str, power.seeds))}; "
+        f"7 models × 7 stages) by `python -m tools.readme_visibility`, for the configured detector "
+        f"(`{config.features}` features, {config.correction}, α = {config.p_val:g}), batches of {batch_size} "
+        f"and hourly runs.{for_config}",
+        "",
+        f"- **False alarms**: on held-out images of the model's own stage the rule flags "
+        f"{100 * fpr:.1f} % of {size}-image batches ({batches:,} batches). At one run an hour "
+        f"({RUNS_PER_MONTH} a month) that is **{fpr * RUNS_PER_MONTH:.0f} needless retrains a month** on "
+        "data that did not change (in simulation mode; on a batch that is not a stage's test set the same "
+        "flag is an alarm without a retrain). A cool-down (`cooldown_runs`) spaces the retrains out, not the alarms.",
+        f"- **The smallest drop caught in ≥ {_pct(DETECTION_SHARE)} of batches**: {caught_text}. Drops of "
+        f"5–10 points: {mild_text}.",
+        "",
+        *band_table(power),
+        "",
+        *_estimate_lines(power, size),
+        END,
+    ])
+
+
+POLICIES_SHOWN: Final = ("drift", "harm(atc_ne, 5)", "harm(atc_ne, 10)", "drift_and_harm(atc_ne, 5)",
+                         "drift_and_harm(agreement, 5)")
+
+
+def _estimate_lines(power: DriftPower, size: int) -> list[str]:
+    error = power.estimation_error(DEFAULT_METHOD)
+    agreement = power.estimation_error("agreement")
+    lines = [
+        f"- **The estimate** (`{DEFAULT_METHOD}`, calibrated on the model's {power.validation_images} validation "
+        "images): mean absolute error "
+        f"**{100 * error[f'mae_{size}']:.1f} points** at {size} images ({100 * error['mae_200']:.1f} at 200); "
+        f"{100 * error[f'mae_own_{size}']:.1f} on the model's own stage, {100 * error[f'mae_shifted_{size}']:.1f} "
+        f"under shift; on average it is {100 * error[f'bias_{size}']:.1f} points too high. Its 95 % interval "
+        f"is {100 * error[f'width_{size}']:.0f} points wide at {size} images and covers the batch's accuracy in "
+        f"{_pct(error[f'coverage_{size}'])} of batches ({_pct(error[f'coverage_own_{size}'])} on the own stage). "
+        f"Two copies of the model agreeing (`agreement`, needs a second training) err by "
+        f"{100 * agreement[f'mae_{size}']:.1f} points.",
+        "",
+        f"| rule, batches of {size} | harmful batches (≥ 10 points) missed | harmless batches (< 5 points) "
+        "retrained on | retrains per 7 batches |",
+        "|---|---|---|---|",
+    ]
+    for name in POLICIES_SHOWN:
+        row = power.policy(name, size)
+        lines.append(f"| `{name}` | {_pct(row['missed_rate'])} | {_pct(row['needless_rate'])} | "
+                     f"{row['retrains_per_cycle']:.2f} |")
+    return lines
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.readme_visibility", description=__doc__)
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    args = parser.parse_args(argv)
+    power = DriftPower.load()
+    if power is None:
+        parser.error(f"{RESULTS_FILE} is missing: run `python -m bench accuracy_estimation` first")
+    section = render_readme_section(power, DriftConfig(), SEED_BATCH_SIZE)
+    args.readme.write_text(replace_section(args.readme.read_text(), section, BEGIN, END))
+    print(f"wrote the figures of {RESULTS_FILE.name} into {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
