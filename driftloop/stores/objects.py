@@ -65,6 +65,15 @@ class ObjectStore(ABC):
     def put_bytes(self, key: str, data: bytes) -> None: ...
 
     @abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object only if no object has the key; True if this call created it.
+
+        Of two writers racing for one key exactly one wins, on both backends (S3's conditional
+        write, ``If-None-Match: *``; locally a hard link, which fails where the name exists): what
+        claims and leases are built on.
+        """
+
+    @abstractmethod
     def get_bytes(self, key: str) -> bytes: ...
 
     @abstractmethod
@@ -167,6 +176,19 @@ class LocalObjectStore(ObjectStore):
     def put_bytes(self, key: str, data: bytes) -> None:
         _write_atomically(self._path(key), lambda out: out.write(data))
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.parent / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
+        temp.write_bytes(data)
+        try:
+            os.link(temp, path)  # atomic, and refused where the name exists
+        except FileExistsError:
+            return False
+        finally:
+            temp.unlink()
+        return True
+
     def get_bytes(self, key: str) -> bytes:
         return self._existing(key).read_bytes()
 
@@ -236,6 +258,18 @@ class S3ObjectStore(ObjectStore):
     def put_bytes(self, key: str, data: bytes) -> None:
         check_key(key)
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        check_key(key)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+        except ClientError as error:
+            # 412: the key exists; 409: a conditional write to the same key is in flight (S3 says retry,
+            # but the other writer will win or has won).
+            if _code(error) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False
+            raise
+        return True
 
     def get_bytes(self, key: str) -> bytes:
         check_key(key)

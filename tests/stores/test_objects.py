@@ -30,6 +30,22 @@ def test_bytes_round_trip_and_overwrite(objects: ObjectStore) -> None:
     assert objects.get_bytes("empty") == b""
 
 
+def test_put_if_absent_creates_once_and_never_overwrites(objects: ObjectStore) -> None:
+    assert objects.put_if_absent("ledger/served/b1.json", b"first")
+    assert not objects.put_if_absent("ledger/served/b1.json", b"second")
+    assert objects.get_bytes("ledger/served/b1.json") == b"first"
+    assert objects.list("ledger") == ["ledger/served/b1.json"]  # nothing left behind by the refused write
+
+
+def test_put_if_absent_lets_one_of_many_racing_writers_win(objects: ObjectStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda i: objects.put_if_absent("leases/train", str(i).encode()), range(16)))
+    assert won.count(True) == 1
+    assert objects.get_bytes("leases/train") == str(won.index(True)).encode()
+
+
 def test_missing_key_names_the_key(objects: ObjectStore, tmp_path: Path) -> None:
     objects.put_bytes("runs/train/r1/model/other", b"x")
     with pytest.raises(ObjectNotFound, match="runs/train/r1/model/model.keras"):
