@@ -16,11 +16,11 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 install: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 
-# The dev lock (requirements/dev.txt: the runtime set plus the tools, every package pinned with its
-# hashes); CPython >= 3.11.4 (pyproject.toml says why).
-$(PY_STAMP): requirements/dev.txt pyproject.toml
+# requirements.txt, the dev lock (requirements/dev.txt: the runtime set plus the tools, every package
+# pinned with its hashes); CPython >= 3.11.4 (pyproject.toml says why).
+$(PY_STAMP): requirements.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --disable-pip-version-check -q --require-hashes -r requirements.txt
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 

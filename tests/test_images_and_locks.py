@@ -85,6 +85,15 @@ def test_dev_runs_the_runtime_lock_at_the_same_versions() -> None:
         assert dev.get(counterpart, ("missing",))[0] == version, f"{package}: dev.txt differs from runtime.txt"
 
 
+def test_the_top_level_requirements_are_the_dev_lock() -> None:
+    """`pip install --require-hashes -r requirements.txt` (what a CDK user types, and `make install` runs)
+    installs exactly the hashed dev lock: the file holds nothing but comments and that include."""
+    lines = [line.split("#", 1)[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
+    assert [line for line in lines if line] == ["-r requirements/dev.txt"]
+    install = re.search(r"^\t.*pip install .*--require-hashes -r (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert install and install.group(1) == "requirements.txt"
+
+
 def test_requires_python_admits_no_interpreter_without_tarfile_filters() -> None:
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
     lower = re.search(r">=\s*([\d.]+)", requires)

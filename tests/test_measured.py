@@ -1,4 +1,4 @@
-"""The benchmark's figures on what the default rule can see: read from its file, and the README kept equal to it."""
+"""The benchmark's figures on what the default rule can see: read from its file, and docs/drift.md kept equal to it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import pytest
 
 from driftloop.config import DriftConfig
 from driftloop.local.measured import SEED_BATCH_SIZE, DriftPower
-from tools.readme_visibility import BEGIN, END, render_readme_section
-
-README = Path(__file__).resolve().parents[1] / "README.md"
+from tools.readme_visibility import BEGIN, DOC, END, render_readme_section
 
 
 def cell(model: str, test_set: str, own: float, pool: float, flagged: float, n: int = 100) -> dict[str, Any]:
@@ -67,10 +65,10 @@ def test_the_figures_are_for_the_configured_detector(power: DriftPower) -> None:
     assert not power.measured_for(DriftConfig(p_val=0.01))
 
 
-def test_the_readme_section_is_the_benchmark_files() -> None:
-    """The README's numbers on what the system can see are rendered, not typed: `python -m driftloop.local.measured`."""
+def test_the_drift_docs_section_is_the_benchmark_files() -> None:
+    """The figures in docs/drift.md are rendered, not typed: `python -m tools.readme_visibility`."""
     power = DriftPower.load()
     assert power is not None and power.measured_for(DriftConfig())
-    text = README.read_text()
+    text = DOC.read_text()
     section = text[text.index(BEGIN):text.index(END) + len(END)]
     assert section == render_readme_section(power, DriftConfig(), SEED_BATCH_SIZE)

@@ -26,6 +26,7 @@ from driftloop.local.outcome import HARM_POINTS, RunRow, SimulationResult, timel
 from driftloop.local.simulation import SimulationOptions, simulate
 from tools.sections import replace_section
 
+README: Final = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN: Final = "<!-- results:begin -->"
 END: Final = "<!-- results:end -->"
 
@@ -123,7 +124,7 @@ def render(result: SimulationResult, measured: Measured) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.readme_results", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path("runs/readme-results"))
-    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--readme", type=Path, default=README)
     args = parser.parse_args(argv)
     configure_process()
     route_output(args.workdir / LOG_FILE, verbose=0, fresh=True)  # the console as `driftloop simulate` keeps it

@@ -1,7 +1,7 @@
-"""The README's figures on what the default drift rule can and cannot see, rendered from the benchmark's result file.
+"""The figures on what the default drift rule can and cannot see, rendered from the benchmark's result file.
 
-``python -m tools.readme_visibility`` rewrites the section between the visibility markers; a test keeps
-the committed text equal to what this renders.
+``python -m tools.readme_visibility`` rewrites the section between the visibility markers of docs/drift.md
+(``--doc`` names another file); a test keeps the committed text equal to what this renders.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from driftloop.local.measured import DETECTION_SHARE, RESULTS_FILE, RUNS_PER_MON
 from driftloop.ml.accuracy_estimate import DEFAULT_METHOD
 from tools.sections import replace_section
 
+DOC: Final = Path(__file__).resolve().parents[1] / "docs" / "drift.md"
 BEGIN: Final = "<!-- visibility:begin -->"
 END: Final = "<!-- visibility:end -->"
 
@@ -37,7 +38,7 @@ def band_table(power: DriftPower, edges: Sequence[float] = (-100, 5, 10, 15, 20,
 
 
 def render_readme_section(power: DriftPower, config: DriftConfig, batch_size: int) -> str:
-    """The README's numbers on what the default rule can see, from the benchmark's result file."""
+    """docs/drift.md's numbers on what the default rule can see, from the benchmark's result file."""
     size = power.nearest_size(batch_size)
     fpr, batches = power.false_positive_rate(size)
     caught = power.smallest_drop_caught(size)
@@ -104,17 +105,16 @@ def _estimate_lines(power: DriftPower, size: int) -> list[str]:
     return lines
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.readme_visibility", description=__doc__)
-    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--doc", type=Path, default=DOC)
     args = parser.parse_args(argv)
     power = DriftPower.load()
     if power is None:
         parser.error(f"{RESULTS_FILE} is missing: run `python -m bench accuracy_estimation` first")
     section = render_readme_section(power, DriftConfig(), SEED_BATCH_SIZE)
-    args.readme.write_text(replace_section(args.readme.read_text(), section, BEGIN, END))
-    print(f"wrote the figures of {RESULTS_FILE.name} into {args.readme}")
+    args.doc.write_text(replace_section(args.doc.read_text(), section, BEGIN, END))
+    print(f"wrote the figures of {RESULTS_FILE.name} into {args.doc}")
     return 0
 
 
