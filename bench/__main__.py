@@ -15,6 +15,7 @@ from bench.common import DEFAULT_RESULTS, DEFAULT_WORKDIR, BenchOptions, load_av
 # name -> module with ``run(BenchOptions) -> Result``; run in this order (cheap first).
 BENCHMARKS = {
     "serve": "bench.serve",
+    "labels_join": "bench.labels_join",
     "memory": "bench.memory",
     "drift": "bench.drift_quality",
     "drift_scale": "bench.drift_scale",

@@ -6,13 +6,19 @@ the CDK stacks (SSM parameters, one S3 bucket) and by the drift-decision Lambda.
 Object layout (keys are relative to the bucket or the local store's root)::
 
     data/<stage>/{train,val,test}/<class>/<image>   data sets as users upload them
-    batches/<name>/<image>                           new unlabelled serve batches
+    batches/<id>/<image>                             new unlabelled serve batches (images at any depth)
+    batches/<id>/_READY                              the batch's marker: the upload is complete
+    ledger/served/<id>.json                          the first serve of a batch (its create-only claim)
+    ledger/served-again/<id>/<n>.json                serve n >= 2 of a batch, by a run that named it
+    labels/<id>/<file>                               labels that came back for a served batch
+    label-requests/<id>/manifest.jsonl               a Ground Truth input manifest asking for labels
     runs/train/<run_id>/<artifact>/...               everything one train run wrote
     runs/serve/<run_id>/<artifact>/...               everything one serve run wrote
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal
 
 DEFAULT_PARAMETER_PREFIX: Final = "/driftloop"
@@ -82,3 +88,73 @@ def stage_of_data_prefix(prefix: str) -> str | None:
     if len(parts) >= 3 and parts[0] == "data" and parts[2] in SPLITS:
         return parts[1]
     return None
+
+
+BATCHES: Final = "batches"
+# The object whose presence says a batch's upload is complete (written last, after every image).
+READY_MARKER: Final = "_READY"
+LEDGER_SERVED: Final = "ledger/served"
+LEDGER_SERVED_AGAIN: Final = "ledger/served-again"
+LABELS: Final = "labels"
+LABEL_REQUESTS: Final = "label-requests"
+# A batch id is one key segment that is also a safe file and folder name on every OS: letters,
+# digits, '.', '_', '-', starting with a letter or digit (so never '.', '..' or a hidden name).
+_BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def batch_id_problem(batch_id: str) -> str | None:
+    """Why ``batch_id`` cannot name a batch, or None when it can."""
+    if _BATCH_ID.fullmatch(batch_id):
+        return None
+    return (f"bad batch id {batch_id!r}: use 1 to 128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit")
+
+
+def check_batch_id(batch_id: str) -> None:
+    if (problem := batch_id_problem(batch_id)) is not None:
+        raise ValueError(problem)
+
+
+def batch_prefix(batch_id: str) -> str:
+    """``batches/<id>``: the folder the batch's images are under (and the serve run's ``batch`` field)."""
+    check_batch_id(batch_id)
+    return f"{BATCHES}/{batch_id}"
+
+
+def batch_id_of_prefix(prefix: str) -> str | None:
+    """``batches/<id>`` -> ``<id>``; None for any other prefix (e.g. a simulation data set)."""
+    parts = prefix.strip("/").split("/")
+    if len(parts) == 2 and parts[0] == BATCHES and batch_id_problem(parts[1]) is None:
+        return parts[1]
+    return None
+
+
+def batch_marker(batch_id: str) -> str:
+    return f"{batch_prefix(batch_id)}/{READY_MARKER}"
+
+
+def served_entry(batch_id: str) -> str:
+    check_batch_id(batch_id)
+    return f"{LEDGER_SERVED}/{batch_id}.json"
+
+
+def served_again_prefix(batch_id: str) -> str:
+    check_batch_id(batch_id)
+    return f"{LEDGER_SERVED_AGAIN}/{batch_id}"
+
+
+def served_again_entry(batch_id: str, serve: int) -> str:
+    """Serve number ``serve`` (2, 3, ...) of a batch that a run named after its first serve."""
+    if serve < 2:
+        raise ValueError(f"a batch's first serve is its served_entry; got serve {serve}")
+    return f"{served_again_prefix(batch_id)}/{serve}.json"
+
+
+def labels_prefix(batch_id: str) -> str:
+    check_batch_id(batch_id)
+    return f"{LABELS}/{batch_id}"
+
+
+def label_request_manifest(batch_id: str) -> str:
+    check_batch_id(batch_id)
+    return f"{LABEL_REQUESTS}/{batch_id}/manifest.jsonl"

@@ -65,6 +65,7 @@ from typing import Any, Final, Literal, get_args
 import numpy as np
 
 from driftloop.drift_report import EstimatedAccuracy
+from driftloop.intervals import wilson_interval  # one function for both layers; re-exported here
 
 Method = Literal["average_confidence", "atc_mc", "atc_ne", "cbpe"]
 METHODS: Final[tuple[Method, ...]] = get_args(Method)
@@ -243,20 +244,6 @@ class AccuracyEstimate:
         return cls(method=str(data["method"]), accuracy=float(data["accuracy"]), lower=float(data["lower"]),
                    upper=float(data["upper"]), confidence=float(data["confidence"]), interval=str(data["interval"]),
                    n=int(data["n"]))
-
-
-def wilson_interval(k: float, n: float, confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion ``k / n`` (``n`` may be an effective size)."""
-    if n <= 0 or not 0 <= k <= n:
-        raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    phat = k / n
-    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n))
-    # At k = 0 or k = n the bound is exactly 0 or 1; rounding must not move it off.
-    lower = 0.0 if k == 0 else max(0.0, centre - half)
-    upper = 1.0 if k == n else min(1.0, centre + half)
-    return lower, upper
 
 
 def poisson_binomial_interval(p: Any, confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float]:

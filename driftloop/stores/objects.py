@@ -8,6 +8,7 @@ A prefix passed to ``list``/``download_dir`` is a folder: ``data/stage-1`` does 
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import shutil
@@ -15,6 +16,8 @@ import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Final
 
@@ -30,6 +33,14 @@ log = logging.getLogger(__name__)
 
 class ObjectNotFound(LookupError):
     """No object under the key (the message names it)."""
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """A key and when its object was last written (S3's LastModified; locally the file's mtime), in UTC."""
+
+    key: str
+    modified: datetime
 
 
 def check_key(key: str) -> None:
@@ -86,6 +97,19 @@ class ObjectStore(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """Every key under the folder ``prefix`` (recursive), sorted."""
+
+    @abstractmethod
+    def list_modified(self, prefix: str = "") -> builtins.list[ListedObject]:
+        """``list`` with each object's write time: what orders objects by age (e.g. batch markers)."""
+
+    @abstractmethod
+    def list_folders(self, prefix: str = "") -> builtins.list[str]:
+        """Names of the folders directly under ``prefix`` that hold at least one object, sorted.
+
+        One level only (S3's ``Delimiter='/'``), so finding the batches under ``batches/`` costs
+        one request per thousand batches, not one per thousand images. (On S3 an empty "folder"
+        object made in the console also counts; its folder simply holds nothing else.)
+        """
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
@@ -226,6 +250,21 @@ class LocalObjectStore(ObjectStore):
             if p.is_file() and not p.name.startswith(_TEMP_PREFIX)
         )
 
+    def list_modified(self, prefix: str = "") -> builtins.list[ListedObject]:
+        return [ListedObject(key, datetime.fromtimestamp(self._path(key).stat().st_mtime, UTC))
+                for key in self.list(prefix)]
+
+    def list_folders(self, prefix: str = "") -> builtins.list[str]:
+        folder = _folder(prefix)
+        base = self.root.joinpath(*folder.split("/")[:-1]) if folder else self.root
+        if not base.is_dir():
+            return []
+        return sorted(
+            child.name for child in base.iterdir()
+            if child.is_dir() and not child.name.startswith(_TEMP_PREFIX)
+            and any(p.is_file() and not p.name.startswith(_TEMP_PREFIX) for p in child.rglob("*"))
+        )
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
@@ -302,6 +341,18 @@ class S3ObjectStore(ObjectStore):
         # Keys ending in '/' are the S3 console's empty "folder" markers, not objects.
         keys = (obj["Key"] for page in pages for obj in page.get("Contents", []))
         return sorted(key for key in keys if not key.endswith("/"))
+
+    def list_modified(self, prefix: str = "") -> builtins.list[ListedObject]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=_folder(prefix))
+        listed = (ListedObject(obj["Key"], obj["LastModified"].astimezone(UTC))
+                  for page in pages for obj in page.get("Contents", []))
+        return sorted((item for item in listed if not item.key.endswith("/")), key=lambda item: item.key)
+
+    def list_folders(self, prefix: str = "") -> builtins.list[str]:
+        folder = _folder(prefix)
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/")
+        prefixes = (common["Prefix"] for page in pages for common in page.get("CommonPrefixes", []))
+        return sorted(name for name in (p[len(folder):].rstrip("/") for p in prefixes) if name)
 
     def exists(self, key: str) -> bool:
         check_key(key)
