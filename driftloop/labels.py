@@ -268,6 +268,19 @@ def join_labels(batch_id: str, predictions: Predictions, files: Sequence[tuple[s
     tally = _Tally()
     first, again = _collect(batch_id, predictions, files, served, key_from_uri, tally)
     labels, duplicates = _settle(first, again, tally)
+    return _measured(batch_id, predictions, files, labels, duplicates, tally, estimate, confidence)
+
+
+def usable_labels(batch_id: str, predictions: Predictions, files: Sequence[tuple[str, bytes]],
+                  key_from_uri: Callable[[str], str]) -> dict[str, str]:
+    """Image id -> label for every image of a served batch that the join counts (what a retrain trains on)."""
+    tally = _Tally()
+    return _settle(*_collect(batch_id, predictions, files, True, key_from_uri, tally), tally)[0]
+
+
+def _measured(batch_id: str, predictions: Predictions, files: Sequence[tuple[str, bytes]], labels: dict[str, str],
+              duplicates: int, tally: _Tally, estimate: EstimatedAccuracy | None, confidence: float
+              ) -> LabelledAccuracy:
     confusion: dict[str, dict[str, int]] = {}
     correct = 0
     for image, label in labels.items():

@@ -95,6 +95,10 @@ BATCHES: Final = "batches"
 READY_MARKER: Final = "_READY"
 LEDGER_SERVED: Final = "ledger/served"
 LEDGER_SERVED_AGAIN: Final = "ledger/served-again"
+LEDGER_LABELLED: Final = "ledger/labelled"
+# Where a production retrain's data set is assembled: base data plus labelled production images.
+RETRAIN_SET: Final = "retrain"
+SERVE_RECORD_FILE: Final = "record.json"
 LABELS: Final = "labels"
 LABEL_REQUESTS: Final = "label-requests"
 # A batch id is one key segment that is also a safe file and folder name on every OS: letters,
@@ -158,3 +162,20 @@ def labels_prefix(batch_id: str) -> str:
 def label_request_manifest(batch_id: str) -> str:
     check_batch_id(batch_id)
     return f"{LABEL_REQUESTS}/{batch_id}/manifest.jsonl"
+
+
+def labelled_entry(batch_id: str) -> str:
+    """The batch's labels joined to its predictions (``driftloop.production.JoinedBatch``)."""
+    check_batch_id(batch_id)
+    return f"{LEDGER_LABELLED}/{batch_id}.json"
+
+
+def retrain_set_prefix(name: str) -> str:
+    """``data/retrain-<name>``: a production retrain's data set, with ``train``/``val`` splits and its lineage."""
+    check_batch_id(name)
+    return f"data/{RETRAIN_SET}-{name}"
+
+
+def serve_record_key(run_id: str) -> str:
+    """A serve run's record as an object beside its artifacts: the serve history the ledger points into."""
+    return f"{run_prefix('serve', run_id)}/{SERVE_RECORD_FILE}"

@@ -88,6 +88,10 @@ class ObjectStore(ABC):
     def get_bytes(self, key: str) -> bytes: ...
 
     @abstractmethod
+    def copy(self, source: str, target: str) -> None:
+        """Put the object at ``source`` also at ``target``, without passing its bytes through this process."""
+
+    @abstractmethod
     def put_file(self, key: str, path: Path) -> None: ...
 
     @abstractmethod
@@ -216,6 +220,9 @@ class LocalObjectStore(ObjectStore):
     def get_bytes(self, key: str) -> bytes:
         return self._existing(key).read_bytes()
 
+    def copy(self, source: str, target: str) -> None:
+        self.get_file(source, self._path(target))  # a hard link where it can (objects never change in place)
+
     def put_file(self, key: str, path: Path) -> None:
         with open(path, "rb") as src:
             _write_atomically(self._path(key), lambda out: shutil.copyfileobj(src, out))
@@ -323,6 +330,16 @@ class S3ObjectStore(ObjectStore):
     def put_file(self, key: str, path: Path) -> None:
         check_key(key)
         self.client.upload_file(str(path), self.bucket, key)
+
+    def copy(self, source: str, target: str) -> None:
+        check_key(source)
+        check_key(target)
+        try:
+            self.client.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source})
+        except ClientError as error:
+            if _code(error) in ("NoSuchKey", "404"):
+                raise self._missing(source) from error
+            raise
 
     def get_file(self, key: str, path: Path) -> None:
         check_key(key)

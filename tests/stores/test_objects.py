@@ -46,6 +46,16 @@ def test_put_if_absent_lets_one_of_many_racing_writers_win(objects: ObjectStore)
     assert objects.get_bytes("leases/train") == str(won.index(True)).encode()
 
 
+def test_copy_puts_the_object_at_a_second_key_and_keeps_the_first(objects: ObjectStore) -> None:
+    objects.put_bytes("batches/b1/cats/1.png", b"pixels")
+    objects.copy("batches/b1/cats/1.png", "data/retrain-r1/train/cats/b1__1.png")
+    assert objects.get_bytes("data/retrain-r1/train/cats/b1__1.png") == b"pixels"
+    objects.put_bytes("batches/b1/cats/1.png", b"changed")
+    assert objects.get_bytes("data/retrain-r1/train/cats/b1__1.png") == b"pixels"
+    with pytest.raises(ObjectNotFound, match="batches/b1/missing.png"):
+        objects.copy("batches/b1/missing.png", "data/x")
+
+
 def test_missing_key_names_the_key(objects: ObjectStore, tmp_path: Path) -> None:
     objects.put_bytes("runs/train/r1/model/other", b"x")
     with pytest.raises(ObjectNotFound, match="runs/train/r1/model/model.keras"):
