@@ -65,7 +65,7 @@ synth: install
 # Debian packages unless BASE_IMAGE is given) and runs the train and serve chain inside them as
 # SageMaker would (tools/image_check.py). Needs root for podman and debootstrap.
 images: install
-	$(BIN)/python tools/image_check.py $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(ARGS)
+	$(BIN)/python -m tools.image_check $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(ARGS)
 
 # Re-resolves the locks from requirements/*.in (kept pins stay unless ARGS says otherwise, e.g.
 # ARGS=--upgrade or ARGS="--upgrade-package shap"). The runtime lock is for the images' platform.

@@ -29,6 +29,10 @@ SPLITS: Final = ("train", "val", "test")
 STAGE_NAMES: Final = ("original", "stage-1", "stage-2", "stage-3", "stage-4", "stage-5", "noisy")
 # The archive a SageMaker training job writes its model directory to (under the run's model prefix).
 SAGEMAKER_ARCHIVE: Final = "model.tar.gz"
+# The store's top-level folders: users upload data sets and batches; the pipelines write runs.
+DATA_ROOT: Final = "data"
+BATCHES_ROOT: Final = "batches"
+RUNS_ROOT: Final = "runs"
 
 
 class ParameterNames:
@@ -66,7 +70,7 @@ class ParameterNames:
 def data_prefix(stage: str, split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return f"data/{stage}/{split}"
+    return f"{DATA_ROOT}/{stage}/{split}"
 
 
 def simulation_test_set(position: int) -> str:
@@ -75,7 +79,7 @@ def simulation_test_set(position: int) -> str:
 
 
 def run_prefix(pipeline: PipelineName, run_id: str) -> str:
-    return f"runs/{pipeline}/{run_id}"
+    return f"{RUNS_ROOT}/{pipeline}/{run_id}"
 
 
 def artifact_prefix(pipeline: PipelineName, run_id: str, artifact: str) -> str:
@@ -85,7 +89,7 @@ def artifact_prefix(pipeline: PipelineName, run_id: str, artifact: str) -> str:
 def stage_of_data_prefix(prefix: str) -> str | None:
     """``data/stage-3/test`` -> ``stage-3``; anything else -> None (not a simulation data set)."""
     parts = prefix.strip("/").split("/")
-    if len(parts) >= 3 and parts[0] == "data" and parts[2] in SPLITS:
+    if len(parts) >= 3 and parts[0] == DATA_ROOT and parts[2] in SPLITS:
         return parts[1]
     return None
 

@@ -1,5 +1,8 @@
 """checkov suppressions, each on one resource (its ``checkov`` metadata) and with the reason it is acceptable.
 
+The reasons are here; each construct skips them on its own resources (``skip``), and this module
+knows no construct.
+
 checkov (``--framework cloudformation``) runs on the synthesized templates in the CDK suite
 (``tests/cdk/test_checkov.py``), as cdk-nag does; a check suppressed here is still reported for
 every resource not named here. No finding asks for a change this system needs; each is by design:
@@ -13,15 +16,10 @@ every resource not named here. No finding asks for a change this system needs; e
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from aws_cdk import CfnResource, Stack
+from aws_cdk import CfnResource
 from constructs import IConstruct
-
-from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE
-
-if TYPE_CHECKING:
-    from stacks.driftloop_stack import DriftloopStack
 
 # The construct CDK adds once per stack for ``auto_delete_objects=True`` (development), and its function.
 AUTO_DELETE_PROVIDER: Final = "Custom::S3AutoDeleteObjectsCustomResourceProvider"
@@ -64,19 +62,8 @@ AUTO_DELETE_HANDLER: Final = {
 }
 
 
-def _skip(construct: IConstruct, skips: dict[str, str]) -> None:
+def skip(construct: IConstruct, skips: dict[str, str]) -> None:
+    """Tell checkov to skip these checks, each with its reason, on this resource only."""
     resource = construct if isinstance(construct, CfnResource) else construct.node.default_child
     assert isinstance(resource, CfnResource), construct.node.path
     resource.add_metadata("checkov", {"skip": [{"id": id_, "comment": comment} for id_, comment in skips.items()]})
-
-
-def suppress(stack: DriftloopStack) -> None:
-    for function in stack.functions.all():
-        _skip(function, CONTROL_STEP_LAMBDA)
-        _skip(function.log_group, LOG_GROUP)
-    for pipeline in (TRAIN_PIPELINE, SERVE_PIPELINE):
-        _skip(stack.pipelines.node.find_child(f"{pipeline.name.title()}Logs"), LOG_GROUP)
-    _skip(stack.storage.access_logs, ACCESS_LOG_BUCKET)
-    provider = Stack.of(stack).node.try_find_child(AUTO_DELETE_PROVIDER)
-    if provider is not None:
-        _skip(provider.node.find_child("Handler"), AUTO_DELETE_HANDLER)

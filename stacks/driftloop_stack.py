@@ -10,8 +10,7 @@ from aws_cdk import App, Aspects, CfnOutput, Stack
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from driftloop.layout import data_prefix, run_prefix
-from stacks import checkov, nag
+from driftloop.layout import BATCHES_ROOT, DATA_ROOT, RUNS_ROOT
 from stacks.config import CONTEXT_KEY, DeploymentConfig
 from stacks.control_steps import ControlStepFunctions
 from stacks.dashboard import Dashboard
@@ -24,10 +23,6 @@ from stacks.schedule import ServeSchedule
 from stacks.storage import Storage
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
-# Top-level folders of the bucket (driftloop.layout): users upload to data/ and batches/.
-DATA_FOLDER: Final = data_prefix("any", "test").split("/")[0]
-RUNS_FOLDER: Final = run_prefix("serve", "any").split("/")[0]
-BATCHES_FOLDER: Final = "batches"
 
 
 class DriftloopStack(Stack):
@@ -48,10 +43,11 @@ class DriftloopStack(Stack):
         self.notifications = Notifications(
             self, "Notifications", email=config.notification_email, retain=not config.destroy_on_teardown
         )
-        readable = sorted({DATA_FOLDER, BATCHES_FOLDER, config.batch_prefix.split("/")[0]})
+        # The jobs read what users upload (and the configured batch prefix's folder) and the runs.
+        readable = sorted({DATA_ROOT, BATCHES_ROOT, config.batch_prefix.split("/")[0]})
         self.job_role = SageMakerJobRole(
             self, "SageMaker", bucket=bucket, images=self.images.images, data_prefixes=tuple(readable),
-            runs_prefix=RUNS_FOLDER,
+            runs_prefix=RUNS_ROOT,
         )
         self.functions = ControlStepFunctions(
             self, "Lambdas", config=config, repo_root=repo_root, bucket=bucket, parameters=self.parameters
@@ -61,7 +57,6 @@ class DriftloopStack(Stack):
             "Pipelines",
             config=config,
             images=self.images.images,
-            bucket=bucket,
             sagemaker_role=self.job_role.role,
             parameters=self.parameters,
             functions=self.functions,
@@ -77,8 +72,6 @@ class DriftloopStack(Stack):
         CfnOutput(self, "TopicArn", value=self.notifications.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.dashboard.dashboard.dashboard_name)
         CfnOutput(self, "ParameterPrefix", value=config.parameter_names.prefix, description="the run records")
-        nag.suppress(self)
-        checkov.suppress(self)
 
 
 def cdk_json_context(repo_root: Path = REPO_ROOT) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from driftloop.pipelines import RUN_SETTINGS_ENV, Component, JobKind, Pipeline, Step, container_path
+from stacks import nag
 from stacks.config import DeploymentConfig, JobResources
 
 # What a later attempt can get past, and nothing else (a ValidationException or AccessDenied fails
@@ -85,6 +86,24 @@ def instance_count(config: DeploymentConfig, step: Step) -> int:
     return step.instance_count(config.runtime_settings.instances)
 
 
+def _channel(step: Step, direction: str, channel: str, artifact: str) -> dict[str, str]:
+    """A processing channel's S3 URI (from the run's plan) and its folder in the container."""
+    return {
+        "S3Uri.$": artifact_path(artifact),
+        "LocalPath": str(container_path(step.component, step.mode, direction, channel)),
+    }
+
+
+def _processing_input(step: Step, channel: str, artifact: str) -> dict[str, str]:
+    """An input channel: a sharded one splits its objects across the step's instances."""
+    return {
+        **_channel(step, "input", channel, artifact),
+        "S3DataType": "S3Prefix",
+        "S3InputMode": "File",
+        "S3DataDistributionType": "ShardedByS3Key" if channel in step.sharded else "FullyReplicated",
+    }
+
+
 class JobStates:
     """Builds one pipeline's SageMaker job states; ``grant`` gives a state machine what they need."""
 
@@ -118,69 +137,63 @@ class JobStates:
         return sfn.CustomState(self.scope, state_name(step, without), state_json=state_json)
 
     def processing_job_json(self, step: Step, without: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The ``createProcessingJob.sync`` state, as Amazon States Language (CDK has no task for it)."""
+        return {
+            "Type": "Task",
+            "Resource": Stack.of(self.scope).format_arn(
+                service="states", region="", account="", resource="sagemaker:createProcessingJob.sync"
+            ),
+            "Parameters": self._processing_job_request(step, without),
+            "ResultSelector": {"job.$": "$.ProcessingJobName"},
+            "ResultPath": f"$.jobs.{step.name}",
+        }
+
+    def _processing_job_request(self, step: Step, without: tuple[str, ...]) -> dict[str, Any]:
+        """SageMaker's ``CreateProcessingJob`` request, its S3 URIs and run settings read from the run's plan."""
         resources = resources_for(self.config, self.pipeline, step)
-        settings = json.dumps(self.config.component_settings(step.component), separators=(",", ":"), sort_keys=True)
-        if len(settings) > 256:
-            raise ValueError(f"{step.component} settings are {len(settings)} characters; SageMaker allows 256 per "
-                             "container argument: keep only the settings that differ from the defaults")
-        inputs = [
-            {
-                "InputName": channel,
-                "S3Input": {
-                    "S3Uri.$": artifact_path(artifact),
-                    "LocalPath": str(container_path(step.component, step.mode, "input", channel)),
-                    "S3DataType": "S3Prefix",
-                    "S3InputMode": "File",
-                    "S3DataDistributionType": "ShardedByS3Key" if channel in step.sharded else "FullyReplicated",
-                },
-            }
-            for channel, artifact in step.inputs
-            if channel not in without
-        ]
-        outputs = [
-            {
-                "OutputName": channel,
-                "S3Output": {
-                    "S3Uri.$": artifact_path(artifact),
-                    "LocalPath": str(container_path(step.component, step.mode, "output", channel)),
-                    "S3UploadMode": "EndOfJob",
-                },
-            }
-            for channel, artifact in step.outputs
-        ]
         run_settings = (
             {"Environment": {f"{RUN_SETTINGS_ENV}.$": f"States.JsonToString({run_settings_path(step)})"}}
             if step.run_settings
             else {}
         )
         return {
-            "Type": "Task",
-            "Resource": Stack.of(self.scope).format_arn(
-                service="states", region="", account="", resource="sagemaker:createProcessingJob.sync"
-            ),
-            "Parameters": {
-                "ProcessingJobName.$": f"States.Format('{job_name_prefix(self.pipeline, step)}-{{}}', States.UUID())",
-                "RoleArn": self.role.role_arn,
-                "AppSpecification": {
-                    "ImageUri": self.images[step.component].image_uri,
-                    "ContainerArguments": ["--mode", step.mode, "--settings", settings],
-                },
-                "ProcessingResources": {
-                    "ClusterConfig": {
-                        "InstanceCount": instance_count(self.config, step),
-                        "InstanceType": resources.instance_type,
-                        "VolumeSizeInGB": resources.volume_size_gb,
-                    }
-                },
-                "StoppingCondition": {"MaxRuntimeInSeconds": resources.max_runtime_minutes * 60},
-                "ProcessingInputs": inputs,
-                "ProcessingOutputConfig": {"Outputs": outputs},
-                "Tags": self._tags(step),
-                **run_settings,
+            "ProcessingJobName.$": f"States.Format('{job_name_prefix(self.pipeline, step)}-{{}}', States.UUID())",
+            "RoleArn": self.role.role_arn,
+            "AppSpecification": {
+                "ImageUri": self.images[step.component].image_uri,
+                "ContainerArguments": ["--mode", step.mode, "--settings", self._settings_argument(step)],
             },
-            "ResultSelector": {"job.$": "$.ProcessingJobName"},
-            "ResultPath": f"$.jobs.{step.name}",
+            "ProcessingResources": {
+                "ClusterConfig": {
+                    "InstanceCount": instance_count(self.config, step),
+                    "InstanceType": resources.instance_type,
+                    "VolumeSizeInGB": resources.volume_size_gb,
+                }
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": resources.max_runtime_minutes * 60},
+            "ProcessingInputs": [
+                {"InputName": channel, "S3Input": _processing_input(step, channel, artifact)}
+                for channel, artifact in step.inputs
+                if channel not in without
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    {"OutputName": channel, "S3Output": {**_channel(step, "output", channel, artifact),
+                                                         "S3UploadMode": "EndOfJob"}}
+                    for channel, artifact in step.outputs
+                ]
+            },
+            "Tags": self._tags(step),
+            **run_settings,
         }
+
+    def _settings_argument(self, step: Step) -> str:
+        """The component's settings as one container argument (compact JSON), within SageMaker's limit."""
+        settings = json.dumps(self.config.component_settings(step.component), separators=(",", ":"), sort_keys=True)
+        if len(settings) > 256:
+            raise ValueError(f"{step.component} settings are {len(settings)} characters; SageMaker allows 256 per "
+                             "container argument: keep only the settings that differ from the defaults")
+        return settings
 
     def _tags(self, step: Step) -> list[dict[str, str]]:
         return [
@@ -240,11 +253,20 @@ class JobStates:
         )
 
     def grant(self, state_machine: sfn.StateMachine) -> None:
-        """What ``createProcessingJob.sync`` needs (the training task grants its own)."""
-        stack = Stack.of(self.scope)
+        """What ``createProcessingJob.sync`` needs (the training task grants its own); names made per attempt."""
         processing = [s for s in self.pipeline.steps if s.job is JobKind.PROCESSING]
-        if not processing:
-            return
+        if processing:
+            self._grant_processing(state_machine, processing)
+        if any(step.job is JobKind.TRAINING for step in self.pipeline.steps):
+            nag.wildcards(
+                state_machine.role,
+                "CDK's training-job task cannot scope a name built at run time (train-train-model-<uuid>).",
+                resources=(nag.arn("sagemaker", "training-job/*"),),
+            )
+
+    def _grant_processing(self, state_machine: sfn.StateMachine, processing: list[Step]) -> None:
+        stack = Stack.of(self.scope)
+        names = [f"{job_name_prefix(self.pipeline, step)}-*" for step in processing]
         state_machine.add_to_role_policy(
             iam.PolicyStatement(
                 actions=[
@@ -255,12 +277,8 @@ class JobStates:
                     "sagemaker:ListTags",
                 ],
                 resources=[
-                    stack.format_arn(
-                        service="sagemaker",
-                        resource="processing-job",
-                        resource_name=f"{job_name_prefix(self.pipeline, step)}-*",
-                    )
-                    for step in processing
+                    stack.format_arn(service="sagemaker", resource="processing-job", resource_name=name)
+                    for name in names
                 ],
             )
         )
@@ -276,6 +294,11 @@ class JobStates:
                 resources=[self.role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
+        )
+        nag.wildcards(
+            state_machine.role,
+            "Processing job names are <pipeline>-<step>-<uuid>, made per attempt; each step is limited to its prefix.",
+            resources=tuple(nag.arn("sagemaker", f"processing-job/{name}") for name in names),
         )
 
 
@@ -346,4 +369,9 @@ def add_error_handling(
         .otherwise(on_failure)
     )
     job.add_catch(retry, errors=["States.TaskFailed", API_ERROR], result_path="$.error")
-    job.add_catch(on_failure, errors=["States.ALL"], result_path="$.error")
+    catch_all(job, on_failure)
+
+
+def catch_all(state: sfn.TaskStateBase | sfn.CustomState, on_failure: sfn.IChainable) -> None:
+    """Every error not caught before goes to ``on_failure`` with the error at ``$.error`` (the run's failure path)."""
+    state.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")

@@ -1,4 +1,4 @@
-"""Log groups: retention and teardown from the config, in one place."""
+"""Log groups: retention, teardown and checkov's encryption finding (``checkov.LOG_GROUP``), in one place."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks import checkov
 from stacks.config import DeploymentConfig
 
 _RETENTION = {
@@ -32,9 +33,11 @@ _RETENTION = {
 
 def log_group(scope: Construct, construct_id: str, config: DeploymentConfig) -> logs.LogGroup:
     """A log group kept ``log_retention_days``; deleted by ``cdk destroy`` only in development."""
-    return logs.LogGroup(
+    group = logs.LogGroup(
         scope,
         construct_id,
         retention=_RETENTION[config.log_retention_days],
         removal_policy=RemovalPolicy.DESTROY if config.destroy_on_teardown else RemovalPolicy.RETAIN,
     )
+    checkov.skip(group, checkov.LOG_GROUP)
+    return group

@@ -22,12 +22,13 @@ is written on that path. Each Lambda's payload is built from its event contract'
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -36,9 +37,17 @@ from constructs import Construct
 from driftloop import loop
 from driftloop.contracts import Contract, field_names
 from driftloop.pipelines import BATCH_START_FIELD, SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
+from stacks import nag
 from stacks.config import DeploymentConfig
 from stacks.control_steps import ControlStepFunctions
-from stacks.jobs import JobStates, add_error_handling, artifact_path, state_machine_timeout_minutes, state_name
+from stacks.jobs import (
+    JobStates,
+    add_error_handling,
+    artifact_path,
+    catch_all,
+    state_machine_timeout_minutes,
+    state_name,
+)
 from stacks.logs import log_group
 from stacks.parameters import RunParameters
 
@@ -73,6 +82,39 @@ def _all_present(artifacts: Iterable[str]) -> sfn.Condition:
     return sfn.Condition.and_(*present) if len(present) > 1 else present[0]
 
 
+@dataclass
+class PipelineStates:
+    """One pipeline's states while they are built: their scope, job states, failure path and the Lambdas called."""
+
+    pipeline: Pipeline
+    scope: Construct
+    jobs: JobStates
+    failure: sfn.IChainable
+    invoked: list[lambda_.IFunction] = field(default_factory=list)
+
+    def lambda_state(
+        self,
+        construct_id: str,
+        function: lambda_.IFunction,
+        event: sfn.TaskInput,
+        *,
+        catches: tuple[tuple[str, sfn.IChainable], ...] = (),
+        **options: Any,
+    ) -> tasks.LambdaInvoke:
+        """A synchronous call of a control-step Lambda whose answer is its result; any error fails the run.
+
+        ``catches`` (error name, next state) are tried first; every other error goes to the failure path.
+        """
+        self.invoked.append(function)
+        state = tasks.LambdaInvoke(
+            self.scope, construct_id, lambda_function=function, payload=event, payload_response_only=True, **options
+        )
+        for error, handler in catches:
+            state.add_catch(handler, errors=[error])
+        catch_all(state, self.failure)
+        return state
+
+
 class PipelineStateMachines(Construct):
     def __init__(
         self,
@@ -81,7 +123,6 @@ class PipelineStateMachines(Construct):
         *,
         config: DeploymentConfig,
         images: dict[Component, ecr_assets.DockerImageAsset],
-        bucket: s3.IBucket,
         sagemaker_role: iam.Role,
         parameters: RunParameters,
         functions: ControlStepFunctions,
@@ -90,7 +131,6 @@ class PipelineStateMachines(Construct):
         super().__init__(scope, construct_id)
         self.config = config
         self.images = images
-        self.bucket = bucket
         self.sagemaker_role = sagemaker_role
         self.parameters = parameters
         self.functions = functions
@@ -100,7 +140,13 @@ class PipelineStateMachines(Construct):
 
     # ------------------------------------------------------------------ shared pieces
 
-    def _state_machine(self, pipeline: Pipeline, start: sfn.IChainable, jobs: JobStates) -> sfn.StateMachine:
+    def _states(self, pipeline: Pipeline) -> PipelineStates:
+        scope = Construct(self, f"{pipeline.name.title()}States")
+        jobs = JobStates(scope, pipeline=pipeline, config=self.config, images=self.images, role=self.sagemaker_role)
+        return PipelineStates(pipeline, scope, jobs, self._failure(scope, pipeline))
+
+    def _state_machine(self, states: PipelineStates, start: sfn.IChainable) -> sfn.StateMachine:
+        pipeline = states.pipeline
         logs = log_group(self, f"{pipeline.name.title()}Logs", self.config)
         machine = sfn.StateMachine(
             self,
@@ -111,8 +157,25 @@ class PipelineStateMachines(Construct):
             logs=sfn.LogOptions(destination=logs, level=sfn.LogLevel.ALL, include_execution_data=True),
             comment=f"driftloop {pipeline.name} pipeline (rendered from driftloop.pipelines)",
         )
-        jobs.grant(machine)
+        states.jobs.grant(machine)
+        nag.wildcards(
+            machine.role,
+            "Granted by CDK for the Lambda task: invoking the function's versions and aliases.",
+            resources=tuple(f"{nag.ref(f)}:*" for f in states.invoked),
+        )
         self.topic.grant_publish(machine)
+        nag.wildcards(
+            machine.role,
+            "Granted by CDK's topic.grant_publish on the topic's own key only: SNS needs "
+            "kms:GenerateDataKey* (every data-key variant) to encrypt a message.",
+            actions=("kms:GenerateDataKey*",),
+        )
+        nag.wildcards(
+            machine.role,
+            "Granted by CDK: CloudWatch Logs delivery and X-Ray tracing of the state machine and "
+            "sagemaker:ListTags support no resource-level permissions.",
+            resources=("*",),
+        )
         return machine
 
     def _failure(self, scope: Construct, pipeline: Pipeline) -> sfn.IChainable:
@@ -152,21 +215,22 @@ class PipelineStateMachines(Construct):
             .otherwise(failure("DescribeFailureWithoutCause", "Step Functions gave no cause"))
         )
 
-    def _plan(self, scope: Construct, pipeline: Pipeline) -> tasks.LambdaInvoke:
+    def _plan(self, states: PipelineStates, *, catches: tuple[tuple[str, sfn.IChainable], ...] = ()
+              ) -> tasks.LambdaInvoke:
         """The run's plan (``driftloop.loop.plan_run``): the execution input is the run's start."""
-        return tasks.LambdaInvoke(
-            scope,
+        event = payload(
+            loop.PlanEvent,
+            pipeline=states.pipeline.name,
+            run_id=sfn.JsonPath.execution_name,
+            time=sfn.JsonPath.string_at("$$.Execution.StartTime"),
+            start=sfn.JsonPath.object_at("$"),
+        )
+        return states.lambda_state(
             "Plan",
-            lambda_function=self.functions.plan,
-            payload=payload(
-                loop.PlanEvent,
-                pipeline=pipeline.name,
-                run_id=sfn.JsonPath.execution_name,
-                time=sfn.JsonPath.string_at("$$.Execution.StartTime"),
-                start=sfn.JsonPath.object_at("$"),
-            ),
-            payload_response_only=True,
-            result_selector={"plan": sfn.JsonPath.object_at("$"), "attempts": self._attempts(pipeline)},
+            self.functions.plan,
+            event,
+            catches=catches,
+            result_selector={"plan": sfn.JsonPath.object_at("$"), "attempts": self._attempts(states.pipeline)},
             result_path="$",
         )
 
@@ -175,56 +239,43 @@ class PipelineStateMachines(Construct):
         """Each step's capacity-retry counter (``add_error_handling``), starting at 0."""
         return {step.name: {"n": 0} for step in pipeline.steps}
 
-    def _steps(
-        self, scope: Construct, jobs: JobStates, then: sfn.IChainable, on_failure: sfn.IChainable
-    ) -> sfn.IChainable:
+    def _steps(self, states: PipelineStates, then: sfn.IChainable) -> sfn.IChainable:
         """The pipeline's steps in order, each a job; a step with ``only_if`` sits behind a Choice.
 
         A step with optional inputs is two jobs behind a Choice: with every channel when the plan
         has their artifacts, else without them (e.g. the first training, which has no champion).
         """
+        scope = states.scope
         entry = then
-        for step in reversed(jobs.pipeline.steps):
-            job = self._job(scope, jobs, step, (), entry, on_failure)
+        for step in reversed(states.pipeline.steps):
+            job = self._job(states, step, (), entry)
             optional = step.optional_inputs()
             if optional:
                 without = tuple(channel for channel, _ in optional)
                 job = (
                     sfn.Choice(scope, f"{state_name(step)}With{''.join(c.title() for c in without)}?")
                     .when(_all_present(a for _, a in optional), job)
-                    .otherwise(self._job(scope, jobs, step, without, entry, on_failure))
+                    .otherwise(self._job(states, step, without, entry))
                 )
             if step.only_if:
                 job = sfn.Choice(scope, f"{state_name(step)}?").when(_all_present(step.only_if), job).otherwise(entry)
             entry = job
         return entry
 
-    def _job(self, scope: Construct, jobs: JobStates, step: Step, without: tuple[str, ...], then: sfn.IChainable,
-             on_failure: sfn.IChainable) -> sfn.IChainable:
-        job = jobs.job(step, without)
-        add_error_handling(scope, job, step=step, config=self.config, on_failure=on_failure)
+    def _job(self, states: PipelineStates, step: Step, without: tuple[str, ...], then: sfn.IChainable
+             ) -> sfn.IChainable:
+        job = states.jobs.job(step, without)
+        add_error_handling(states.scope, job, step=step, config=self.config, on_failure=states.failure)
         return job.next(then)
-
-    def _jobs(self, pipeline: Pipeline, scope: Construct) -> JobStates:
-        return JobStates(scope, pipeline=pipeline, config=self.config, images=self.images, role=self.sagemaker_role)
 
     # ------------------------------------------------------------------ train
 
     def _train_state_machine(self) -> sfn.StateMachine:
-        pipeline = TRAIN_PIPELINE
-        scope = Construct(self, "TrainStates")
-        jobs = self._jobs(pipeline, scope)
-        failure = self._failure(scope, pipeline)
-
-        record = tasks.LambdaInvoke(
-            scope,
-            "RecordTrain",
-            lambda_function=self.functions.record_train,
-            payload=payload(loop.RecordTrainEvent),
-            payload_response_only=True,
-            result_path="$.outcome",
+        states = self._states(TRAIN_PIPELINE)
+        scope = states.scope
+        record = states.lambda_state(
+            "RecordTrain", self.functions.record_train, payload(loop.RecordTrainEvent), result_path="$.outcome"
         )
-        record.add_catch(failure, errors=["States.ALL"], result_path="$.error")
         notify = tasks.SnsPublish(
             scope,
             "NotifyTrainResult",
@@ -234,20 +285,33 @@ class PipelineStateMachines(Construct):
             result_path=sfn.JsonPath.DISCARD,
         )
         tail = record.next(notify).next(sfn.Succeed(scope, "Done"))
-
-        plan = self._plan(scope, pipeline)
-        plan.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-        plan.next(self._steps(scope, jobs, tail, failure))
-        return self._state_machine(pipeline, plan, jobs)
+        plan = self._plan(states)
+        plan.next(self._steps(states, tail))
+        return self._state_machine(states, plan)
 
     # ------------------------------------------------------------------ serve
 
     def _serve_state_machine(self, train: sfn.StateMachine) -> sfn.StateMachine:
-        pipeline = SERVE_PIPELINE
-        scope = Construct(self, "ServeStates")
-        jobs = self._jobs(pipeline, scope)
-        failure = self._failure(scope, pipeline)
+        """[next batch ->] plan -> steps -> decide -> retrain? -> record -> drift? (see the module docstring)."""
+        states = self._states(SERVE_PIPELINE)
+        record = self._record_serve(states)
+        decide = states.lambda_state("Decide", self.functions.decide, payload(loop.DecideEvent),
+                                     result_path="$.decision")
+        decide.next(self._retrain(states, train, record))
+        no_model = sfn.Fail(
+            states.scope,
+            "NoModel",
+            error="NoModel",
+            cause=f"there is no trained model yet ({self.parameters.names.train_latest} holds no train run): "
+            "run the train pipeline first",
+        )
+        plan = self._plan(states, catches=((loop.NoModel.__name__, no_model),))
+        plan.next(self._steps(states, decide))
+        return self._state_machine(states, self._next_batch(states, plan))
 
+    def _record_serve(self, states: PipelineStates) -> sfn.IChainable:
+        """Write the serve record; tell the topic when the batch drifted."""
+        scope = states.scope
         done = sfn.Succeed(scope, "Done")
         notify_drift = tasks.SnsPublish(
             scope,
@@ -266,24 +330,18 @@ class PipelineStateMachines(Construct):
             ),
             result_path=sfn.JsonPath.DISCARD,
         ).next(done)
-        record = tasks.LambdaInvoke(
-            scope,
-            "RecordServe",
-            lambda_function=self.functions.record_serve,
-            payload=payload(loop.RecordServeEvent),
-            payload_response_only=True,
-            result_path="$.record",
+        record = states.lambda_state(
+            "RecordServe", self.functions.record_serve, payload(loop.RecordServeEvent), result_path="$.record"
         )
-        record.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-        record.next(
+        return record.next(
             sfn.Choice(scope, "Drift?")
             .when(sfn.Condition.boolean_equals("$.record.is_drift", True), notify_drift)
             .otherwise(done)
         )
 
-        no_retrain = outcome_state(
-            scope, "NoRetrain", started=False, reason=sfn.JsonPath.string_at("$.decision.reason")
-        ).next(record)
+    def _retrain(self, states: PipelineStates, train: sfn.StateMachine, record: sfn.IChainable) -> sfn.IChainable:
+        """On the decision to retrain, start the train state machine unless a train run is already running."""
+        scope = states.scope
         skipped = outcome_state(
             scope,
             "RetrainSkipped",
@@ -294,36 +352,6 @@ class PipelineStateMachines(Construct):
                 sfn.JsonPath.string_at("$.decision.reason"),
             ),
         ).next(record)
-        started = outcome_state(
-            scope,
-            "RetrainStarted",
-            started=True,
-            reason=sfn.JsonPath.string_at("$.decision.reason"),
-            run_id=sfn.JsonPath.string_at("$.retrain.run_id"),
-        ).next(record)
-
-        start_train = tasks.StepFunctionsStartExecution(
-            scope,
-            "StartRetrain",
-            state_machine=train,
-            integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
-            associate_with_parent=True,
-            input=sfn.TaskInput.from_object(
-                {
-                    field: sfn.JsonPath.string_at(f"$.decision.{field}")
-                    for field in TRAIN_PIPELINE.start_inputs()
-                }
-            ),
-            result_selector={
-                # arn:<partition>:states:<region>:<account>:execution:<state machine>:<execution name>
-                "run_id": sfn.JsonPath.array_get_item(
-                    sfn.JsonPath.string_split(sfn.JsonPath.string_at("$.ExecutionArn"), ":"), 7
-                )
-            },
-            result_path="$.retrain",
-        )
-        start_train.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-        start_train.next(started)
         guard = tasks.CallAwsService(
             scope,
             "TrainRunning?",
@@ -335,56 +363,65 @@ class PipelineStateMachines(Construct):
             result_selector={"running": sfn.JsonPath.object_at("$.Executions")},
             result_path="$.guard",
         )
-        guard.add_catch(failure, errors=["States.ALL"], result_path="$.error")
+        catch_all(guard, states.failure)
         guard.next(
             sfn.Choice(scope, "AlreadyTraining?")
             .when(sfn.Condition.is_present("$.guard.running[0]"), skipped)
-            .otherwise(start_train)
+            .otherwise(self._start_retrain(states, train, record))
         )
-        retrain = (
+        no_retrain = outcome_state(
+            scope, "NoRetrain", started=False, reason=sfn.JsonPath.string_at("$.decision.reason")
+        ).next(record)
+        return (
             sfn.Choice(scope, "Retrain?")
             .when(sfn.Condition.boolean_equals("$.decision.retrain", True), guard)
             .otherwise(no_retrain)
         )
-        decide = tasks.LambdaInvoke(
-            scope,
-            "Decide",
-            lambda_function=self.functions.decide,
-            payload=payload(loop.DecideEvent),
-            payload_response_only=True,
-            result_path="$.decision",
-        )
-        decide.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-        decide.next(retrain)
 
-        no_model = sfn.Fail(
-            scope,
-            "NoModel",
-            error="NoModel",
-            cause=f"there is no trained model yet ({self.parameters.names.train_latest} holds no train run): "
-            "run the train pipeline first",
+    def _start_retrain(self, states: PipelineStates, train: sfn.StateMachine, record: sfn.IChainable
+                       ) -> sfn.IChainable:
+        """Start a train run on the decision's data (not waiting for it); its run id goes into the outcome."""
+        start_train = tasks.StepFunctionsStartExecution(
+            states.scope,
+            "StartRetrain",
+            state_machine=train,
+            integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
+            associate_with_parent=True,
+            input=sfn.TaskInput.from_object(
+                {name: sfn.JsonPath.string_at(f"$.decision.{name}") for name in TRAIN_PIPELINE.start_inputs()}
+            ),
+            result_selector={
+                # arn:<partition>:states:<region>:<account>:execution:<state machine>:<execution name>
+                "run_id": sfn.JsonPath.array_get_item(
+                    sfn.JsonPath.string_split(sfn.JsonPath.string_at("$.ExecutionArn"), ":"), 7
+                )
+            },
+            result_path="$.retrain",
         )
-        plan = self._plan(scope, pipeline)
-        plan.add_catch(no_model, errors=[loop.NoModel.__name__])
-        plan.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-        plan.next(self._steps(scope, jobs, decide, failure))
-        if self.functions.next_batch is not None:
-            next_batch = tasks.LambdaInvoke(
-                scope,
-                "NextSimulationBatch",
-                lambda_function=self.functions.next_batch,
-                payload=payload(loop.NextBatchEvent),
-                payload_response_only=True,
-                # The serve run's start input: {"batch": ...}.
-                result_selector={field: sfn.JsonPath.string_at(f"$.{field}") for field in pipeline.start_inputs()},
-                result_path="$",
-            )
-            next_batch.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-            entry: sfn.IChainable = (
-                sfn.Choice(scope, "BatchGiven?")
-                .when(sfn.Condition.is_present(f"$.{BATCH_START_FIELD}"), plan)
-                .otherwise(next_batch.next(plan))
-            )
-        else:
-            entry = plan
-        return self._state_machine(pipeline, entry, jobs)
+        catch_all(start_train, states.failure)
+        started = outcome_state(
+            states.scope,
+            "RetrainStarted",
+            started=True,
+            reason=sfn.JsonPath.string_at("$.decision.reason"),
+            run_id=sfn.JsonPath.string_at("$.retrain.run_id"),
+        )
+        return start_train.next(started.next(record))
+
+    def _next_batch(self, states: PipelineStates, plan: sfn.IChainable) -> sfn.IChainable:
+        """In simulation, a run started without a batch serves the next stage's test set (the NextBatch Lambda)."""
+        if self.functions.next_batch is None:
+            return plan
+        next_batch = states.lambda_state(
+            "NextSimulationBatch",
+            self.functions.next_batch,
+            payload(loop.NextBatchEvent),
+            # The serve run's start input: {"batch": ...}.
+            result_selector={name: sfn.JsonPath.string_at(f"$.{name}") for name in states.pipeline.start_inputs()},
+            result_path="$",
+        )
+        return (
+            sfn.Choice(states.scope, "BatchGiven?")
+            .when(sfn.Condition.is_present(f"$.{BATCH_START_FIELD}"), plan)
+            .otherwise(next_batch.next(plan))
+        )

@@ -44,11 +44,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from driftloop.pipelines import BATCH_START_FIELD
+from driftloop.pipelines import (
+    BATCH_START_FIELD,
+    PIPELINES,
+    TRAINING_HYPERPARAMETERS,
+    TRAINING_INPUT_ROOT,
+    TRAINING_MODEL_DIR,
+    Component,
+)
+from tools.cfn_template import resolve
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = "containers/Dockerfile"
-COMPONENTS = ("processing", "algorithm", "drift", "explainability")
 IMAGE_PREFIX = "localhost/driftloop"
 SIZE_LIMIT = 2 * 1000**3  # bytes, unpacked
 MEMORY_LIMIT = "4g"  # half of an ml.m5.large
@@ -68,11 +75,7 @@ runtime = "runc"
 """
 # Log lines that must not appear in any job log (TensorFlow probing for a GPU).
 GPU_NOISE = re.compile(r"cuda|cudnn|cufft|cublas|cuinit|TF-TRT", re.IGNORECASE)
-# The container paths SageMaker uses (driftloop.pipelines has the same constants).
-PROCESSING_ROOT = PurePosixPath("/opt/ml/processing")
-TRAINING_CHANNELS = PurePosixPath("/opt/ml/input/data")
-TRAINING_MODEL = PurePosixPath("/opt/ml/model")
-TRAINING_HYPERPARAMETERS = PurePosixPath("/opt/ml/input/config/hyperparameters.json")
+# Where SageMaker reads a failed job's message (the channels' paths are driftloop.pipelines').
 SAGEMAKER_OUTPUT = PurePosixPath("/opt/ml/output")
 CONTAINER_UID = "1000:1000"
 
@@ -270,12 +273,12 @@ def image_tag(component: str) -> str:
 def build_images(engine: Engine, base_image: str, workdir: Path, *, no_cache: bool) -> float:
     secrets = build_secrets(workdir)
     started = time.monotonic()
-    for component in COMPONENTS:
+    for number, component in enumerate(Component):
         log(f"building {image_tag(component)} (target {component})")
         engine(
             "build", "-f", str(REPO / DOCKERFILE), "--target", component,
             "--build-arg", f"BASE_IMAGE={base_image}", *secrets,
-            *(["--no-cache"] if no_cache and component == COMPONENTS[0] else []),
+            *(["--no-cache"] if no_cache and number == 0 else []),  # the later ones share its layers
             "-t", image_tag(component), str(REPO),
             what=f"build of the {component} image",
         )  # fmt: skip
@@ -283,24 +286,6 @@ def build_images(engine: Engine, base_image: str, workdir: Path, *, no_cache: bo
 
 
 # --------------------------------------------------------------------------- the synthesized template
-def resolve(value: Any) -> str:
-    """A CloudFormation string with its tokens (Fn::Join, Ref, Fn::GetAtt) replaced by placeholders."""
-    if isinstance(value, str):
-        return value
-    if "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return str(separator).join(resolve(part) for part in parts)
-    if "Ref" in value:
-        return {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}.get(
-            value["Ref"], f"ref-{value['Ref']}"
-        )
-    if "Fn::GetAtt" in value:
-        return "arn:aws:placeholder:us-east-1:123456789012:" + "/".join(value["Fn::GetAtt"])
-    if "Fn::Sub" in value:
-        return str(value["Fn::Sub"])
-    raise CheckFailed(f"unexpected token in a state machine definition: {value}")
-
-
 @dataclass(frozen=True)
 class Channel:
     container_path: PurePosixPath
@@ -345,7 +330,7 @@ def image_components(outdir: Path) -> dict[str, str]:
     for manifest in outdir.glob("*.assets.json"):
         for asset in json.loads(manifest.read_text()).get("dockerImages", {}).values():
             target = asset["source"].get("dockerBuildTarget")
-            if asset["source"].get("dockerFile") != DOCKERFILE or target not in COMPONENTS:
+            if asset["source"].get("dockerFile") != DOCKERFILE or target not in tuple(Component):
                 raise CheckFailed(f"image asset {asset['source']} is not a target of {DOCKERFILE}")
             for destination in asset["destinations"].values():
                 found[destination["imageTag"]] = target
@@ -379,10 +364,10 @@ def _job(pipeline: str, state: str, spec: Mapping[str, Any], components: Mapping
     elif spec["Resource"].endswith("createTrainingJob.sync"):
         algorithm = params["AlgorithmSpecification"]
         inputs = tuple(
-            Channel(TRAINING_CHANNELS / c["ChannelName"], _artifact(c["DataSource"]["S3DataSource"], what))
+            Channel(TRAINING_INPUT_ROOT / c["ChannelName"], _artifact(c["DataSource"]["S3DataSource"], what))
             for c in params.get("InputDataConfig", [])
         )
-        outputs = (Channel(TRAINING_MODEL, _artifact(params["OutputDataConfig"], what)),)
+        outputs = (Channel(TRAINING_MODEL_DIR, _artifact(params["OutputDataConfig"], what)),)
         image, kind = algorithm["TrainingImage"], "training"
         hyper = {str(k): str(v) for k, v in params.get("HyperParameters", {}).items()}
         entrypoint = tuple(algorithm["ContainerEntrypoint"]) if "ContainerEntrypoint" in algorithm else None
@@ -416,7 +401,10 @@ def read_pipelines(outdir: Path) -> dict[str, list[Job]]:
         for resource in json.loads(template_file.read_text())["Resources"].values():
             if resource["Type"] != "AWS::StepFunctions::StateMachine":
                 continue
-            definition = json.loads(resolve(resource["Properties"]["DefinitionString"]))
+            try:
+                definition = json.loads(resolve(resource["Properties"]["DefinitionString"]))
+            except ValueError as error:
+                raise CheckFailed(f"a state machine definition cannot be read: {error}") from error
             found = [(n, s) for n, s in _walk(definition["States"]) if ":::sagemaker:" in str(s.get("Resource", ""))]
             if not found:
                 continue
@@ -441,8 +429,6 @@ class Inputs:
 
     @classmethod
     def of(cls, pipeline: str) -> Inputs:
-        from driftloop.pipelines import PIPELINES
-
         definition = PIPELINES[pipeline]  # type: ignore[index]
         return cls(
             external=dict(definition.external),
@@ -679,6 +665,7 @@ def make_data(workdir: Path) -> Path:
 
 
 def check(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the images, run the train and serve chain in them, then two failing jobs; the run's summary."""
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     for stale in ("s3", "jobs", "logs"):
@@ -687,25 +674,52 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
     engine = find_engine(workdir, args.engine)
     log(f"engine: {engine.program} ({engine('--version').strip()})")
     summary["engine"] = engine.program
+    summary.update(build_checked_images(engine, workdir, args))
 
+    log("synthesizing app.py")
+    pipelines = read_pipelines(synthesize(workdir / "cdk.out"))
+    data = make_data(workdir)
+    chain_started = time.monotonic()
+    results, drift = run_chain(engine, pipelines, data, workdir)
+    summary["chain_seconds"] = round(time.monotonic() - chain_started, 1)
+    summary["jobs"] = [{"job": r.name, "component": r.component, "seconds": round(r.seconds, 1)} for r in results]
+    summary["drift"] = drift
+
+    # A failing job tells SageMaker why (ExitMessage of a processing job, FailureReason of a training job).
+    process = next(j for j in pipelines["serve"] if j.component == Component.PROCESSING)
+    training = next(j for j in pipelines["train"] if j.kind == "training")
+    summary["failure_messages"] = {
+        process.name: expect_failure(engine, process, Inputs.of("serve"), workdir, "message"),
+        training.name: expect_failure(engine, training, Inputs.of("train"), workdir, "failure"),
+    }
+    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return summary
+
+
+def build_checked_images(engine: Engine, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The base image, then the component images, each within the size limit; their part of the summary."""
     started = time.monotonic()
     base = args.base_image or standin_base(engine, workdir, rebuild=args.rebuild_base)
-    summary["base_image"] = base
-    summary["base_seconds"] = round(time.monotonic() - started, 1)
+    summary: dict[str, Any] = {"base_image": base, "base_seconds": round(time.monotonic() - started, 1)}
     summary["build_seconds"] = round(build_images(engine, base, workdir, no_cache=args.no_cache), 1)
-    sizes = {component: engine.size(image_tag(component)) for component in COMPONENTS}
+    sizes = {component: engine.size(image_tag(component)) for component in Component}
     summary["sizes_bytes"] = sizes
     for component, size in sizes.items():
         log(f"  {image_tag(component):<42} {size / 1e9:.2f} GB unpacked")
     too_big = {c: s for c, s in sizes.items() if s > SIZE_LIMIT}
     if too_big:
         raise CheckFailed(f"images over {SIZE_LIMIT / 1e9:.0f} GB unpacked: {too_big}")
+    return summary
 
-    log("synthesizing app.py")
-    pipelines = read_pipelines(synthesize(workdir / "cdk.out"))
-    data = make_data(workdir)
+
+def run_chain(
+    engine: Engine, pipelines: Mapping[str, Sequence[Job]], data: Path, workdir: Path
+) -> tuple[list[JobResult], dict[str, Any]]:
+    """Train on the original data, serve its test set and the noisy one, retrain on the noisy data.
+
+    Returns every job's result and each serve run's drift result.
+    """
     train, serve = Inputs.of("train"), Inputs.of("serve")
-    chain_started = time.monotonic()
 
     def train_start(stage: str) -> dict[str, Path]:
         return {"train_data": data / stage / "train", "val_data": data / stage / "val"}
@@ -731,24 +745,11 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
         engine, pipelines["train"], train, start=train_start("noisy"), record=record, workdir=workdir,
         label="retrain", data_name="noisy",
     )  # fmt: skip
-    results += jobs
-    summary["chain_seconds"] = round(time.monotonic() - chain_started, 1)
-    summary["jobs"] = [{"job": r.name, "component": r.component, "seconds": round(r.seconds, 1)} for r in results]
-    summary["drift"] = drift
-
-    # A failing job tells SageMaker why (ExitMessage of a processing job, FailureReason of a training job).
-    process = next(j for j in pipelines["serve"] if j.component == "processing")
-    training = next(j for j in pipelines["train"] if j.kind == "training")
-    summary["failure_messages"] = {
-        process.name: expect_failure(engine, process, serve, workdir, "message"),
-        training.name: expect_failure(engine, training, train, workdir, "failure"),
-    }
-    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return summary
+    return results + jobs, drift
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python tools/image_check.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.image_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", choices=["docker", "podman"], help="default: docker if its daemon answers")
     parser.add_argument("--base-image", help="build on this base instead of the offline stand-in")
     parser.add_argument("--rebuild-base", action="store_true", help="make the stand-in base again")

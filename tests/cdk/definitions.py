@@ -1,10 +1,4 @@
-"""Read rendered state machine definitions out of a synthesized template.
-
-CDK writes ``DefinitionString`` as ``Fn::Join`` over strings and ``Ref``/``Fn::GetAtt`` tokens;
-``resolve`` replaces the tokens with well-formed placeholders (pseudo parameters by example
-values, ``.Arn`` attributes by ARN-shaped strings) so the definition parses as JSON and passes
-an ARN-checking validator.
-"""
+"""Read rendered state machine definitions out of a synthesized template (tokens: ``tools.cfn_template``)."""
 
 from __future__ import annotations
 
@@ -12,34 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-PARTITION = "aws"
-PSEUDO = {
-    "AWS::Partition": PARTITION,
-    "AWS::Region": "us-east-1",
-    "AWS::AccountId": "123456789012",
-    "AWS::URLSuffix": "amazonaws.com",
-}
-
-
-def resolve(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return str(separator).join(resolve(part) for part in parts)
-    if "Ref" in value:
-        return PSEUDO.get(value["Ref"], f"ref-{value['Ref']}")
-    if "Fn::GetAtt" in value:
-        logical_id, attribute = value["Fn::GetAtt"]
-        if attribute == "Arn":
-            return f"arn:{PARTITION}:service:us-east-1:123456789012:resource/{logical_id}"
-        return f"{logical_id}-{attribute}"
-    if "Fn::Sub" in value:
-        text = value["Fn::Sub"]
-        for name, example in PSEUDO.items():
-            text = text.replace("${" + name + "}", example)
-        return str(text)
-    raise ValueError(f"unexpected token in a definition: {value}")
+from tools.cfn_template import resolve
 
 
 def definition_of(template: dict[str, Any], logical_id: str) -> dict[str, Any]:

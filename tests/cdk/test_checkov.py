@@ -1,6 +1,7 @@
 """checkov (its own environment, ``.venv-checkov``) finds nothing unsuppressed in either template.
 
-Suppressions live in ``stacks/checkov.py`` as each resource's ``checkov`` metadata, with a reason.
+Each construct skips checks on its own resources (their ``checkov`` metadata), each with its reason
+from ``stacks/checkov.py``.
 ``--skip-download`` keeps checkov offline (it would fetch guidelines from its vendor's API).
 """
 
@@ -40,7 +41,7 @@ def test_checkov_reports_no_unsuppressed_failure(synthesized: Synthesized, varia
     report = _checkov(str(template))
     failed = [f"{f['check_id']} {f['resource']}: {f['check_name']}" for f in report["results"]["failed_checks"]]
     assert failed == []
-    # It did check the stack, and every check skipped is one stacks/checkov.py skipped with a reason.
+    # It did check the stack, and every check skipped is one a construct skipped with a reason.
     summary = report["summary"]
     assert summary["parsing_errors"] == 0 and summary["resource_count"] > 30 and summary["passed"] > 100, summary
     skipped = report["results"]["skipped_checks"]

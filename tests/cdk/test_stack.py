@@ -11,9 +11,9 @@ from aws_cdk.assertions import Match, Template
 
 from driftloop.layout import ParameterNames
 from driftloop.records import NO_RECORD
+from tools.cfn_template import resolve
 
 from .conftest import REPO_ROOT, Synthesized
-from .definitions import resolve
 
 
 @pytest.fixture(scope="module")
