@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.components.entrypoint import Invocation, run_component
+from driftloop.components.entrypoint import Invocation, read_settings, run_component
 from driftloop.config import TrainingConfig
 from driftloop.errors import UserError
 from driftloop.ml.accuracy_estimate import CALIBRATION_FILE, calibrate
@@ -83,16 +83,11 @@ def _load_labelled(folder: Path, classes: Sequence[str], what: str) -> Shard:
 
 
 def _config(invocation: Invocation) -> TrainingConfig:
-    try:
-        config = TrainingConfig.from_mapping(invocation.settings)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"bad training settings: {error}") from error
+    """The training settings, with an architecture ``driftloop.ml.models`` knows (the settings cannot import it)."""
+    config = read_settings(invocation, TrainingConfig, "training")
     if config.architecture not in ARCHITECTURES:
         known = sorted(ARCHITECTURES)
         raise UserError(f"bad training settings: architecture {config.architecture!r} (known: {known})")
-    for name in ("epochs", "batch_size", "patience"):
-        if getattr(config, name) < 1:
-            raise UserError(f"bad training settings: {name} must be at least 1")
     return config
 
 

@@ -26,9 +26,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from driftloop.config import Mode
+from driftloop.config import FromMapping, Mode
 from driftloop.errors import UserError
 from driftloop.hosts import Hosts
 from driftloop.pipelines import (
@@ -59,6 +59,15 @@ class Invocation:
 
 
 Runner = Callable[[Invocation], object]
+S = TypeVar("S", bound=FromMapping)
+
+
+def read_settings(invocation: Invocation, kind: type[S], what: str) -> S:
+    """The invocation's settings as ``kind``: a bad value is the user's error (exit 2, a message), not a crash."""
+    try:
+        return kind.from_mapping(invocation.settings)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"bad {what} settings: {error}") from error
 
 
 def configure_process() -> None:
