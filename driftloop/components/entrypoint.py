@@ -71,8 +71,12 @@ def read_settings(invocation: Invocation, kind: type[S], what: str) -> S:
 
 
 def configure_process() -> None:
-    """Process-wide settings that must precede the first TensorFlow import (see DESIGN.md)."""
-    # transformers (pulled in by alibi-detect) flips this when imported if unset; pin it first.
+    """Process-wide settings that must precede the first TensorFlow import.
+
+    Legacy Keras is chosen by ``TF_USE_LEGACY_KERAS`` only before TensorFlow loads: alibi-detect's
+    detector save path imports transformers, which sets it when unset, so a run that left it unset
+    would switch Keras mid-run. The images set the same in their ``ENV`` (containers/Dockerfile).
+    """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
