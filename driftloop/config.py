@@ -8,10 +8,8 @@ machine. Components read them from JSON (SageMaker hyperparameters or a ``--conf
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Literal, Self, TypeVar, get_args
+from typing import Any, ClassVar, Final, Literal, Self, TypeVar, get_args
 
 # A component's modes: learn from training data, serve a batch, or merge what the hosts of a
 # scaled-out serve step wrote into one result (``driftloop.pipelines``).
@@ -25,14 +23,19 @@ Rule = Literal["drift", "harm", "drift_and_harm"]
 T = TypeVar("T")
 
 
-class _FromMapping:
+class FromMapping:
     """Build a frozen dataclass from a JSON-like mapping, coercing SageMaker's string values."""
+
+    # Settings that moved elsewhere, by their old name: where to give them now (the error says so).
+    MOVED: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None = None) -> Self:
         values = dict(values or {})
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(values) - set(fields))
+        for name in set(unknown) & set(cls.MOVED):
+            raise ValueError(f"{cls.__name__}: {name} is not a setting here any more; set {cls.MOVED[name]} instead")
         if unknown:
             raise ValueError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(fields)}")
         kwargs: dict[str, Any] = {}
@@ -41,14 +44,14 @@ class _FromMapping:
             kwargs[name] = _coerce(raw, type(default))
         return cls(**kwargs)
 
-    @classmethod
-    def from_json_file(cls, path: str | Path | None) -> Self:
-        if path is None or not Path(path).exists():
-            return cls()
-        return cls.from_mapping(json.loads(Path(path).read_text()))
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    def _at_least_one(self, *names: str) -> None:
+        """Counts and sizes that a job cannot run with at 0: refused when the settings are made."""
+        for name in names:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 def _coerce(raw: Any, kind: type) -> Any:
@@ -61,21 +64,25 @@ def _coerce(raw: Any, kind: type) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
-class ProcessingConfig(_FromMapping):
-    # Measured: 48 px trains ~2.4x faster than 64 px on 2 cores, and the synthetic classes stay at 100 %.
+class ProcessingConfig(FromMapping):
+    # 48 px: the synthetic classes' accuracy of 64 px for far less training CPU (docs/benchmarks.md,
+    # "What changed because of these numbers", first session).
     image_size: int = 48
     shard_size: int = 256
     # Decompression-bomb guard: images with more pixels than this are skipped, not decoded.
     max_pixels: int = 40_000_000
 
+    def __post_init__(self) -> None:
+        self._at_least_one("image_size", "shard_size", "max_pixels")
+
 
 @dataclasses.dataclass(frozen=True)
-class TrainingConfig(_FromMapping):
+class TrainingConfig(FromMapping):
     architecture: str = "small_cnn"  # or "mobilenet_v2" (needs weights_path for pretrained weights)
     weights_path: str = ""
     epochs: int = 40
     batch_size: int = 32
-    learning_rate: float = 3e-3  # measured: 1e-3 had not converged in 40 epochs on the blog-size set
+    learning_rate: float = 3e-3  # docs/benchmarks.md section 8 (3e-3 against 1e-3 and 3e-4)
     patience: int = 6
     seed: int = 42
     # Which data set the model is trained on (a label the runner passes; copied into metrics.json).
@@ -85,27 +92,28 @@ class TrainingConfig(_FromMapping):
     # Start a retrain from the champion's weights (the model serving when drift was found) instead
     # of random ones; the first training, or a champion of other classes, input size or
     # architecture, starts from random weights (metrics.json's initial_weights says which).
-    # Measured over the default simulation's 12 retrains (2 seeds, docs/benchmarks.md section 7):
-    # validation accuracy 0.973 vs 0.951, all-stage test accuracy 0.808 vs 0.747 (it forgets less),
-    # 10 % fewer epochs; lower learning rates for the fine-tuning did no better.
+    # Why: docs/benchmarks.md section 8 (as accurate on the new stage, forgets less, fewer epochs).
     warm_start: bool = True
+
+    def __post_init__(self) -> None:
+        self._at_least_one("epochs", "batch_size", "patience")
 
 
 @dataclasses.dataclass(frozen=True)
-class DriftConfig(_FromMapping):
-    # Measured (docs/benchmarks.md, drift quality): at the seed's batch of 42 images the entropy of
-    # the classifier's predictions flags the most batches on which accuracy fell, but not a model
-    # that is confidently wrong; its class probabilities catch that. "predictions" tests both.
+class DriftConfig(FromMapping):
+    # "predictions" tests both the entropy of the classifier's predictions and its class
+    # probabilities: the entropy alone misses a model that is confidently wrong (docs/benchmarks.md
+    # section 3, and "What changed because of these numbers").
     features: FeatureKind = "predictions"
     correction: Correction = "bonferroni"
     p_val: float = 0.05
     encoding_dim: int = 32
+    # The smallest serve batch the KS test judges: a smaller one is reported as too small, and the
+    # decision never retrains on it (driftloop.decision).
     min_batch_size: int = 20
     # Effect-size floor (serve time): a batch drifts only if a feature's KS test is significant *and*
-    # its KS distance is at least this. Measured (docs/benchmarks.md, drift at large n): at 42 images
-    # a significant shift is at least ~0.23 apart, so 0.1 changes no decision there; with a 2,000-image
-    # reference it stops ±5 % brightness (no accuracy cost, KS distance 0.06) being flagged at any n
-    # and still flags Stage-1's flips (-8.5 points, 0.115).
+    # its KS distance is at least this. Why 0.1: docs/benchmarks.md section 7.4 (it changes no
+    # decision at the seed's batch size and stops a harmless shift being flagged at large n).
     min_distance: float = 0.1
     max_reference: int = 2000
     seed: int = 0
@@ -125,7 +133,7 @@ class DriftConfig(_FromMapping):
 
 
 @dataclasses.dataclass(frozen=True)
-class ExplainConfig(_FromMapping):
+class ExplainConfig(FromMapping):
     n_explain: int = 8
     n_background: int = 32
     seed: int = 0
@@ -134,22 +142,26 @@ class ExplainConfig(_FromMapping):
     # Images per class explained at train time for the per-class mean |SHAP| maps.
     per_class: int = 4
 
+    def __post_init__(self) -> None:
+        self._at_least_one("n_explain", "n_background", "nsamples")
+
 
 @dataclasses.dataclass(frozen=True)
-class DecisionPolicy(_FromMapping):
+class DecisionPolicy(FromMapping):
     """When a drift report should start a retrain (see ``driftloop.decision``)."""
 
-    min_batch_size: int = 20
+    # One smallest batch, judged by the drift component and obeyed here (its report says too_small).
+    MOVED: ClassVar[Mapping[str, str]] = {"min_batch_size": "settings.drift.min_batch_size"}
+
     # Serve runs to wait after a retrain before another one may start (0: none).
     cooldown_runs: int = 0
     # "drift": the seed's rule, retrain on drift. "harm": retrain when the batch's estimated accuracy
     # (driftloop.ml.accuracy_estimate, without labels) lies at least ``harm_threshold_points`` below the
-    # model's validation accuracy. "drift_and_harm": both must hold. Measured (docs/benchmarks.md,
-    # section 6; 42-image batches): only "drift" acts on >= 95 % of the batches that lost >= 10 points
-    # (harm(atc_ne, X) misses 30-45 % at every X: a confidently wrong model estimates its drop too
-    # small); "drift_and_harm" at X = 5 cuts the needless retrains from 22 % to 8 % but misses 32 %.
+    # model's validation accuracy. "drift_and_harm": both must hold. Why "drift" is the default:
+    # docs/benchmarks.md section 6 (the harm rules miss batches that lost many points, because a
+    # confidently wrong model estimates its drop too small).
     rule: Rule = "drift"
-    # X, in percentage points; 5: the benchmark's smallest, so the harm rules' fewest misses.
+    # X, in percentage points; 5: the benchmark's smallest (section 6), so the harm rules' fewest misses.
     harm_threshold_points: float = 5.0
 
     def __post_init__(self) -> None:
@@ -164,7 +176,7 @@ MAX_INSTANCES = 100
 
 
 @dataclasses.dataclass(frozen=True)
-class ScaleOut(_FromMapping):
+class ScaleOut(FromMapping):
     """How many instances each serve step that can scale out runs on (SageMaker hosts on AWS,
     worker processes locally); one field per such step of the serve pipeline, by step name.
 
@@ -182,12 +194,12 @@ class ScaleOut(_FromMapping):
                 raise ValueError(f"instances.{name} must be an integer 1..{MAX_INSTANCES}, got {count!r}")
 
 
-# Which typed settings each component reads (``--settings`` / hyperparameters), by component name.
-COMPONENT_SETTINGS: dict[str, type[_FromMapping]] = {
-    "processing": ProcessingConfig,
-    "algorithm": TrainingConfig,
-    "drift": DriftConfig,
-    "explainability": ExplainConfig,
+# Which field of ``Settings`` each component reads (``--settings`` / hyperparameters), by component name.
+COMPONENT_FIELDS: Final[Mapping[str, str]] = {
+    "processing": "processing",
+    "algorithm": "training",
+    "drift": "drift",
+    "explainability": "explain",
 }
 
 
@@ -206,16 +218,14 @@ class Settings:
     policy: DecisionPolicy = dataclasses.field(default_factory=DecisionPolicy)
     instances: ScaleOut = dataclasses.field(default_factory=ScaleOut)
 
-    def component(self, name: str) -> _FromMapping:
-        by_name: dict[str, _FromMapping] = {
-            "processing": self.processing, "algorithm": self.training, "drift": self.drift,
-            "explainability": self.explain,
-        }
-        return by_name[name]
+    def component(self, name: str) -> FromMapping:
+        """The settings of the component called ``name`` (``COMPONENT_FIELDS``)."""
+        settings: FromMapping = getattr(self, COMPONENT_FIELDS[name])
+        return settings
 
     def overrides(self, name: str) -> dict[str, Any]:
         """One component's settings that differ from the defaults (what a job's arguments carry)."""
-        default = COMPONENT_SETTINGS[name]().to_dict()
+        default = Settings().component(name).to_dict()
         return {k: v for k, v in self.component(name).to_dict().items() if default[k] != v}
 
     @classmethod
@@ -225,12 +235,12 @@ class Settings:
     ) -> Settings:
         """From non-default values by component name (``cdk.json``'s ``settings``), unknown names refused;
         ``policy`` and ``instances`` as ``cdk.json``'s ``decision`` and ``instances``."""
-        unknown = sorted(set(settings) - set(COMPONENT_SETTINGS))
+        unknown = sorted(set(settings) - set(COMPONENT_FIELDS))
         if unknown:
-            raise ValueError(f"settings for unknown component(s) {unknown}; known: {sorted(COMPONENT_SETTINGS)}")
-        built = {name: COMPONENT_SETTINGS[name].from_mapping(settings.get(name)) for name in COMPONENT_SETTINGS}
-        return cls(
-            processing=built["processing"], training=built["algorithm"], drift=built["drift"],  # type: ignore[arg-type]
-            explain=built["explainability"], policy=DecisionPolicy.from_mapping(policy),  # type: ignore[arg-type]
-            instances=ScaleOut.from_mapping(instances),
-        )
+            raise ValueError(f"settings for unknown component(s) {unknown}; known: {sorted(COMPONENT_FIELDS)}")
+        defaults = cls(policy=DecisionPolicy.from_mapping(policy), instances=ScaleOut.from_mapping(instances))
+        built: dict[str, Any] = {
+            field: type(defaults.component(name)).from_mapping(settings.get(name))
+            for name, field in COMPONENT_FIELDS.items()
+        }
+        return dataclasses.replace(defaults, **built)

@@ -63,7 +63,7 @@ def decide_retrain(
     """
     decision = replace(_decide_retrain(report, batch_source, policy, runs_since_retrain),
                        runs_since_retrain=runs_since_retrain, rule=policy.rule)
-    if _too_small(report, policy):
+    if report.too_small:
         return decision
     estimate = report.accuracy_estimate
     return replace(
@@ -113,18 +113,13 @@ def judge(report: DriftReport, policy: DecisionPolicy) -> Verdict:
     return Verdict(None, what, f"{p_value}; {drop}")
 
 
-def _too_small(report: DriftReport, policy: DecisionPolicy) -> bool:
-    return report.too_small or report.batch_size < policy.min_batch_size
-
-
 def _decide_retrain(
     report: DriftReport, batch_source: str, policy: DecisionPolicy, runs_since_retrain: int | None
 ) -> RetrainDecision:
-    if _too_small(report, policy):
+    if report.too_small:
         return RetrainDecision(
             False,
-            f"batch of {report.batch_size} images is below the minimum of "
-            f"{max(policy.min_batch_size, report.min_batch_size)}: too small to judge",
+            f"batch of {report.batch_size} images is below the minimum of {report.min_batch_size}: too small to judge",
         )
     verdict = judge(report, policy)
     if verdict.fired is None:

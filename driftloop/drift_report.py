@@ -81,11 +81,6 @@ class DriftReport(Contract):
     def n_features(self) -> int:
         return len(self.p_values)
 
-    @property
-    def below_floor(self) -> bool:
-        """Significant, but no significant feature moved by ``min_distance``: not drift."""
-        return self.significant and not self.is_drift
-
     def verdict(self) -> str:
         """The significance result and the effect size against the floor, in one line for people."""
         relation = "<" if self.significant else ">="

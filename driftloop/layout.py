@@ -73,9 +73,19 @@ def data_prefix(stage: str, split: str) -> str:
     return f"{DATA_ROOT}/{stage}/{split}"
 
 
+def batch_prefix(name: str) -> str:
+    """Where a new unlabelled serve batch called ``name`` is uploaded."""
+    return f"batches/{name}"
+
+
+def simulation_stage(position: int) -> str:
+    """The stage whose test set the simulation feeds at a cycle position (Original, Stage-1, …, Noisy, Original, …)."""
+    return STAGE_NAMES[position % len(STAGE_NAMES)]
+
+
 def simulation_test_set(position: int) -> str:
-    """The test set the simulation feeds at a cycle position (Original, Stage-1, …, Noisy, Original, …)."""
-    return data_prefix(STAGE_NAMES[position % len(STAGE_NAMES)], "test")
+    """The key prefix of that stage's test set: what the serve run at ``position`` reads."""
+    return data_prefix(simulation_stage(position), "test")
 
 
 def run_prefix(pipeline: PipelineName, run_id: str) -> str:

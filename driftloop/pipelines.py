@@ -175,9 +175,6 @@ class Pipeline:
     def produced(self) -> tuple[str, ...]:
         return tuple(a for step in self.steps for a in step.output_artifacts())
 
-    def step(self, name: str) -> Step:
-        return next(s for s in self.steps if s.name == name)
-
 
 TRAIN_PIPELINE: Final = Pipeline(
     name="train",

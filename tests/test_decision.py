@@ -67,12 +67,17 @@ def test_a_drift_reason_states_the_test_and_the_effect_size() -> None:
         "drift on stage-3: smallest p-value 1e-06 < threshold 0.00156, KS distance 0.300 >= floor 0.1")
 
 
-@pytest.mark.parametrize("size, too_small", [(5, True), (10, False)])
-def test_a_batch_below_the_minimum_is_too_small_to_judge(size: int, too_small: bool) -> None:
-    decision = decide_retrain(report(is_drift=True, batch_size=size, too_small=too_small),
+def test_a_batch_below_the_minimum_is_too_small_to_judge() -> None:
+    decision = decide_retrain(report(is_drift=True, batch_size=5, too_small=True),
                               batch_source="data/noisy/test", policy=POLICY)
     assert not decision.retrain
-    assert "too small to judge" in decision.reason
+    assert decision.reason == "batch of 5 images is below the minimum of 20: too small to judge"
+
+
+def test_the_drift_settings_minimum_is_the_only_one() -> None:
+    """A batch the drift component judged (its minimum set lower) is decided on, whatever its size."""
+    decision = decide_retrain(report(is_drift=True, batch_size=10), batch_source="data/noisy/test", policy=POLICY)
+    assert decision.retrain
 
 
 def test_cool_down_holds_back_a_retrain_until_enough_runs_have_passed() -> None:
@@ -172,6 +177,7 @@ def test_a_too_small_batch_is_not_judged_by_any_rule() -> None:
 
 @pytest.mark.parametrize(("values", "message"), [
     ({"rule": "harmful"}, "rule must be one of"), ({"harm_threshold_points": "-1"}, "harm_threshold_points"),
+    ({"min_batch_size": "20"}, "min_batch_size is not a setting here any more; set settings.drift.min_batch_size"),
 ])
 def test_a_bad_policy_is_a_clear_error(values: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):

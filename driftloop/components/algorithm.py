@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.components.entrypoint import Invocation, run_component
+from driftloop.components.entrypoint import Invocation, read_settings, run_component
 from driftloop.config import TrainingConfig
 from driftloop.errors import UserError
 from driftloop.ml.accuracy_estimate import CALIBRATION_FILE, calibrate
@@ -83,16 +83,11 @@ def _load_labelled(folder: Path, classes: Sequence[str], what: str) -> Shard:
 
 
 def _config(invocation: Invocation) -> TrainingConfig:
-    try:
-        config = TrainingConfig.from_mapping(invocation.settings)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"bad training settings: {error}") from error
+    """The training settings, with an architecture ``driftloop.ml.models`` knows (the settings cannot import it)."""
+    config = read_settings(invocation, TrainingConfig, "training")
     if config.architecture not in ARCHITECTURES:
         known = sorted(ARCHITECTURES)
         raise UserError(f"bad training settings: architecture {config.architecture!r} (known: {known})")
-    for name in ("epochs", "batch_size", "patience"):
-        if getattr(config, name) < 1:
-            raise UserError(f"bad training settings: {name} must be at least 1")
     return config
 
 
@@ -108,19 +103,63 @@ def _seed(config: TrainingConfig) -> None:
 def run_train(invocation: Invocation) -> dict[str, Any]:
     """Train the classifier on ``train``, early-stop on ``val`` loss (``MIN_DELTA``), write the model folder."""
     config = _config(invocation)
-    train_dir, val_dir = invocation.inputs["train"], invocation.inputs["val"]
-    train_summary = _read_processed(train_dir, "train")
-    classes = list(train_summary.classes)
-    if len(classes) < 2:
-        raise UserError(f"train: need labelled images of at least 2 classes, got classes {classes}")
-    train = _load_labelled(train_dir, classes, "train")
-    val = _load_labelled(val_dir, classes, "val")
-
-    import tensorflow as tf
-
+    classes, train, val = _training_sets(invocation)
     _seed(config)
     started = time.perf_counter()
     model, initial_weights = _initial_model(config, invocation.inputs.get("champion"), classes, train.images.shape[1])
+    fitted = _fit(model, config, train, val, len(classes))
+    wall_time = time.perf_counter() - started
+    metrics = {
+        "val_accuracy": fitted.val_accuracy,
+        "val_loss": fitted.val_loss,
+        "epochs": len(fitted.history["loss"]),
+        "best_epoch": fitted.best_epoch,
+        "wall_time_s": round(wall_time, 3),
+        "n_train": len(train),
+        "n_val": len(val),
+        "n_params": int(model.count_params()),
+        "classes": classes,
+        "trained_on": config.trained_on,
+        "config": config.to_dict(),
+        "history": fitted.history,
+        "initial_weights": initial_weights,
+    }
+    out = invocation.outputs["model"]
+    save_model(model, classes, out)
+    # Through its contract, so a writer that drifts from what champion/challenger reads fails here.
+    (out / TRAIN_METRICS_FILE).write_text(TrainMetrics.from_dict(metrics).to_json(indent=2))
+    _write_calibration(model, val.images.astype(np.float32), val.labels, config.batch_size, out)
+    log.info(
+        "trained %s on %d images from %s weights: val_accuracy %.3f, val_loss %.3f, %d epochs (best %d), %.1f s",
+        config.architecture, len(train), initial_weights, fitted.val_accuracy, fitted.val_loss, metrics["epochs"],
+        fitted.best_epoch, wall_time,
+    )
+    return metrics
+
+
+def _training_sets(invocation: Invocation) -> tuple[list[str], Shard, Shard]:
+    """The training classes (``train``'s) and the labelled ``train`` and ``val`` sets, as indices into them."""
+    train_dir, val_dir = invocation.inputs["train"], invocation.inputs["val"]
+    classes = list(_read_processed(train_dir, "train").classes)
+    if len(classes) < 2:
+        raise UserError(f"train: need labelled images of at least 2 classes, got classes {classes}")
+    return classes, _load_labelled(train_dir, classes, "train"), _load_labelled(val_dir, classes, "val")
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """What a fit leaves for ``metrics.json``: the per-epoch history and the best weights' validation scores."""
+
+    history: dict[str, list[float]]
+    best_epoch: int  # 1-based
+    val_loss: float
+    val_accuracy: float
+
+
+def _fit(model: Any, config: TrainingConfig, train: Shard, val: Shard, n_classes: int) -> _Fitted:
+    """Fit with early stopping on the validation loss, then score the restored best weights on ``val``."""
+    import tensorflow as tf
+
     model.compile(
         optimizer=tf.keras.optimizers.Adam(config.learning_rate),
         loss="categorical_crossentropy",
@@ -129,10 +168,10 @@ def run_train(invocation: Invocation) -> dict[str, Any]:
     stopper = tf.keras.callbacks.EarlyStopping(
         monitor="val_loss", min_delta=MIN_DELTA, patience=config.patience, restore_best_weights=True
     )
-    x_val, y_val = val.images.astype(np.float32), tf.keras.utils.to_categorical(val.labels, len(classes))
+    x_val, y_val = val.images.astype(np.float32), tf.keras.utils.to_categorical(val.labels, n_classes)
     history = model.fit(
         train.images.astype(np.float32),
-        tf.keras.utils.to_categorical(train.labels, len(classes)),
+        tf.keras.utils.to_categorical(train.labels, n_classes),
         validation_data=(x_val, y_val),
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -142,33 +181,12 @@ def run_train(invocation: Invocation) -> dict[str, Any]:
     )
     # The restored (best) weights on the validation set: what champion/challenger compares.
     val_loss, val_accuracy = model.evaluate(x_val, y_val, batch_size=config.batch_size, verbose=0)
-    wall_time = time.perf_counter() - started
-    metrics = {
-        "val_accuracy": float(val_accuracy),
-        "val_loss": float(val_loss),
-        "epochs": len(history.history["loss"]),
-        "best_epoch": int(stopper.best_epoch) + 1,
-        "wall_time_s": round(wall_time, 3),
-        "n_train": len(train),
-        "n_val": len(val),
-        "n_params": int(model.count_params()),
-        "classes": classes,
-        "trained_on": config.trained_on,
-        "config": config.to_dict(),
-        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
-        "initial_weights": initial_weights,
-    }
-    out = invocation.outputs["model"]
-    save_model(model, classes, out)
-    # Through its contract, so a writer that drifts from what champion/challenger reads fails here.
-    (out / TRAIN_METRICS_FILE).write_text(TrainMetrics.from_dict(metrics).to_json(indent=2))
-    _write_calibration(model, x_val, val.labels, config.batch_size, out)
-    log.info(
-        "trained %s on %d images from %s weights: val_accuracy %.3f, val_loss %.3f, %d epochs (best %d), %.1f s",
-        config.architecture, len(train), initial_weights, val_accuracy, val_loss, metrics["epochs"],
-        metrics["best_epoch"], wall_time,
+    return _Fitted(
+        history={key: [float(v) for v in values] for key, values in history.history.items()},
+        best_epoch=int(stopper.best_epoch) + 1,
+        val_loss=float(val_loss),
+        val_accuracy=float(val_accuracy),
     )
-    return metrics
 
 
 def _write_calibration(model: Any, x_val: np.ndarray, labels: np.ndarray, batch_size: int, out: Path) -> None:

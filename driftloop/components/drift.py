@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.components.entrypoint import Invocation, run_component
+from driftloop.components.entrypoint import Invocation, read_settings, run_component
 from driftloop.components.processing import nothing_usable
 from driftloop.config import DriftConfig
 from driftloop.drift_report import DetectorIdentity, DriftReport, EstimatedAccuracy
@@ -52,13 +52,6 @@ from driftloop.pipelines import DRIFT_REPORT_FILE, MANIFEST_FILE, Component
 log = logging.getLogger("driftloop.drift")
 
 
-def _config(invocation: Invocation) -> DriftConfig:
-    try:
-        return DriftConfig.from_mapping(invocation.settings)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"bad drift settings: {error}") from error
-
-
 def _summary(folder: Path) -> ShardSummary:
     try:
         return read_summary(folder)
@@ -79,7 +72,7 @@ def _classifier_features(model_dir: Path, kind: str) -> Any:
 
 def run_train(invocation: Invocation) -> drift.DetectorMeta:
     """Fit KSDrift on features of a seeded sample of the training images and save it."""
-    config = _config(invocation)
+    config = read_settings(invocation, DriftConfig, "drift")
     if config.max_reference < 1:
         raise UserError(f"max_reference must be at least 1, got {config.max_reference}")
     train_dir = invocation.inputs["train"]
@@ -306,7 +299,7 @@ def _read_features(folder: Path) -> _BatchFeatures:
 
 def run_merge(invocation: Invocation) -> DriftReport:
     """Write the batch's drift report; a batch below ``min_batch_size`` is reported, not judged."""
-    config = _config(invocation)
+    config = read_settings(invocation, DriftConfig, "drift")
     detector = _load_detector(invocation.inputs["detector"])
     batch = _read_features(invocation.inputs["features"])
     summary = batch.summary

@@ -26,9 +26,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from driftloop.config import Mode
+from driftloop.config import FromMapping, Mode
 from driftloop.errors import UserError
 from driftloop.hosts import Hosts
 from driftloop.pipelines import (
@@ -59,11 +59,24 @@ class Invocation:
 
 
 Runner = Callable[[Invocation], object]
+S = TypeVar("S", bound=FromMapping)
+
+
+def read_settings(invocation: Invocation, kind: type[S], what: str) -> S:
+    """The invocation's settings as ``kind``: a bad value is the user's error (exit 2, a message), not a crash."""
+    try:
+        return kind.from_mapping(invocation.settings)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"bad {what} settings: {error}") from error
 
 
 def configure_process() -> None:
-    """Process-wide settings that must precede the first TensorFlow import (see DESIGN.md)."""
-    # transformers (pulled in by alibi-detect) flips this when imported if unset; pin it first.
+    """Process-wide settings that must precede the first TensorFlow import.
+
+    Legacy Keras is chosen by ``TF_USE_LEGACY_KERAS`` only before TensorFlow loads: alibi-detect's
+    detector save path imports transformers, which sets it when unset, so a run that left it unset
+    would switch Keras mid-run. The images set the same in their ``ENV`` (containers/Dockerfile).
+    """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.components.entrypoint import Invocation, run_component
+from driftloop.components.entrypoint import Invocation, read_settings, run_component
 from driftloop.config import ExplainConfig
 from driftloop.errors import UserError
 from driftloop.hosts import part_files
@@ -48,17 +48,6 @@ SHAP_VALUES_FILE = "shap_values.npz"
 GRID_PICTURE = "grid.png"
 OVERLAY_FOLDER = "overlays"
 EXPLANATIONS_FILE = "explanations.json"
-
-
-def _config(invocation: Invocation) -> ExplainConfig:
-    try:
-        config = ExplainConfig.from_mapping(invocation.settings)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"bad explainability settings: {error}") from error
-    for name in ("n_explain", "n_background", "nsamples"):
-        if getattr(config, name) < 1:
-            raise UserError(f"bad explainability settings: {name} must be at least 1")
-    return config
 
 
 def _summary(folder: Path, what: str) -> ShardSummary:
@@ -92,7 +81,7 @@ def _class_sample(folder: Path, summary: ShardSummary, classes: Sequence[str], p
 
 def run_train(invocation: Invocation) -> dict[str, Any]:
     """Save the background sample and the per-class mean |SHAP| maps."""
-    config = _config(invocation)
+    config = read_settings(invocation, ExplainConfig, "explainability")
     train_dir, out = invocation.inputs["train"], invocation.outputs["explainer"]
     summary = _summary(train_dir, "train")
     loaded = _model(invocation.inputs["model"])
@@ -152,7 +141,7 @@ def _background(folder: Path) -> np.ndarray:
 
 def run_serve(invocation: Invocation) -> dict[str, Any]:
     """Explain a seeded sample of the batch for each image's predicted class."""
-    config = _config(invocation)
+    config = read_settings(invocation, ExplainConfig, "explainability")
     batch_dir, out = invocation.inputs["batch"], invocation.outputs["explanations"]
     _summary(batch_dir, "batch")  # a processed folder with images
     loaded = _model(invocation.inputs["model"])

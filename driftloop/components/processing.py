@@ -43,7 +43,7 @@ from functools import partial
 from itertools import islice
 from pathlib import Path, PurePosixPath
 
-from driftloop.components.entrypoint import Invocation, run_component
+from driftloop.components.entrypoint import Invocation, read_settings, run_component
 from driftloop.config import ProcessingConfig
 from driftloop.errors import UserError
 from driftloop.files import NOT_IMPORTED_FILE, read_not_imported, walk
@@ -250,17 +250,6 @@ def nothing_usable(folder: str, n_files: int, skipped: Mapping[str, int], manife
     return f"no usable images in {folder}: all {n_files} file(s) were skipped ({kinds}); reasons per file in {manifest}"
 
 
-def _config(invocation: Invocation) -> ProcessingConfig:
-    try:
-        config = ProcessingConfig.from_mapping(invocation.settings)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"bad processing settings: {error}") from error
-    for name in ("image_size", "shard_size", "max_pixels"):
-        if getattr(config, name) < 1:
-            raise UserError(f"bad processing settings: {name} must be at least 1")
-    return config
-
-
 def _input(invocation: Invocation, channel: str) -> Path:
     folder = invocation.inputs[channel]
     if not folder.is_dir():
@@ -270,7 +259,7 @@ def _input(invocation: Invocation, channel: str) -> Path:
 
 def run_train(invocation: Invocation) -> dict[str, ShardSummary]:
     """Process train and val with train's classes."""
-    config = _config(invocation)
+    config = read_settings(invocation, ProcessingConfig, "processing")
     train, val = _input(invocation, "train"), _input(invocation, "val")
     classes = class_folders(train)
     if not classes:
@@ -287,7 +276,7 @@ def run_train(invocation: Invocation) -> dict[str, ShardSummary]:
 def run_serve(invocation: Invocation) -> dict[str, ShardSummary]:
     """Process one batch (or this host's part of it): images in class folders labelled, the others
     (a flat batch's, loose files beside class folders) unlabelled."""
-    config = _config(invocation)
+    config = read_settings(invocation, ProcessingConfig, "processing")
     hosts = invocation.hosts
     batch = invocation.inputs["batch"] if hosts.many else _input(invocation, "batch")
     classes = (class_folders(batch) if batch.is_dir() else []) or None

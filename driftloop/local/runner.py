@@ -35,7 +35,7 @@ from driftloop.decision import RetrainDecision
 from driftloop.drift_report import DriftReport
 from driftloop.errors import UserError
 from driftloop.hosts import Hosts, core_shares, shard_by_key
-from driftloop.layout import SPLITS, ParameterNames, data_prefix
+from driftloop.layout import SPLITS, ParameterNames, batch_prefix, data_prefix
 from driftloop.local.timings import Stopwatch
 from driftloop.pipelines import BATCH_START_FIELD, SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
 from driftloop.records import ServeRecord, TrainRecord, read_record
@@ -165,7 +165,7 @@ class LocalSystem:
         return keys
 
     def import_batch(self, folder: Path, name: str) -> str:
-        key = f"batches/{name}"
+        key = batch_prefix(name)
         if not self.objects.list(key):
             self.objects.upload_dir(folder, key)
         return key

@@ -25,10 +25,10 @@ from driftloop.components import algorithm
 from driftloop.components.entrypoint import Invocation
 from driftloop.components.processing import available_cores
 from driftloop.config import Settings
-from driftloop.layout import STAGE_NAMES, data_prefix, simulation_test_set
+from driftloop.layout import STAGE_NAMES, artifact_prefix, data_prefix, simulation_stage, simulation_test_set
 from driftloop.local.outcome import RunRow, SimulationResult, timeline_header, timeline_line
 from driftloop.local.report import write_report
-from driftloop.local.runner import LocalSystem, component_runner
+from driftloop.local.runner import LocalSystem, ServeOutcome, component_runner
 from driftloop.local.timings import Stopwatch
 from driftloop.ml.model_io import load_model
 from driftloop.pipelines import Component
@@ -114,68 +114,20 @@ def simulate(options: SimulationOptions) -> SimulationResult:
     n_runs = options.cycles * len(STAGE_NAMES) + 1
     # Steps: the data, the initial training, each hourly run, the accuracy matrix.
     bar = tqdm(total=n_runs + 3, desc="simulation", unit="step", disable=not options.progress)
-    bar.set_postfix_str("data")
-    with clock.phase("data: generate"):
-        data = ensure_data(options)
-    state = options.workdir / "state"
-    shutil.rmtree(state, ignore_errors=True)  # every simulation starts from an empty system
-    system = LocalSystem(state, settings=options.settings, stopwatch=clock)
-    with clock.phase("data: import"):
-        for stage in STAGE_NAMES:
-            system.import_dataset(data / stage, stage)
-    bar.update()
-
+    data, system = _prepare(options, clock, bar)
     bar.set_postfix_str("initial training on original")
     with clock.phase("initial training") as notes:
         first = system.train(data_prefix("original", "train"), data_prefix("original", "val"), when=SIMULATION_START)
         notes["train_run"] = first.run_id
     bar.update()
-    for line in timeline_header():
-        tqdm.write(line)
     models = {first.run_id: "original"}  # train run id -> matrix label
-    rows: list[RunRow] = []
-    for position in range(n_runs):
-        when = SIMULATION_START + timedelta(hours=position + 1)
-        test_key = simulation_test_set(position)
-        test_set = test_key.split("/")[1]
-        bar.set_postfix_str(f"{when:%H:%M} serve on {test_set}")
-        with clock.phase(f"serve {when:%H:%M} {test_set}") as notes:
-            outcome = system.serve(test_key, when=when)
-            notes["serve_run"] = outcome.record.run_id
-            if outcome.retrain is not None:
-                notes["train_run"] = outcome.retrain.run_id
-        if outcome.retrain is not None:
-            models[outcome.retrain.run_id] = _label(outcome.retrain.stage or "?", models)
-        rows.append(RunRow(
-            time=when.strftime("%H:%M"),
-            test_set=test_set,
-            reference_trained_on=outcome.report.detector.trained_on,
-            drift=outcome.report.is_drift,
-            statistic=outcome.report.statistic,
-            threshold=outcome.report.threshold,
-            retrained=outcome.retrain is not None,
-            retrained_on=outcome.retrain.stage if outcome.retrain else None,
-            promoted=outcome.retrain.promoted if outcome.retrain else None,
-            accuracy=outcome.evaluation.accuracy if outcome.evaluation else None,
-            loss=outcome.evaluation.loss if outcome.evaluation else None,
-            n_images=outcome.record.n_images,
-            n_skipped=outcome.record.n_skipped,
-            reason=outcome.decision.reason,
-            model_trained_on=models[outcome.record.model_run_id],
-            explanations=outcome.record.explanations,
-            accuracy_estimate=outcome.record.accuracy_estimate,
-        ))
-        tqdm.write(timeline_line(rows[-1]))
-        log.info("%s serve run on %s: %s", rows[-1].time, test_set, outcome.decision.reason)
-        bar.update()
-
+    rows = _hourly_runs(system, n_runs, clock, bar, models)
     bar.set_postfix_str("accuracy matrix")
     with clock.phase("final evaluation"):
         matrix = _accuracy_matrix(system, data, models, options.workdir)
     bar.update()
     bar.close()
-    rows = [_with_drop(row, matrix) for row in rows]
-    result = SimulationResult(runs=rows, matrix=matrix, workdir=options.workdir,
+    result = SimulationResult(runs=[_with_drop(row, matrix) for row in rows], matrix=matrix, workdir=options.workdir,
                               models={label: run_id for run_id, label in models.items()})
     with clock.phase("report"):
         write_outputs(result, system)
@@ -184,6 +136,69 @@ def simulate(options: SimulationOptions) -> SimulationResult:
         f"{t.name} {t.wall_s:.1f}/{t.cpu_s:.1f}" for t in clock.records if not t.within))
     print(f"wrote {options.workdir / 'simulation.json'}, accuracy_matrix.csv, report.html and {TIMINGS_FILE}")
     return result
+
+
+def _prepare(options: SimulationOptions, clock: Stopwatch, bar: tqdm) -> tuple[Path, LocalSystem]:
+    """The stages folder and an empty system with every stage imported: each simulation starts from scratch."""
+    bar.set_postfix_str("data")
+    with clock.phase("data: generate"):
+        data = ensure_data(options)
+    state = options.workdir / "state"
+    shutil.rmtree(state, ignore_errors=True)
+    system = LocalSystem(state, settings=options.settings, stopwatch=clock)
+    with clock.phase("data: import"):
+        for stage in STAGE_NAMES:
+            system.import_dataset(data / stage, stage)
+    bar.update()
+    return data, system
+
+
+def _hourly_runs(system: LocalSystem, n_runs: int, clock: Stopwatch, bar: tqdm, models: dict[str, str],
+                 ) -> list[RunRow]:
+    """Serve each test set at its simulated hour, retraining as decided; ``models`` gains each retrain's label."""
+    for line in timeline_header():
+        tqdm.write(line)
+    rows: list[RunRow] = []
+    for position in range(n_runs):
+        when = SIMULATION_START + timedelta(hours=position + 1)
+        test_set = simulation_stage(position)
+        bar.set_postfix_str(f"{when:%H:%M} serve on {test_set}")
+        with clock.phase(f"serve {when:%H:%M} {test_set}") as notes:
+            outcome = system.serve(simulation_test_set(position), when=when)
+            notes["serve_run"] = outcome.record.run_id
+            if outcome.retrain is not None:
+                notes["train_run"] = outcome.retrain.run_id
+        if outcome.retrain is not None:
+            models[outcome.retrain.run_id] = _label(outcome.retrain.stage or "?", models)
+        rows.append(_run_row(when, test_set, outcome, models))
+        tqdm.write(timeline_line(rows[-1]))
+        log.info("%s serve run on %s: %s", rows[-1].time, test_set, outcome.decision.reason)
+        bar.update()
+    return rows
+
+
+def _run_row(when: datetime, test_set: str, outcome: ServeOutcome, models: dict[str, str]) -> RunRow:
+    """One hourly run as the timeline and ``simulation.json`` show it (its accuracy drop is added at the end)."""
+    retrain = outcome.retrain
+    return RunRow(
+        time=when.strftime("%H:%M"),
+        test_set=test_set,
+        reference_trained_on=outcome.report.detector.trained_on,
+        drift=outcome.report.is_drift,
+        statistic=outcome.report.statistic,
+        threshold=outcome.report.threshold,
+        retrained=retrain is not None,
+        retrained_on=retrain.stage if retrain else None,
+        promoted=retrain.promoted if retrain else None,
+        accuracy=outcome.evaluation.accuracy if outcome.evaluation else None,
+        loss=outcome.evaluation.loss if outcome.evaluation else None,
+        n_images=outcome.record.n_images,
+        n_skipped=outcome.record.n_skipped,
+        reason=outcome.decision.reason,
+        model_trained_on=models[outcome.record.model_run_id],
+        explanations=outcome.record.explanations,
+        accuracy_estimate=outcome.record.accuracy_estimate,
+    )
 
 
 def _label(stage: str, models: dict[str, str]) -> str:
@@ -208,7 +223,7 @@ def _accuracy_matrix(system: LocalSystem, data: Path, models: dict[str, str], wo
     folders = {}
     for run_id, label in models.items():
         folders[label] = scratch / "models" / label
-        system.objects.download_dir(f"runs/train/{run_id}/model", folders[label])
+        system.objects.download_dir(artifact_prefix("train", run_id, "model"), folders[label])
     with ThreadPoolExecutor(max_workers=available_cores()) as pool:
         rows = list(pool.map(evaluator.row, folders.values()))
     return dict(zip(folders, rows, strict=True))

@@ -96,11 +96,6 @@ def _probabilities(probabilities: Any, n_classes: int | None = None) -> np.ndarr
     return array
 
 
-def max_confidence(probabilities: Any) -> np.ndarray:
-    """The largest class probability of each row."""
-    return np.asarray(_probabilities(probabilities).max(axis=1))
-
-
 def negative_entropy(probabilities: Any) -> np.ndarray:
     """``sum p log p`` of each row (0 for a one-hot row, ``-log n_classes`` for a uniform one)."""
     p = _probabilities(probabilities)

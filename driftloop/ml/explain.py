@@ -1,11 +1,12 @@
 """SHAP (expected gradients) for the classifier, and the pictures that show it.
 
 Expected gradients, the method of ``shap.GradientExplainer``, rather than ``DeepExplainer``: shap's
-tracker reports DeepExplainer additivity failures on CNNs (see DESIGN.md). ``expected_gradients``
-reproduces GradientExplainer's values (same draws; tested against shap) with one compiled gradient
-function per loaded model. Its cost is one gradient per sample, so ``nsamples`` per image sets the
-price: on 2 CPU cores a 48x48 small CNN takes well under a second for 8 images at the default.
-Pictures are drawn with Pillow (matplotlib's ``inferno`` colours); no plotting backend is involved.
+tracker reports DeepExplainer additivity failures on CNNs (e.g. shap/shap#3348: SHAP values that
+do not sum to the model's output). ``expected_gradients`` reproduces GradientExplainer's values
+(same draws; tested against shap) with one compiled gradient function per loaded model. Its cost
+is one gradient per sample, so ``nsamples`` per image sets the price: on 2 CPU cores a 48x48 small
+CNN takes well under a second for 8 images at the default. Pictures are drawn with Pillow
+(matplotlib's ``inferno`` colours); no plotting backend is involved.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class Emulated:
 def aws(moto_env: Any, moto_reset: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulated]:
     monkeypatch.setenv("BUCKET_NAME", BUCKET)
     monkeypatch.setenv("PARAMETER_PREFIX", NAMES.prefix)
-    monkeypatch.setenv("DECISION_POLICY", json.dumps({"min_batch_size": 20, "cooldown_runs": 0}))
+    monkeypatch.setenv("DECISION_POLICY", json.dumps({"cooldown_runs": 0}))
     emulated = Emulated(moto_env)
     emulated.s3.create_bucket(Bucket=BUCKET)
     for name in NAMES.all():  # as the stack creates them
@@ -241,7 +241,7 @@ def test_the_batchs_accuracy_estimate_is_a_metric_and_in_the_serve_record(
 def test_the_cooldown_counts_serve_runs_since_the_last_retrain(
     aws: Emulated, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DECISION_POLICY", json.dumps({"min_batch_size": 20, "cooldown_runs": 2}))
+    monkeypatch.setenv("DECISION_POLICY", json.dumps({"cooldown_runs": 2}))
     train(aws, "t1", "original", 0.9, lambda_context)
     seen = [serve(aws, f"s{i}", "data/stage-2/test", True, lambda_context) for i in range(5)]
     assert [r["retrain"] for r in seen] == [True, False, False, True, False]
