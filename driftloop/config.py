@@ -19,6 +19,10 @@ Correction = Literal["bonferroni", "fdr"]
 # Which condition of a serve batch starts a retrain (driftloop.decision): drift, harm (the estimated
 # accuracy drop), or both.
 Rule = Literal["drift", "harm", "drift_and_harm"]
+# Which condition starts a retrain on labelled production data (driftloop.production).
+ProductionRule = Literal["measured_harm", "drift_or_measured_harm"]
+# The condition that held for a batch: one of the rules, or (production mode) harm measured on labels.
+Fired = Literal["drift", "harm", "drift_and_harm", "measured_harm"]
 
 T = TypeVar("T")
 
@@ -163,12 +167,38 @@ class DecisionPolicy(FromMapping):
     rule: Rule = "drift"
     # X, in percentage points; 5: the benchmark's smallest (section 6), so the harm rules' fewest misses.
     harm_threshold_points: float = 5.0
+    # Production mode (batches under batches/<id>/, labels under labels/<id>/; driftloop.production).
+    # "measured_harm": retrain when a batch the current model served scores at least
+    # ``measured_harm_points`` below its validation accuracy on its labels; "drift_or_measured_harm":
+    # drift on the served batch is enough too. Why the first is the default: a drift alarm on a
+    # batch that lost nothing (docs/drift.md, false alarms) would retrain on unchanged data, and
+    # labels say whether it lost anything; drift still asks for labels (label_request_size).
+    production_rule: ProductionRule = "measured_harm"
+    measured_harm_points: float = 5.0
+    # A batch counts as evidence of harm once this many of its images are labelled.
+    min_labelled_to_judge: int = 30
+    # Labelled images the current model did not train on that a production retrain waits for.
+    min_new_labels: int = 60
+    # The labelled batches a retrain adds to the base data: the newest N (0: all of them).
+    label_window_batches: int = 0
+    # Share of labelled images held out for validation, by a hash of the image id (the same in every retrain).
+    val_share: float = 0.3
+    # Images a drifting batch without labels asks a person to label (a Ground Truth input manifest).
+    label_request_size: int = 50
 
     def __post_init__(self) -> None:
         if self.rule not in get_args(Rule):
             raise ValueError(f"rule must be one of {get_args(Rule)}, got {self.rule!r}")
-        if not 0.0 <= self.harm_threshold_points <= 100.0:
-            raise ValueError(f"harm_threshold_points must be in [0, 100], got {self.harm_threshold_points}")
+        if self.production_rule not in get_args(ProductionRule):
+            raise ValueError(f"production_rule must be one of {get_args(ProductionRule)}, got {self.production_rule!r}")
+        for name in ("harm_threshold_points", "measured_harm_points"):
+            if not 0.0 <= getattr(self, name) <= 100.0:
+                raise ValueError(f"{name} must be in [0, 100], got {getattr(self, name)}")
+        for name in ("min_labelled_to_judge", "min_new_labels", "label_window_batches", "label_request_size"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if not 0.0 < self.val_share < 1.0:
+            raise ValueError(f"val_share must be between 0 and 1, got {self.val_share}")
 
 
 # SageMaker's default quota of processing instances of one type is far below this.

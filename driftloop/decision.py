@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from driftloop.config import DecisionPolicy, Rule
+from driftloop.config import DecisionPolicy, Fired, Rule
 from driftloop.contracts import Contract
 from driftloop.drift_report import DriftReport
 from driftloop.layout import data_prefix, stage_of_data_prefix
@@ -33,12 +33,26 @@ class RetrainDecision(Contract):
     # The policy's rule, and the rule that held for this batch (None: none did, or the batch was too
     # small to judge; "drift" under a harm rule when the report has no accuracy estimate).
     rule: Rule = "drift"
-    fired: Rule | None = None
+    fired: Fired | None = None
     # Their numbers: the drift statistic against its threshold; the estimated drop (points) against X.
     statistic: float | None = None
     threshold: float | None = None
     estimated_drop_points: float | None = None
     harm_threshold_points: float | None = None
+    # Production mode: what the labels said (None in simulation mode). A retrain on labels leaves
+    # ``train_data``/``val_data`` to the control step that assembles the set (``on_labels``).
+    evidence: LabelEvidence | None = None
+    on_labels: bool = False
+
+
+@dataclass(frozen=True)
+class LabelEvidence(Contract):
+    """What the labels that came back say when a production serve run decides."""
+
+    harmed_batch: str | None  # the batch the current model served that lost most, if any lost the threshold
+    measured_drop_points: float | None
+    new_labels: int  # labelled images in the window that the current model did not train on
+    window: list[str]  # the batches whose labels a retrain would add, oldest first
 
 
 @dataclass(frozen=True)
@@ -77,7 +91,7 @@ def decide_retrain(
 class Verdict:
     """What the policy's rule made of a batch: the rule that held (None: none), its name and numbers in words."""
 
-    fired: Rule | None
+    fired: Fired | None
     what: str  # "drift", "harm", "drift and harm", "no drift", ...
     numbers: str
 
@@ -148,6 +162,43 @@ def _decide_retrain(
         val_data=data_prefix(stage, "val"),
         fired=verdict.fired,
     )
+
+
+def _production_verdict(report: DriftReport, evidence: LabelEvidence, policy: DecisionPolicy) -> Verdict:
+    drift = report.is_drift and not report.too_small
+    drift_words = f"{'drift' if drift else 'no drift'} ({report.verdict()})"
+    if evidence.harmed_batch is not None and evidence.measured_drop_points is not None:
+        return Verdict("measured_harm", "measured harm",
+                       f"batch {evidence.harmed_batch} scored {evidence.measured_drop_points:.1f} points below the "
+                       f"model's validation accuracy on its labels (>= {policy.measured_harm_points:g}); {drift_words}")
+    if drift and policy.production_rule == "drift_or_measured_harm":
+        return Verdict("drift", "drift", drift_words)
+    return Verdict(None, "no measured harm", drift_words)
+
+
+def decide_production_retrain(
+    report: DriftReport, *, policy: DecisionPolicy, evidence: LabelEvidence, runs_since_retrain: int | None = None,
+) -> RetrainDecision:
+    """Production mode: retrain on labelled production images when the labels (or drift) say so and enough came back.
+
+    The training set is assembled by the control step afterwards (``on_labels``): the current model's
+    base data plus the labelled images of ``evidence.window`` (``driftloop.production``).
+    """
+    verdict = _production_verdict(report, evidence, policy)
+    decision = RetrainDecision(False, verdict.reason, runs_since_retrain=runs_since_retrain, rule=policy.rule,
+                               fired=verdict.fired, statistic=report.statistic, threshold=report.threshold,
+                               evidence=evidence)
+    if verdict.fired is None:
+        return decision
+    if runs_since_retrain is not None and runs_since_retrain < policy.cooldown_runs:
+        return replace(decision, reason=f"{verdict.what}, but in cool-down: {runs_since_retrain} run(s) since the "
+                                        f"last retrain, policy waits {policy.cooldown_runs}")
+    if evidence.new_labels < policy.min_new_labels:
+        return replace(decision, reason=f"{verdict.reason}; waiting for labels: {evidence.new_labels} of "
+                                        f"{policy.min_new_labels} new labelled images")
+    return replace(decision, retrain=True, on_labels=True,
+                   reason=f"{verdict.reason}; retrain on {evidence.new_labels} new labelled images of "
+                          f"{len(evidence.window)} batch(es)")
 
 
 def decide_promotion(challenger_metrics: TrainMetrics, champion_evaluation: Evaluation | None) -> PromotionDecision:

@@ -73,11 +73,6 @@ def data_prefix(stage: str, split: str) -> str:
     return f"{DATA_ROOT}/{stage}/{split}"
 
 
-def batch_prefix(name: str) -> str:
-    """Where a new unlabelled serve batch called ``name`` is uploaded."""
-    return f"batches/{name}"
-
-
 def simulation_stage(position: int) -> str:
     """The stage whose test set the simulation feeds at a cycle position (Original, Stage-1, …, Noisy, Original, …)."""
     return STAGE_NAMES[position % len(STAGE_NAMES)]

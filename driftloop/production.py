@@ -26,6 +26,7 @@ from typing import Final, Literal
 
 from driftloop.config import DecisionPolicy
 from driftloop.contracts import Contract
+from driftloop.decision import LabelEvidence
 from driftloop.drift_report import EstimatedAccuracy
 from driftloop.hosts import is_part
 from driftloop.intake import serves_of
@@ -162,16 +163,6 @@ def join_new_labels(objects: ObjectStore, models: Sequence[TrainRecord]) -> list
 # ----------------------------------------------------------------------------- deciding
 
 
-@dataclass(frozen=True)
-class LabelEvidence(Contract):
-    """What the labels say when a serve run decides: harm measured, and labels the model has not seen."""
-
-    harmed_batch: str | None  # a batch the current model served that lost at least the threshold
-    harmed_points: float | None
-    new_labels: int  # labelled images in the window that the current model did not train on
-    window: list[str]  # the batches whose labels a retrain would use, oldest first
-
-
 def window_of(joined: Sequence[JoinedBatch], policy: DecisionPolicy) -> list[JoinedBatch]:
     usable = [j for j in joined if j.serve_run_id is not None and j.labelled.n_labelled > 0]
     size = policy.label_window_batches
@@ -188,7 +179,7 @@ def label_evidence(joined: Sequence[JoinedBatch], current: TrainRecord, lineage:
     seen = set(lineage.batches)
     new = sum(j.labelled.n_labelled for j in window if j.batch_id not in seen)
     worst = max(harmed, key=lambda item: item[1]) if harmed else (None, None)
-    return LabelEvidence(harmed_batch=worst[0], harmed_points=worst[1], new_labels=new,
+    return LabelEvidence(harmed_batch=worst[0], measured_drop_points=worst[1], new_labels=new,
                          window=[j.batch_id for j in window])
 
 
@@ -242,7 +233,8 @@ def build_training_set(objects: ObjectStore, name: str, current: Lineage, window
         for image, label in sorted(_labelled_images(objects, joined).items()):
             split = split_of(f"{joined.batch_id}/{image}", policy.val_share)
             flat = image.replace("/", "__")
-            objects.copy(f"{batch_prefix(joined.batch_id)}/{image}", f"{prefix}/{split}/{label}/{joined.batch_id}__{flat}")
+            target = f"{prefix}/{split}/{label}/{joined.batch_id}__{flat}"
+            objects.copy(f"{batch_prefix(joined.batch_id)}/{image}", target)
             counts[split] += 1
     lineage = Lineage(data_sets=list(current.data_sets), batches=[j.batch_id for j in window],
                       label_files=sorted(f for j in window for f in j.labelled.label_files),

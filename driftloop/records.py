@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from driftloop.config import Rule
+from driftloop.config import Fired
 from driftloop.contracts import Contract
 from driftloop.drift_report import EstimatedAccuracy
 from driftloop.stores.params import ParameterStore
@@ -72,7 +72,7 @@ class ServeRecord(Contract):
     # records written before estimates existed).
     accuracy_estimate: EstimatedAccuracy | None = None
     # The decision policy's rule that held for the batch (``RetrainDecision.fired``; the reason says why).
-    rule_fired: Rule | None = None
+    rule_fired: Fired | None = None
 
     def summary(self) -> str:
         drift = "DRIFT" if self.is_drift else "no drift"
