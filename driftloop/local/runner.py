@@ -25,8 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Final
 
 from driftloop import loop
 from driftloop.components.entrypoint import Invocation, Runner
@@ -35,7 +36,7 @@ from driftloop.decision import RetrainDecision
 from driftloop.drift_report import DriftReport
 from driftloop.errors import UserError
 from driftloop.hosts import Hosts, core_shares, shard_by_key
-from driftloop.layout import SPLITS, ParameterNames, data_prefix
+from driftloop.layout import SPLITS, ParameterNames, data_prefix, make_run_id
 from driftloop.local.timings import Stopwatch
 from driftloop.pipelines import BATCH_START_FIELD, SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
 from driftloop.records import ServeRecord, TrainRecord, read_record
@@ -44,6 +45,8 @@ from driftloop.stores.objects import LocalObjectStore, ObjectStore
 from driftloop.stores.params import ParameterStore, SqliteParameterStore
 
 StepHook = Callable[[Pipeline, Step], None]
+# How long a retrain's lease lasts if its process dies without letting it go (a local retrain takes minutes).
+RETRAIN_LEASE_TTL: Final = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -124,10 +127,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_run_id(pipeline: str, when: datetime) -> str:
-    return f"{pipeline}-{when.strftime('%Y%m%dT%H%M%S')}"
-
-
 class LocalSystem:
     """The whole system on one machine: stores in ``workdir`` and the pipelines run in-process."""
 
@@ -165,9 +164,13 @@ class LocalSystem:
         return keys
 
     def import_batch(self, folder: Path, name: str) -> str:
+        """Copy ``folder`` into the store as ``batches/<name>``, a prefix that must be empty (a serve run
+        names its batch after its own claimed run id, so no other run writes there)."""
         key = f"batches/{name}"
-        if not self.objects.list(key):
-            self.objects.upload_dir(folder, key)
+        if self.objects.list(key):
+            raise UserError(f"cannot import {folder} as {self.objects.uri(key)}: that batch already holds files "
+                            "(from another run); import it under a new name")
+        self.objects.upload_dir(folder, key)
         return key
 
     # ------------------------------------------------------------- pipelines
@@ -264,11 +267,17 @@ class LocalSystem:
     def current_model(self) -> TrainRecord | None:
         return read_record(self.params, self.names.train_latest, TrainRecord)
 
-    def train(self, train_key: str, val_key: str, *, when: datetime | None = None) -> TrainRecord:
-        """Run the train pipeline on store prefixes; promote the model if it beats the champion."""
+    def train(self, train_key: str, val_key: str, *, when: datetime | None = None,
+              run_id: str | None = None) -> TrainRecord:
+        """Run the train pipeline on store prefixes; promote the model if it beats the champion.
+
+        The run gets a new id (``make_run_id``) unless given one (a retrain's, named when its lease was taken).
+        """
         when = when or utc_now()
-        plan = loop.plan_run(self.stores, TRAIN_PIPELINE.name, run_id=make_run_id("train", when),
-                             time=when.isoformat(), start={"train_data": train_key, "val_data": val_key})
+        run_id = run_id or make_run_id("train", when)
+        loop.claim_run(self.stores, TRAIN_PIPELINE.name, run_id=run_id, time=when.isoformat())
+        plan = loop.plan_run(self.stores, TRAIN_PIPELINE.name, run_id=run_id, time=when.isoformat(),
+                             start={"train_data": train_key, "val_data": val_key})
         with tempfile.TemporaryDirectory(prefix="driftloop-train-") as tmp:
             self.run_pipeline(TRAIN_PIPELINE, plan, Path(tmp))
         return loop.record_train(self.stores, plan)
@@ -281,6 +290,8 @@ class LocalSystem:
         """
         when = when or utc_now()
         run_id = make_run_id("serve", when)
+        # The id is claimed before anything is written under it: the batch is imported under it too.
+        loop.claim_run(self.stores, SERVE_PIPELINE.name, run_id=run_id, time=when.isoformat())
         batch_key = batch if isinstance(batch, str) else self.import_batch(Path(batch), run_id)
         try:
             plan = loop.plan_run(self.stores, SERVE_PIPELINE.name, run_id=run_id, time=when.isoformat(),
@@ -291,12 +302,23 @@ class LocalSystem:
             self.run_pipeline(SERVE_PIPELINE, plan, Path(tmp))
         report = loop.read_drift_report(self.stores, plan)
         decision = loop.decide(self.stores, plan, report, self.settings.policy)
-        retrained = None
+        outcome, retrained = loop.RetrainOutcome(started=False, reason=decision.reason), None
         if decision.retrain and retrain:
-            assert decision.train_data is not None and decision.val_data is not None
-            retrained = self.train(decision.train_data, decision.val_data, when=when)
-        outcome = loop.RetrainOutcome(started=retrained is not None, reason=decision.reason,
-                                      run_id=retrained.run_id if retrained else None)
+            outcome, retrained = self._retrain(decision, when)
         record = loop.record_serve(self.stores, plan, report, decision, outcome)
         return ServeOutcome(record=record, report=report, decision=decision,
                             retrain=retrained, evaluation=loop.read_evaluation(self.stores, plan.uri["predictions"]))
+
+    def _retrain(self, decision: RetrainDecision, when: datetime) -> tuple[loop.RetrainOutcome, TrainRecord | None]:
+        """The retrain a serve run decided on, if it gets the retrain lease (``loop.take_retrain_lease``):
+        one retrain at a time, also across processes sharing the work folder. The lease is let go when the
+        train run ends, however it ends; one whose process was killed expires after ``RETRAIN_LEASE_TTL``."""
+        assert decision.train_data is not None and decision.val_data is not None
+        lease = loop.take_retrain_lease(self.stores, decision, run_id=make_run_id("train", when), now=utc_now(),
+                                        ttl=RETRAIN_LEASE_TTL)
+        if not lease.taken:
+            return lease.outcome, None
+        try:
+            return lease.outcome, self.train(decision.train_data, decision.val_data, when=when, run_id=lease.run_id)
+        finally:
+            loop.release_retrain_lease(self.stores, lease.run_id)
