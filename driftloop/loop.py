@@ -50,7 +50,7 @@ from driftloop.pipelines import (
     Pipeline,
     RunFact,
 )
-from driftloop.records import ServeRecord, TrainRecord, read_record
+from driftloop.records import ServeRecord, TrainRecord, last_train_attempt, read_record
 from driftloop.scores import Evaluation, TrainMetrics
 from driftloop.stores.objects import ObjectStore, check_key
 from driftloop.stores.params import ParameterStore
@@ -233,24 +233,33 @@ def read_evaluation(stores: Stores, predictions_uri: str) -> Evaluation | None:
 # ----------------------------------------------------------------------------- the control steps
 
 
-def runs_since_retrain(previous: ServeRecord | None) -> int | None:
-    """Serve runs since the last one that started a retrain, seen from the run after ``previous``."""
+def runs_since_retrain(previous: ServeRecord | None, last_train: TrainRecord | None = None) -> int | None:
+    """Serve runs since the last one that started a retrain, seen from the run after ``previous``.
+
+    A train run that started after ``previous`` counts as a retrain just started: it is one whose serve
+    run was killed before its record (or one started by hand), and the cool-down holds after it too.
+    """
     if previous is None:
         return None
-    if previous.retrain:
+    if previous.retrain or (last_train is not None and _after(last_train.time, previous.time)):
         return 0
     return None if previous.runs_since_retrain is None else previous.runs_since_retrain + 1
 
 
+def _after(time: str, other: str) -> bool:
+    return datetime.fromisoformat(time) > datetime.fromisoformat(other)
+
+
 def decide(stores: Stores, plan: RunPlan, report: DriftReport, policy: DecisionPolicy) -> RetrainDecision:
-    """The serve run's retrain decision, from its drift report and the previous serve record."""
+    """The serve run's retrain decision, from its drift report, the previous serve record and the last train run."""
     previous = read_record(stores.params, stores.names.serve_latest, ServeRecord)
+    since = runs_since_retrain(previous, last_train_attempt(stores.params, stores.names))
     batch = plan.start[SERVE_PIPELINE.start_inputs()[0]]
-    return decide_retrain(report, batch_source=batch, policy=policy, runs_since_retrain=runs_since_retrain(previous))
+    return decide_retrain(report, batch_source=batch, policy=policy, runs_since_retrain=since)
 
 
 def record_train(stores: Stores, plan: RunPlan) -> TrainRecord:
-    """Champion/challenger, then the pointers: ``train/last-attempt`` always, ``train/latest`` if promoted."""
+    """Champion/challenger, then the pointers: ``train/latest`` if promoted, then ``train/last-attempt``."""
     metrics = read_train_metrics(stores, plan.uri["model"])
     champion = plan.current
     evaluation = None if champion is None else read_evaluation(stores, plan.uri["champion_eval"])
@@ -276,10 +285,12 @@ def record_train(stores: Stores, plan: RunPlan) -> TrainRecord:
         reason=promotion.reason,
         champion_run_id=None if champion is None else champion.run_id,
     )
-    # Every artifact the record names is complete (this is the run's last step): now the pointers.
-    stores.params.put(stores.names.train_last_attempt, record.to_json())
+    # Every artifact the record names is complete (this is the run's last step): now the pointers, the
+    # model that serves first. Killed between the two writes, train/latest is the newer record, which
+    # records.last_train_attempt reads as the last attempt: nothing says "promoted" while the old model serves.
     if record.promoted:
         stores.params.put(stores.names.train_latest, record.to_json())
+    stores.params.put(stores.names.train_last_attempt, record.to_json())
     return record
 
 
