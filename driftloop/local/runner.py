@@ -15,12 +15,17 @@ parameter store: a run killed at any step leaves the store pointing at whole art
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import ProcessPoolExecutor
@@ -45,6 +50,7 @@ from driftloop.stores.objects import LocalObjectStore, ObjectStore
 from driftloop.stores.params import ParameterStore, SqliteParameterStore
 
 StepHook = Callable[[Pipeline, Step], None]
+PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 # How long a retrain's lease lasts if its process dies without letting it go (a local retrain takes minutes).
 RETRAIN_LEASE_TTL: Final = timedelta(hours=6)
 
@@ -77,9 +83,35 @@ def run_on_host(component: Component, invocation: Invocation) -> object:
     return component_runner(component, invocation.mode)(invocation)
 
 
-def _pin_to(cores: tuple[int, ...]) -> None:
-    """A host worker's first act: keep to its cores, before any thread (TensorFlow's, a decoder's) starts.
-    (Where the OS has no affinity call, the workers share every core.)"""
+def die_with_parent(parent: int, *, use_prctl: bool = True) -> None:
+    """Make this process end when process ``parent`` does, however it ends (also by kill -9): on Linux
+    the kernel sends SIGKILL (``prctl(PR_SET_PDEATHSIG)``); elsewhere, or if that call fails, a daemon
+    thread checks every second whether the parent is still this process's parent.
+
+    (The kernel's signal comes when the *thread* that started this process ends: HostWorkers are
+    started and shut down within one pipeline run, on the thread that runs it.)
+    """
+    if use_prctl and sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before the call: no signal will come
+                    os._exit(1)
+                return
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="die-with-parent", daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
+
+
+def _start_host_worker(cores: tuple[int, ...], parent: int) -> None:
+    """A host worker's first acts: die with the runner (a killed serve leaves no worker behind), and keep
+    to its cores, before any thread (TensorFlow's, a decoder's) starts. (Where the OS has no affinity
+    call, the workers share every core.)"""
+    die_with_parent(parent)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
 
@@ -99,8 +131,8 @@ class HostWorkers:
         if (count, index) not in self._pools:
             # spawn, not fork: this process may already run TensorFlow's threads.
             self._pools[count, index] = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_pin_to,
-                initargs=(core_shares(count)[index],))
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_host_worker,
+                initargs=(core_shares(count)[index], os.getpid()))
         return self._pools[count, index]
 
     def run(self, component: Component, invocations: Sequence[Invocation]) -> None:
