@@ -14,11 +14,20 @@ Object layout (keys are relative to the bucket or the local store's root)::
     label-requests/<id>/manifest.jsonl               a Ground Truth input manifest asking for labels
     runs/train/<run_id>/<artifact>/...               everything one train run wrote
     runs/serve/<run_id>/<artifact>/...               everything one serve run wrote
+    runs/<pipeline>/<run_id>/claim.json              the run's claim on its id (written first, once)
+    leases/<name>/<generation>.json                  a lease's generations (``driftloop.loop``)
+    leases/<name>/<generation>.released              the holder of that generation let it go
+
+A run id is ``<pipeline>-<UTC time to the second>-<8 random hex digits>``: sortable by time, unique
+without coordination, and valid in a Step Functions execution name and in SageMaker job names
+(letters, digits and '-').
 """
 
 from __future__ import annotations
 
 import re
+import secrets
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 DEFAULT_PARAMETER_PREFIX: Final = "/driftloop"
@@ -83,8 +92,37 @@ def simulation_test_set(position: int) -> str:
     return data_prefix(simulation_stage(position), "test")
 
 
+RUN_ID_SUFFIX_HEX: Final = 8
+RUN_ID_PATTERN: Final = re.compile(rf"(?P<pipeline>[a-z]+)-(?P<time>\d{{8}}T\d{{6}})-[0-9a-f]{{{RUN_ID_SUFFIX_HEX}}}")
+
+
+def make_run_id(pipeline: PipelineName, when: datetime) -> str:
+    """A new run id: the time (in UTC, to the second) for sorting, a random suffix so that two runs
+    started in the same second still differ."""
+    stamp = when.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{pipeline}-{stamp}-{secrets.token_hex(RUN_ID_SUFFIX_HEX // 2)}"
+
+
 def run_prefix(pipeline: PipelineName, run_id: str) -> str:
     return f"{RUNS_ROOT}/{pipeline}/{run_id}"
+
+
+def run_claim_key(pipeline: PipelineName, run_id: str) -> str:
+    """The marker a run creates first (``put_if_absent``): whoever creates it owns the run's prefix."""
+    return f"{run_prefix(pipeline, run_id)}/claim.json"
+
+
+def lease_prefix(name: str) -> str:
+    return f"leases/{name}"
+
+
+def lease_key(name: str, generation: int) -> str:
+    """Generation ``generation`` of lease ``name``; zero-padded so that the keys sort by generation."""
+    return f"{lease_prefix(name)}/{generation:012d}.json"
+
+
+def lease_release_key(name: str, generation: int) -> str:
+    return f"{lease_prefix(name)}/{generation:012d}.released"
 
 
 def artifact_prefix(pipeline: PipelineName, run_id: str, artifact: str) -> str:

@@ -15,8 +15,11 @@ Only standard-library and pure driftloop modules are imported: the Lambda bundle
 from __future__ import annotations
 
 import io
+import json
+import re
 import tarfile
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
 from driftloop.config import DecisionPolicy
@@ -30,6 +33,10 @@ from driftloop.layout import (
     ParameterNames,
     PipelineName,
     artifact_prefix,
+    lease_key,
+    lease_prefix,
+    lease_release_key,
+    run_claim_key,
     simulation_test_set,
     stage_of_data_prefix,
 )
@@ -43,7 +50,7 @@ from driftloop.pipelines import (
     Pipeline,
     RunFact,
 )
-from driftloop.records import ServeRecord, TrainRecord, read_record
+from driftloop.records import ServeRecord, TrainRecord, last_train_attempt, read_record
 from driftloop.scores import Evaluation, TrainMetrics
 from driftloop.stores.objects import ObjectStore, check_key
 from driftloop.stores.params import ParameterStore
@@ -51,6 +58,7 @@ from driftloop.stores.params import ParameterStore
 # Step Functions adds this to the input of an execution started by another one (the serve machine
 # starting a retrain with ``associate_with_parent``); it is not part of the run's start.
 STARTED_BY_KEY: Final = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
+RUN_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
 class InvalidInput(ValueError):
@@ -59,6 +67,10 @@ class InvalidInput(ValueError):
 
 class NoModel(LookupError):
     """A run that needs the current model before the train pipeline has promoted one."""
+
+
+class RunExists(ValueError):
+    """A run id that another run already claimed: its prefix is not reused (the message names it)."""
 
 
 @dataclass(frozen=True)
@@ -119,10 +131,41 @@ def data_name(objects: ObjectStore, prefix: str) -> str:
     return stage_of_data_prefix(prefix) or objects.uri(prefix)
 
 
+def check_run_id(run_id: str) -> None:
+    """What a Step Functions execution name allows (1 to 80 letters, digits, '-' and '_'), so that an id
+    that works locally works on AWS, and one id is one folder (no '/')."""
+    if not RUN_ID.fullmatch(run_id):
+        raise InvalidInput(f"run id {run_id!r} must be 1 to 80 letters, digits, '-' or '_' (as a Step Functions "
+                           "execution name): start the run with another name")
+
+
+def claim_run(stores: Stores, pipeline: PipelineName, *, run_id: str, time: str) -> None:
+    """Make ``runs/<pipeline>/<run id>/`` this run's: create its claim marker, which only one run can.
+
+    The marker holds the run's id and start time, so a repeated call for the same run (a retried
+    step, with the run's own start time) finds its own claim and goes on; any other run with that id
+    is refused with RunExists.
+    """
+    check_run_id(run_id)
+    key = run_claim_key(pipeline, run_id)
+    claim = json.dumps({"run_id": run_id, "time": time}, sort_keys=True).encode()
+    if stores.objects.put_if_absent(key, claim) or stores.objects.get_bytes(key) == claim:
+        return
+    raise RunExists(
+        f"run id {run_id!r} is taken: {stores.objects.uri(key)} claims it for another {pipeline} run "
+        f"(started {json.loads(stores.objects.get_bytes(key)).get('time')}); start the run with a new id"
+    )
+
+
 def plan_run(stores: Stores, pipeline_name: PipelineName, *, run_id: str, time: str, start: dict[str, str]) -> RunPlan:
-    """Resolve a run's inputs from the current train record and name every artifact it writes."""
+    """Resolve a run's inputs from the current train record and name every artifact it writes.
+
+    The run's id must be claimed first (``claim_run``) where ids are not unique by construction: the
+    local runner does; on AWS a Step Functions execution name is unique to its state machine.
+    """
     pipeline = PIPELINES[pipeline_name]
     start = {name: value for name, value in start.items() if name != STARTED_BY_KEY}
+    check_run_id(run_id)
     check_start(pipeline, start)
     current = read_record(stores.params, stores.names.train_latest, TrainRecord)
     required = {a for s in pipeline.steps for a in s.required_artifacts()}
@@ -190,24 +233,33 @@ def read_evaluation(stores: Stores, predictions_uri: str) -> Evaluation | None:
 # ----------------------------------------------------------------------------- the control steps
 
 
-def runs_since_retrain(previous: ServeRecord | None) -> int | None:
-    """Serve runs since the last one that started a retrain, seen from the run after ``previous``."""
+def runs_since_retrain(previous: ServeRecord | None, last_train: TrainRecord | None = None) -> int | None:
+    """Serve runs since the last one that started a retrain, seen from the run after ``previous``.
+
+    A train run that started after ``previous`` counts as a retrain just started: it is one whose serve
+    run was killed before its record (or one started by hand), and the cool-down holds after it too.
+    """
     if previous is None:
         return None
-    if previous.retrain:
+    if previous.retrain or (last_train is not None and _after(last_train.time, previous.time)):
         return 0
     return None if previous.runs_since_retrain is None else previous.runs_since_retrain + 1
 
 
+def _after(time: str, other: str) -> bool:
+    return datetime.fromisoformat(time) > datetime.fromisoformat(other)
+
+
 def decide(stores: Stores, plan: RunPlan, report: DriftReport, policy: DecisionPolicy) -> RetrainDecision:
-    """The serve run's retrain decision, from its drift report and the previous serve record."""
+    """The serve run's retrain decision, from its drift report, the previous serve record and the last train run."""
     previous = read_record(stores.params, stores.names.serve_latest, ServeRecord)
+    since = runs_since_retrain(previous, last_train_attempt(stores.params, stores.names))
     batch = plan.start[SERVE_PIPELINE.start_inputs()[0]]
-    return decide_retrain(report, batch_source=batch, policy=policy, runs_since_retrain=runs_since_retrain(previous))
+    return decide_retrain(report, batch_source=batch, policy=policy, runs_since_retrain=since)
 
 
 def record_train(stores: Stores, plan: RunPlan) -> TrainRecord:
-    """Champion/challenger, then the pointers: ``train/last-attempt`` always, ``train/latest`` if promoted."""
+    """Champion/challenger, then the pointers: ``train/latest`` if promoted, then ``train/last-attempt``."""
     metrics = read_train_metrics(stores, plan.uri["model"])
     champion = plan.current
     evaluation = None if champion is None else read_evaluation(stores, plan.uri["champion_eval"])
@@ -233,10 +285,12 @@ def record_train(stores: Stores, plan: RunPlan) -> TrainRecord:
         reason=promotion.reason,
         champion_run_id=None if champion is None else champion.run_id,
     )
-    # Every artifact the record names is complete (this is the run's last step): now the pointers.
-    stores.params.put(stores.names.train_last_attempt, record.to_json())
+    # Every artifact the record names is complete (this is the run's last step): now the pointers, the
+    # model that serves first. Killed between the two writes, train/latest is the newer record, which
+    # records.last_train_attempt reads as the last attempt: nothing says "promoted" while the old model serves.
     if record.promoted:
         stores.params.put(stores.names.train_latest, record.to_json())
+    stores.params.put(stores.names.train_last_attempt, record.to_json())
     return record
 
 
@@ -270,6 +324,99 @@ def record_serve(
     )
     stores.params.put(stores.names.serve_latest, record.to_json())
     return record
+
+
+# ----------------------------------------------------------------------------- the retrain lease
+# One retrain at a time, on both backends: a lease in the object store. Its generations are objects
+# ``leases/retrain/<n>.json`` created with ``put_if_absent``; whoever creates generation n+1 holds the
+# lease, and may do so only when generation n is released or expired. Of two takers (also of two that
+# take over an expired lease at once) exactly one creates n+1, so there is never a second holder.
+
+RETRAIN_LEASE: Final = "retrain"
+
+
+@dataclass(frozen=True)
+class Lease(Contract):
+    """One generation of a lease: who holds it (a train run's id) and until when, unless released first."""
+
+    name: str
+    generation: int
+    holder: str
+    taken: str  # ISO 8601
+    expires: str  # ISO 8601: a holder that crashed holds it no longer than this
+
+    def expired(self, now: datetime) -> bool:
+        return now >= datetime.fromisoformat(self.expires)
+
+
+@dataclass(frozen=True)
+class LeaseResult(Contract):
+    taken: bool  # True: ``lease`` is ours; False: ``lease`` is the holder's
+    lease: Lease
+
+
+def _lease_generations(stores: Stores, name: str) -> list[int]:
+    prefix = lease_prefix(name) + "/"
+    stems = (key[len(prefix):].removesuffix(".json") for key in stores.objects.list(prefix) if key.endswith(".json"))
+    return sorted(int(stem) for stem in stems if stem.isdigit())
+
+
+def _lease(stores: Stores, name: str, generation: int) -> Lease:
+    return Lease.from_json(stores.objects.get_bytes(lease_key(name, generation)))
+
+
+def take_lease(stores: Stores, name: str, *, holder: str, now: datetime, ttl: timedelta) -> LeaseResult:
+    """Take lease ``name`` for ``holder`` until ``now + ttl``, unless someone holds it (then their lease)."""
+    generations = _lease_generations(stores, name)
+    last = generations[-1] if generations else 0
+    if generations:
+        current = _lease(stores, name, last)
+        if not stores.objects.exists(lease_release_key(name, last)) and not current.expired(now):
+            return LeaseResult(taken=False, lease=current)
+    mine = Lease(name=name, generation=last + 1, holder=holder, taken=now.isoformat(), expires=(now + ttl).isoformat())
+    if stores.objects.put_if_absent(lease_key(name, mine.generation), mine.to_json().encode()):
+        return LeaseResult(taken=True, lease=mine)
+    return LeaseResult(taken=False, lease=_lease(stores, name, mine.generation))  # another taker was first
+
+
+def release_lease(stores: Stores, name: str, *, holder: str) -> bool:
+    """Let lease ``name`` go if ``holder`` holds its newest generation; False (and nothing changed) if not,
+    e.g. for a train run that took no lease, or whose lease expired and was taken over."""
+    generations = _lease_generations(stores, name)
+    if not generations or _lease(stores, name, generations[-1]).holder != holder:
+        return False
+    stores.objects.put_if_absent(lease_release_key(name, generations[-1]), holder.encode())
+    return True
+
+
+@dataclass(frozen=True)
+class RetrainLease(Contract):
+    """A serve run's try at starting its retrain: the train run to start (when ``taken``) and the
+    outcome to record either way."""
+
+    taken: bool
+    run_id: str  # the train run to start, named here; when not taken, the one that holds the lease
+    outcome: RetrainOutcome
+
+
+def take_retrain_lease(stores: Stores, decision: RetrainDecision, *, run_id: str, now: datetime,
+                       ttl: timedelta) -> RetrainLease:
+    """Before a retrain starts: take the retrain lease for its train run ``run_id`` (a new id,
+    ``make_run_id``). If another retrain holds the lease, the outcome to record says so and no retrain
+    is started."""
+    result = take_lease(stores, RETRAIN_LEASE, holder=run_id, now=now, ttl=ttl)
+    if result.taken:
+        return RetrainLease(taken=True, run_id=run_id,
+                            outcome=RetrainOutcome(started=True, reason=decision.reason, run_id=run_id))
+    held = result.lease
+    reason = (f"skipped: a retrain is already running ({held.holder}, lease {held.generation} "
+              f"until {held.expires}); {decision.reason}")
+    return RetrainLease(taken=False, run_id=held.holder, outcome=RetrainOutcome(started=False, reason=reason))
+
+
+def release_retrain_lease(stores: Stores, run_id: str) -> bool:
+    """When a train run ends (recorded or failed): its retrain lease, if it holds it, is let go."""
+    return release_lease(stores, RETRAIN_LEASE, holder=run_id)
 
 
 # ----------------------------------------------------------------------------- Lambda events
@@ -306,6 +453,21 @@ class RecordTrainResult(Contract):
     promoted: bool
     summary: str
     record: TrainRecord
+
+
+@dataclass(frozen=True)
+class TakeRetrainLeaseEvent(Contract):
+    decision: RetrainDecision  # the serve run's decision to retrain
+
+
+@dataclass(frozen=True)
+class ReleaseRetrainLeaseEvent(Contract):
+    run_id: str  # the train run that ends (its execution name)
+
+
+@dataclass(frozen=True)
+class ReleaseRetrainLeaseResult(Contract):
+    released: bool
 
 
 @dataclass(frozen=True)

@@ -3,17 +3,23 @@
 A record names artifacts by URI (``s3://<bucket>/runs/…`` on AWS; locally a key relative to the
 store, ``runs/…``, so a workdir can be moved). It is written only after
 every artifact it names is complete, so a reader never follows a pointer to a half-written run.
+
+A train run writes two records, ``train/latest`` (if promoted) and then ``train/last-attempt``; a run
+killed between the two leaves the newer run in ``train/latest`` only, so the last attempt is read as
+the newer of the two (``last_train_attempt``), and never says "promoted" while an older model serves.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, TypeVar
 
 from driftloop.config import Fired
 from driftloop.contracts import Contract
 from driftloop.drift_report import EstimatedAccuracy
+from driftloop.layout import ParameterNames
 from driftloop.stores.params import ParameterStore
 
 # The initial value of every record parameter on AWS (CloudFormation cannot create an empty
@@ -94,3 +100,18 @@ def read_record(params: ParameterStore, name: str, kind: type[R]) -> R | None:
     if value is None or json.loads(value) == json.loads(NO_RECORD):
         return None
     return kind.from_json(value)
+
+
+def _started(record: TrainRecord) -> tuple[datetime, str]:
+    """When a train run started, for ordering (ties broken by the run id, which sorts by time too)."""
+    return datetime.fromisoformat(record.time), record.run_id
+
+
+def last_train_attempt(params: ParameterStore, names: ParameterNames) -> TrainRecord | None:
+    """The newest train run, promoted or not: ``train/last-attempt``, unless ``train/latest`` is newer
+    (its run was killed after promoting and before writing ``train/last-attempt``)."""
+    attempt = read_record(params, names.train_last_attempt, TrainRecord)
+    latest = read_record(params, names.train_latest, TrainRecord)
+    if attempt is None or (latest is not None and _started(latest) > _started(attempt)):
+        return latest
+    return attempt

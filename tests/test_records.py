@@ -1,13 +1,22 @@
-"""Records fit Parameter Store's free Standard tier (4,096 characters) even at AWS's longest names."""
+"""Records fit Parameter Store's free Standard tier (4,096 characters) even at AWS's longest names,
+and a train run killed between its record writes leaves nothing that misleads status or the cool-down."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
 
 from driftloop import loop
 from driftloop.config import DecisionPolicy
 from driftloop.decision import decide_retrain
 from driftloop.drift_report import DetectorIdentity, DriftReport, EstimatedAccuracy
-from driftloop.records import ServeRecord, TrainRecord
-from driftloop.stores.params import STANDARD_TIER_MAX_BYTES
+from driftloop.layout import ParameterNames
+from driftloop.local.status import Hints, status_lines
+from driftloop.records import ServeRecord, TrainRecord, read_record
+from driftloop.stores.objects import LocalObjectStore
+from driftloop.stores.params import STANDARD_TIER_MAX_BYTES, ParameterStore, ParameterVersion, SqliteParameterStore
 
 BUCKET = "b" * 63  # S3's longest bucket name
 RUN_ID = "r" * 80  # Step Functions' longest execution name
@@ -59,3 +68,106 @@ def test_the_longest_train_record_fits_the_standard_tier() -> None:
         reason="challenger 0.123 < champion 0.988 on the new validation set: kept champion", champion_run_id=RUN_ID,
     )
     assert len(record.to_json().encode()) <= STANDARD_TIER_MAX_BYTES
+
+
+# ------------------------------------------------------------------------------ killed between writes
+HINTS = Hints(train="train first", serve="serve first")
+
+
+class Killed(BaseException):
+    """Stands for the process dying at a write: not an Exception, so nothing may catch it and carry on."""
+
+
+class DiesAfterWrites(ParameterStore):
+    """A test double of the parameter store: its process dies at the write after ``writes`` more."""
+
+    def __init__(self, inner: ParameterStore, writes: int) -> None:
+        self.inner, self.writes = inner, writes
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def _latest(self, name: str) -> str | None:
+        return self.inner.get_optional(name)
+
+    def _history(self, name: str) -> list[ParameterVersion]:
+        return self.inner.history(name)
+
+    def _put(self, name: str, value: str) -> None:
+        if self.writes == 0:
+            raise Killed(f"killed before writing {name}")
+        self.writes -= 1
+        self.inner.put(name, value)
+
+
+def local_stores(tmp_path: Path, params: ParameterStore | None = None) -> loop.Stores:
+    return loop.Stores(objects=LocalObjectStore(tmp_path / "store"),
+                       params=params or SqliteParameterStore(tmp_path / "parameters.sqlite"), names=ParameterNames())
+
+
+def train_run(stores: loop.Stores, run_id: str, hour: int, accuracy: float) -> TrainRecord:
+    """A train run's jobs done (its metrics, the champion's evaluation), then its records written."""
+    plan = loop.plan_run(stores, "train", run_id=run_id, time=f"2026-12-01T{hour:02d}:00:00+00:00",
+                         start={"train_data": "data/stage-2/train", "val_data": "data/stage-2/val"})
+    stores.objects.put_bytes(f"{plan.uri['model']}/metrics.json", json.dumps({
+        "val_accuracy": accuracy, "val_loss": 0.7, "epochs": 3, "best_epoch": 3, "wall_time_s": 1.0, "n_train": 10,
+        "n_val": 5, "n_params": 100, "classes": ["a", "b"], "trained_on": "stage-2", "config": {}}).encode())
+    stores.objects.put_bytes(f"{plan.uri['champion_eval']}/evaluation.json",
+                             json.dumps({"n": 5, "classes": ["a", "b"], "accuracy": 0.5}).encode())
+    return loop.record_train(stores, plan)
+
+
+@pytest.mark.parametrize("writes", [0, 1], ids=["before-the-first-write", "between-the-writes"])
+def test_a_train_run_killed_at_its_record_writes_never_says_promoted_while_the_old_model_serves(
+        tmp_path: Path, writes: int) -> None:
+    stores = local_stores(tmp_path)
+    train_run(stores, "train-old", 10, 0.6)
+    with pytest.raises(Killed):
+        train_run(local_stores(tmp_path, DiesAfterWrites(stores.params, writes)), "train-new", 11, 0.9)
+
+    serving = read_record(stores.params, stores.names.train_latest, TrainRecord)
+    assert serving is not None
+    lines = status_lines(stores.params, stores.names, HINTS)
+    assert lines[0].startswith(f"current model: {serving.run_id} ")
+    assert lines[1].startswith(f"last train attempt: {serving.run_id} (the current model) ")
+    assert ": promoted (" in lines[1]
+
+
+def serve_record(run_id: str, hour: int, *, retrain_run_id: str | None, runs_since_retrain: int | None) -> ServeRecord:
+    return ServeRecord(
+        run_id=run_id, time=f"2026-12-01T{hour:02d}:00:00+00:00", input="data/stage-2/test", stage="stage-2",
+        model_run_id="train-old", reference_trained_on="stage-1", drift_report=f"runs/serve/{run_id}/drift_report",
+        predictions=f"runs/serve/{run_id}/predictions", explanations=f"runs/serve/{run_id}/explanations",
+        is_drift=retrain_run_id is not None, statistic=1e-9, threshold=0.007, n_images=42, n_skipped=0,
+        retrain=retrain_run_id is not None, retrain_reason="drift", retrain_run_id=retrain_run_id,
+        runs_since_retrain=runs_since_retrain)
+
+
+def drifting() -> DriftReport:
+    return DriftReport(
+        is_drift=True, too_small=False, correction="bonferroni", p_val=0.05, threshold=0.05 / 7, statistic=1e-9,
+        p_values=[1e-9] * 7, distances=[0.9] * 7, significant=True, effect_size=0.9, min_distance=0.1,
+        batch_size=42, min_batch_size=20,
+        detector=DetectorIdentity(features="predictions", trained_on="stage-1", reference_size=200, run_id="train-old"))
+
+
+def test_a_serve_killed_after_its_retrain_was_recorded_still_holds_the_next_serve_in_cool_down(
+        tmp_path: Path) -> None:
+    stores = local_stores(tmp_path)
+    policy = DecisionPolicy(cooldown_runs=2)
+    train_run(stores, "train-old", 9, 0.6)
+    stores.params.put(stores.names.serve_latest,
+                      serve_record("serve-a", 10, retrain_run_id=None, runs_since_retrain=5).to_json())
+    # serve-b (11:00) drifted and retrained: its retrain recorded both records, promoted; then it died.
+    dying = local_stores(tmp_path, DiesAfterWrites(stores.params, 2))
+    retrain = train_run(dying, "train-new", 11, 0.9)
+    assert retrain.promoted
+    with pytest.raises(Killed):
+        dying.params.put(dying.names.serve_latest,
+                         serve_record("serve-b", 11, retrain_run_id=retrain.run_id, runs_since_retrain=6).to_json())
+
+    plan = loop.plan_run(stores, "serve", run_id="serve-c", time="2026-12-01T12:00:00+00:00",
+                         start={"batch": "data/stage-2/test"})
+    decision = loop.decide(stores, plan, drifting(), policy)
+    assert (decision.retrain, decision.runs_since_retrain) == (False, 0)
+    assert "cool-down: 0 run(s) since the last retrain" in decision.reason

@@ -15,18 +15,24 @@ parameter store: a run killed at any step leaves the store pointing at whole art
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Final
 
 from driftloop import loop
 from driftloop.components.entrypoint import Invocation, Runner
@@ -35,7 +41,7 @@ from driftloop.decision import RetrainDecision
 from driftloop.drift_report import DriftReport
 from driftloop.errors import UserError
 from driftloop.hosts import Hosts, core_shares, shard_by_key
-from driftloop.layout import SPLITS, ParameterNames, batch_prefix, data_prefix
+from driftloop.layout import SPLITS, ParameterNames, batch_prefix, data_prefix, make_run_id
 from driftloop.local.timings import Stopwatch
 from driftloop.pipelines import BATCH_START_FIELD, SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
 from driftloop.records import ServeRecord, TrainRecord, read_record
@@ -44,6 +50,9 @@ from driftloop.stores.objects import LocalObjectStore, ObjectStore
 from driftloop.stores.params import ParameterStore, SqliteParameterStore
 
 StepHook = Callable[[Pipeline, Step], None]
+PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
+# How long a retrain's lease lasts if its process dies without letting it go (a local retrain takes minutes).
+RETRAIN_LEASE_TTL: Final = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -74,9 +83,35 @@ def run_on_host(component: Component, invocation: Invocation) -> object:
     return component_runner(component, invocation.mode)(invocation)
 
 
-def _pin_to(cores: tuple[int, ...]) -> None:
-    """A host worker's first act: keep to its cores, before any thread (TensorFlow's, a decoder's) starts.
-    (Where the OS has no affinity call, the workers share every core.)"""
+def die_with_parent(parent: int, *, use_prctl: bool = True) -> None:
+    """Make this process end when process ``parent`` does, however it ends (also by kill -9): on Linux
+    the kernel sends SIGKILL (``prctl(PR_SET_PDEATHSIG)``); elsewhere, or if that call fails, a daemon
+    thread checks every second whether the parent is still this process's parent.
+
+    (The kernel's signal comes when the *thread* that started this process ends: HostWorkers are
+    started and shut down within one pipeline run, on the thread that runs it.)
+    """
+    if use_prctl and sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before the call: no signal will come
+                    os._exit(1)
+                return
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="die-with-parent", daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
+
+
+def _start_host_worker(cores: tuple[int, ...], parent: int) -> None:
+    """A host worker's first acts: die with the runner (a killed serve leaves no worker behind), and keep
+    to its cores, before any thread (TensorFlow's, a decoder's) starts. (Where the OS has no affinity
+    call, the workers share every core.)"""
+    die_with_parent(parent)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
 
@@ -96,8 +131,8 @@ class HostWorkers:
         if (count, index) not in self._pools:
             # spawn, not fork: this process may already run TensorFlow's threads.
             self._pools[count, index] = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_pin_to,
-                initargs=(core_shares(count)[index],))
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_host_worker,
+                initargs=(core_shares(count)[index], os.getpid()))
         return self._pools[count, index]
 
     def run(self, component: Component, invocations: Sequence[Invocation]) -> None:
@@ -122,10 +157,6 @@ class HostWorkers:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def make_run_id(pipeline: str, when: datetime) -> str:
-    return f"{pipeline}-{when.strftime('%Y%m%dT%H%M%S')}"
 
 
 class LocalSystem:
@@ -165,9 +196,13 @@ class LocalSystem:
         return keys
 
     def import_batch(self, folder: Path, name: str) -> str:
+        """Copy ``folder`` into the store as ``batches/<name>``, a prefix that must be empty (a serve run
+        names its batch after its own claimed run id, so no other run writes there)."""
         key = batch_prefix(name)
-        if not self.objects.list(key):
-            self.objects.upload_dir(folder, key)
+        if self.objects.list(key):
+            raise UserError(f"cannot import {folder} as {self.objects.uri(key)}: that batch already holds files "
+                            "(from another run); import it under a new name")
+        self.objects.upload_dir(folder, key)
         return key
 
     # ------------------------------------------------------------- pipelines
@@ -264,11 +299,17 @@ class LocalSystem:
     def current_model(self) -> TrainRecord | None:
         return read_record(self.params, self.names.train_latest, TrainRecord)
 
-    def train(self, train_key: str, val_key: str, *, when: datetime | None = None) -> TrainRecord:
-        """Run the train pipeline on store prefixes; promote the model if it beats the champion."""
+    def train(self, train_key: str, val_key: str, *, when: datetime | None = None,
+              run_id: str | None = None) -> TrainRecord:
+        """Run the train pipeline on store prefixes; promote the model if it beats the champion.
+
+        The run gets a new id (``make_run_id``) unless given one (a retrain's, named when its lease was taken).
+        """
         when = when or utc_now()
-        plan = loop.plan_run(self.stores, TRAIN_PIPELINE.name, run_id=make_run_id("train", when),
-                             time=when.isoformat(), start={"train_data": train_key, "val_data": val_key})
+        run_id = run_id or make_run_id("train", when)
+        loop.claim_run(self.stores, TRAIN_PIPELINE.name, run_id=run_id, time=when.isoformat())
+        plan = loop.plan_run(self.stores, TRAIN_PIPELINE.name, run_id=run_id, time=when.isoformat(),
+                             start={"train_data": train_key, "val_data": val_key})
         with tempfile.TemporaryDirectory(prefix="driftloop-train-") as tmp:
             self.run_pipeline(TRAIN_PIPELINE, plan, Path(tmp))
         return loop.record_train(self.stores, plan)
@@ -281,6 +322,8 @@ class LocalSystem:
         """
         when = when or utc_now()
         run_id = make_run_id("serve", when)
+        # The id is claimed before anything is written under it: the batch is imported under it too.
+        loop.claim_run(self.stores, SERVE_PIPELINE.name, run_id=run_id, time=when.isoformat())
         batch_key = batch if isinstance(batch, str) else self.import_batch(Path(batch), run_id)
         try:
             plan = loop.plan_run(self.stores, SERVE_PIPELINE.name, run_id=run_id, time=when.isoformat(),
@@ -291,12 +334,23 @@ class LocalSystem:
             self.run_pipeline(SERVE_PIPELINE, plan, Path(tmp))
         report = loop.read_drift_report(self.stores, plan)
         decision = loop.decide(self.stores, plan, report, self.settings.policy)
-        retrained = None
+        outcome, retrained = loop.RetrainOutcome(started=False, reason=decision.reason), None
         if decision.retrain and retrain:
-            assert decision.train_data is not None and decision.val_data is not None
-            retrained = self.train(decision.train_data, decision.val_data, when=when)
-        outcome = loop.RetrainOutcome(started=retrained is not None, reason=decision.reason,
-                                      run_id=retrained.run_id if retrained else None)
+            outcome, retrained = self._retrain(decision, when)
         record = loop.record_serve(self.stores, plan, report, decision, outcome)
         return ServeOutcome(record=record, report=report, decision=decision,
                             retrain=retrained, evaluation=loop.read_evaluation(self.stores, plan.uri["predictions"]))
+
+    def _retrain(self, decision: RetrainDecision, when: datetime) -> tuple[loop.RetrainOutcome, TrainRecord | None]:
+        """The retrain a serve run decided on, if it gets the retrain lease (``loop.take_retrain_lease``):
+        one retrain at a time, also across processes sharing the work folder. The lease is let go when the
+        train run ends, however it ends; one whose process was killed expires after ``RETRAIN_LEASE_TTL``."""
+        assert decision.train_data is not None and decision.val_data is not None
+        lease = loop.take_retrain_lease(self.stores, decision, run_id=make_run_id("train", when), now=utc_now(),
+                                        ttl=RETRAIN_LEASE_TTL)
+        if not lease.taken:
+            return lease.outcome, None
+        try:
+            return lease.outcome, self.train(decision.train_data, decision.val_data, when=when, run_id=lease.run_id)
+        finally:
+            loop.release_retrain_lease(self.stores, lease.run_id)

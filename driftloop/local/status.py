@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from driftloop.layout import STAGE_NAMES, ParameterNames
-from driftloop.records import NO_RECORD, ServeRecord, TrainRecord, read_record
+from driftloop.records import NO_RECORD, ServeRecord, TrainRecord, last_train_attempt, read_record
 from driftloop.stores.params import ParameterStore, SqliteParameterStore, SsmParameterStore
 
 DEFAULT_RUNS: Final = 5
@@ -123,7 +123,7 @@ def status_lines(params: ParameterStore, names: ParameterNames, hints: Hints, *,
                  runs: int = DEFAULT_RUNS) -> list[str]:
     """The status as lines for people: current model, last attempt, the last ``runs`` serve runs."""
     current = read_record(params, names.train_latest, TrainRecord)
-    attempt = read_record(params, names.train_last_attempt, TrainRecord)
+    attempt = last_train_attempt(params, names)  # train/latest, if a kill left it the newer
     lines: list[str] = []
     if current is None and attempt is None:
         return [f"no train run has finished yet: {hints.train}"]

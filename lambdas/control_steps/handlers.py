@@ -4,6 +4,9 @@
 * ``decide``: a serve run's drift report -> the retrain decision;
 * ``record_serve``: the serve record, with the retrain outcome -> ``serve/latest`` (the run's last step);
 * ``record_train``: champion/challenger -> ``train/last-attempt``, and ``train/latest`` when promoted;
+* ``take_retrain_lease``: before a retrain starts, the retrain lease for a new train run id -> that id
+  and the outcome to record (started, or skipped because another retrain holds the lease);
+* ``release_retrain_lease``: when a train run ends, its lease (if it holds it) is let go;
 * ``next_batch``: simulation mode, the next stage's test set; advances the cycle position.
 
 Every event is parsed by its contract (``driftloop.loop``) before anything runs; a missing or unknown
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -23,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from driftloop import loop, telemetry
 from driftloop.config import DecisionPolicy
-from driftloop.layout import ParameterNames
+from driftloop.layout import ParameterNames, make_run_id
 from driftloop.stores.objects import S3ObjectStore
 from driftloop.stores.params import SsmParameterStore
 
@@ -90,6 +94,35 @@ def record_train(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
     metrics.add_metric(name=telemetry.PROMOTED, unit=MetricUnit.Count, value=int(record.promoted))
     logger.info(record.summary())
     return loop.RecordTrainResult(promoted=record.promoted, summary=record.summary(), record=record).to_dict()
+
+
+def _lease_ttl() -> timedelta:
+    """``RETRAIN_LEASE_SECONDS``: how long a retrain's lease lasts if its execution never lets it go (the
+    train state machine's timeout, so the lease outlives every run that can still be going)."""
+    value = os.environ.get("RETRAIN_LEASE_SECONDS", "")
+    if not value.isdigit() or int(value) <= 0:
+        raise ValueError(f"environment variable RETRAIN_LEASE_SECONDS={value!r}: set it to the train state "
+                         "machine's timeout in whole seconds")
+    return timedelta(seconds=int(value))
+
+
+@logger.inject_lambda_context
+def take_retrain_lease(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = loop.TakeRetrainLeaseEvent.from_dict(event)
+    now = datetime.now(UTC)
+    lease = loop.take_retrain_lease(_stores(), request.decision, run_id=make_run_id("train", now), now=now,
+                                    ttl=_lease_ttl())
+    logger.info("retrain lease", extra=lease.to_dict())
+    return lease.to_dict()
+
+
+@logger.inject_lambda_context
+def release_retrain_lease(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = loop.ReleaseRetrainLeaseEvent.from_dict(event)
+    result = loop.ReleaseRetrainLeaseResult(released=loop.release_retrain_lease(_stores(), request.run_id))
+    logger.info("retrain lease released" if result.released else "no retrain lease held",
+                extra={"run_id": request.run_id})
+    return result.to_dict()
 
 
 @logger.inject_lambda_context

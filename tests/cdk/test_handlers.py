@@ -254,3 +254,32 @@ def test_next_batch_cycles_through_the_stages(aws: Emulated, lambda_context: Lam
     assert served[:2] == ["data/original/test", "data/stage-1/test"]
     assert served[6:] == ["data/noisy/test", "data/original/test"]
     assert aws.parameter(NAMES.simulation_position) == "1"
+
+
+def retrain_decision() -> dict[str, Any]:
+    return {"retrain": True, "reason": "drift on stage-2", "train_data": "data/stage-2/train",
+            "val_data": "data/stage-2/val"}
+
+
+def test_two_serve_runs_that_want_a_retrain_start_one_and_the_other_records_why_not(
+    aws: Emulated, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRAIN_LEASE_SECONDS", "3600")
+    first = handlers().take_retrain_lease({"decision": retrain_decision()}, lambda_context)
+    second = handlers().take_retrain_lease({"decision": retrain_decision()}, lambda_context)
+    assert first["taken"] and first["outcome"] == {"started": True, "reason": "drift on stage-2",
+                                                   "run_id": first["run_id"]}
+    assert first["run_id"].startswith("train-")
+    assert not second["taken"] and second["run_id"] == first["run_id"] and not second["outcome"]["started"]
+    assert second["outcome"]["reason"].startswith(f"skipped: a retrain is already running ({first['run_id']}, lease 1")
+    assert handlers().release_retrain_lease({"run_id": "train-by-hand"}, lambda_context) == {"released": False}
+    assert handlers().release_retrain_lease({"run_id": first["run_id"]}, lambda_context) == {"released": True}
+    assert handlers().take_retrain_lease({"decision": retrain_decision()}, lambda_context)["taken"]
+
+
+def test_a_lease_without_its_lifetime_set_names_the_variable(
+    aws: Emulated, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RETRAIN_LEASE_SECONDS", raising=False)
+    with pytest.raises(ValueError, match="RETRAIN_LEASE_SECONDS='': set it to the train state machine's timeout"):
+        handlers().take_retrain_lease({"decision": retrain_decision()}, lambda_context)

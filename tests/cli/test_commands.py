@@ -106,7 +106,8 @@ def test_train_prints_its_record_and_keeps_tensorflow_in_the_log(user: Path, tra
     assert trained.returncode == 0, trained.stderr
     assert trained.stderr == ""
     [line] = lines(trained.stdout)
-    assert re.fullmatch(r"train run train-\d{8}T\d{6} on original: val accuracy [\d.]+ -> promoted \(.*\)", line)
+    assert re.fullmatch(r"train run train-\d{8}T\d{6}-[0-9a-f]{8} on original: val accuracy [\d.]+ -> promoted \(.*\)",
+                        line)
     log = (user / "W" / "driftloop.log").read_text()
     assert "driftloop.components.algorithm INFO trained small_cnn on 180 images" in log
     assert TF_NOISE.search(log), "TensorFlow's own output belongs in the log"
@@ -120,7 +121,8 @@ def test_serve_on_a_stage_test_set_runs_like_an_hourly_run(user: Path, trained: 
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     first = lines(done.stdout)[0]
-    assert re.match(r"serve run serve-\d{8}T\d{6} on (\S+/)?data/stage-3/test: 48 images \(0 skipped\), ", first), first
+    assert re.match(r"serve run serve-\d{8}T\d{6}-[0-9a-f]{8} on (\S+/)?data/stage-3/test: 48 images \(0 skipped\), ",
+                    first), first
 
 
 @pytest.mark.slow
@@ -133,7 +135,7 @@ def test_serve_on_two_local_instances_times_each_step_and_keeps_the_console_quie
                      "--timings", "timings.json", cwd=user)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
-    assert re.match(r"serve run serve-\d{8}T\d{6} on (\S+/)?data/noisy/test: 48 images \(0 skipped\), ",
+    assert re.match(r"serve run serve-\d{8}T\d{6}-[0-9a-f]{8} on (\S+/)?data/noisy/test: 48 images \(0 skipped\), ",
                     lines(done.stdout)[0])
     timings = json.loads((user / "timings.json").read_text())
     steps = [phase["name"] for phase in timings["phases"]]

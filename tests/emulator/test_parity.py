@@ -13,8 +13,8 @@ scales out on two instances: SageMaker hosts on AWS, worker processes locally):
 After each step ``train/latest``, ``train/last-attempt`` and ``serve/latest`` must be equal on both
 backends. Only what differs by nature is mapped: the store root (``s3://<bucket>/`` on AWS; local
 URIs are relative to the store), timestamps, and the id of the retrain the serve state machine started (a
-Step Functions execution name; the local runner names it from the clock). Every other run id is
-the same on both sides: the AWS executions are started with the local run ids as their names.
+Step Functions execution name; the local runner names it from the clock and a random suffix). Every
+other run id is the same on both sides: the AWS executions are started with the local run ids as their names.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from support.deployed_system import DeployedSystem
 from driftloop import loop
 from driftloop.config import ScaleOut, Settings
 from driftloop.drift_report import DriftReport
-from driftloop.local.runner import LocalSystem, make_run_id
+from driftloop.local.runner import LocalSystem
 from driftloop.pipelines import DRIFT_REPORT_FILE, PREDICTIONS_FILE, SERVE_PIPELINE
 
 from .conftest import TEST_CONTEXT
@@ -66,6 +66,7 @@ class Backends:
     local: LocalSystem
     aws: DeployedSystem
     retrain_ids: dict[str, str] = field(default_factory=dict)  # AWS execution name -> local run id
+    train_ids: list[str] = field(default_factory=list)  # the train runs started by hand, in order
 
     def local_records(self) -> dict[str, dict[str, Any] | None]:
         values = {name: self.local.params.get_optional(f"{self.local.names.prefix}/{name}") for name in RECORDS}
@@ -100,15 +101,15 @@ class Backends:
 
 
 def train_both(backends: Backends, start: dict[str, str], when: datetime) -> None:
-    backends.local.train(start["train_data"], start["val_data"], when=when)
-    name = make_run_id("train", when)
+    name = backends.local.train(start["train_data"], start["val_data"], when=when).run_id
+    backends.train_ids.append(name)
     description = backends.aws.wait(backends.aws.start(backends.aws.train_machine, name, start))
     assert description["status"] == "SUCCEEDED", description
 
 
 def serve_both(backends: Backends, start: dict[str, str], when: datetime) -> None:
     outcome = backends.local.serve(start["batch"], when=when)
-    name = make_run_id("serve", when)
+    name = outcome.record.run_id
     description = backends.aws.wait(backends.aws.start(backends.aws.serve_machine, name, start))
     assert description["status"] == "SUCCEEDED", description
     record = json.loads(description["output"])["record"]
@@ -161,7 +162,7 @@ def test_the_first_training_is_recorded_alike(after_first_train: dict[str, Any])
     latest = after_first_train["train/latest"]
     assert latest == after_first_train["train/last-attempt"]
     assert (latest["stage"], latest["promoted"]) == ("original", True)
-    assert latest["model"] == f"runs/train/{make_run_id('train', START)}/model"
+    assert latest["model"] == f"runs/train/{latest['run_id']}/model"
 
 
 def test_serving_the_original_set_is_recorded_alike(after_serve_original: dict[str, Any]) -> None:
@@ -180,18 +181,18 @@ def test_the_detector_names_its_stage_and_train_run_on_both_backends(
     local = json.loads(backends.local.objects.get_bytes(f"{report_uri}/drift_report.json"))
     aws = json.loads(backends.aws.client("s3").get_object(
         Bucket=backends.aws.bucket, Key=f"{report_uri}/drift_report.json")["Body"].read())
-    expected = {"trained_on": "original", "run_id": make_run_id("train", START)}
+    expected = {"trained_on": "original", "run_id": backends.train_ids[0]}
     for report in (local, aws):
         assert {k: report["detector"][k] for k in expected} == expected
 
 
-def test_a_drifting_stage_retrains_and_promotes_alike(after_serve_noisy: dict[str, Any]) -> None:
+def test_a_drifting_stage_retrains_and_promotes_alike(backends: Backends, after_serve_noisy: dict[str, Any]) -> None:
     record = after_serve_noisy["serve/latest"]
     assert (record["is_drift"], record["retrain"], record["stage"]) == (True, True, "noisy")
     assert record["rule_fired"] == "drift" and record["accuracy_estimate"] is not None
     latest = after_serve_noisy["train/latest"]
     assert latest["run_id"] == record["retrain_run_id"] and latest["promoted"] is True
-    assert latest["stage"] == "noisy" and latest["champion_run_id"] == make_run_id("train", START)
+    assert latest["stage"] == "noisy" and latest["champion_run_id"] == backends.train_ids[0]
 
 
 def test_a_retrain_that_keeps_the_champion_is_recorded_alike(
