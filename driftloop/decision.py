@@ -43,6 +43,9 @@ class RetrainDecision(Contract):
     # ``train_data``/``val_data`` to the control step that assembles the set (``on_labels``).
     evidence: LabelEvidence | None = None
     on_labels: bool = False
+    # The labelling request written for a drifting batch without labels (URI of its manifest) and its size.
+    label_request: str | None = None
+    label_request_images: int = 0
 
 
 @dataclass(frozen=True)

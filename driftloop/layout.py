@@ -145,7 +145,7 @@ LEDGER_SERVED_AGAIN: Final = "ledger/served-again"
 LEDGER_LABELLED: Final = "ledger/labelled"
 # Where a production retrain's data set is assembled: base data plus labelled production images.
 RETRAIN_SET: Final = "retrain"
-SERVE_RECORD_FILE: Final = "record.json"
+RUN_RECORD_FILE: Final = "record.json"
 LABELS: Final = "labels"
 LABEL_REQUESTS: Final = "label-requests"
 # A batch id is one key segment that is also a safe file and folder name on every OS: letters,
@@ -223,6 +223,6 @@ def retrain_set_prefix(name: str) -> str:
     return f"data/{RETRAIN_SET}-{name}"
 
 
-def serve_record_key(run_id: str) -> str:
-    """A serve run's record as an object beside its artifacts: the serve history the ledger points into."""
-    return f"{run_prefix('serve', run_id)}/{SERVE_RECORD_FILE}"
+def run_record_key(pipeline: PipelineName, run_id: str) -> str:
+    """A run's record as an object beside its artifacts: the history that joined labels and lineage point into."""
+    return f"{run_prefix(pipeline, run_id)}/{RUN_RECORD_FILE}"

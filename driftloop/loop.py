@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from driftloop import intake, production
 from driftloop.config import DecisionPolicy
 from driftloop.contracts import Contract, ContractError
 from driftloop.decision import RetrainDecision, decide_promotion, decide_retrain
@@ -33,10 +34,12 @@ from driftloop.layout import (
     ParameterNames,
     PipelineName,
     artifact_prefix,
+    batch_id_of_prefix,
     lease_key,
     lease_prefix,
     lease_release_key,
     run_claim_key,
+    run_record_key,
     simulation_test_set,
     stage_of_data_prefix,
 )
@@ -45,7 +48,6 @@ from driftloop.pipelines import (
     DRIFT_REPORT_FILE,
     EVALUATION_FILE,
     PIPELINES,
-    SERVE_PIPELINE,
     TRAIN_METRICS_FILE,
     Pipeline,
     RunFact,
@@ -254,8 +256,13 @@ def decide(stores: Stores, plan: RunPlan, report: DriftReport, policy: DecisionP
     """The serve run's retrain decision, from its drift report, the previous serve record and the last train run."""
     previous = read_record(stores.params, stores.names.serve_latest, ServeRecord)
     since = runs_since_retrain(previous, last_train_attempt(stores.params, stores.names))
-    batch = plan.start[SERVE_PIPELINE.start_inputs()[0]]
-    return decide_retrain(report, batch_source=batch, policy=policy, runs_since_retrain=since)
+    batch = plan.start[BATCH_START_FIELD]
+    batch_id = batch_id_of_prefix(batch)
+    if batch_id is None or plan.current is None:  # a data set of the simulation (data/<stage>/test)
+        return decide_retrain(report, batch_source=batch, policy=policy, runs_since_retrain=since)
+    return production.decide_on_labels(stores.objects, current=plan.current, batch_id=batch_id, run_id=plan.run_id,
+                                       predictions_uri=plan.uri["predictions"], report=report, policy=policy,
+                                       runs_since_retrain=since)
 
 
 def record_train(stores: Stores, plan: RunPlan) -> TrainRecord:
@@ -284,7 +291,9 @@ def record_train(stores: Stores, plan: RunPlan) -> TrainRecord:
         promoted=promotion.promote,
         reason=promotion.reason,
         champion_run_id=None if champion is None else champion.run_id,
+        lineage=production.lineage_uri(stores.objects, plan.start["train_data"]),
     )
+    stores.objects.put_bytes(run_record_key("train", plan.run_id), record.to_json().encode())
     # Every artifact the record names is complete (this is the run's last step): now the pointers, the
     # model that serves first. Killed between the two writes, train/latest is the newer record, which
     # records.last_train_attempt reads as the last attempt: nothing says "promoted" while the old model serves.
@@ -321,7 +330,10 @@ def record_serve(
         runs_since_retrain=decision.runs_since_retrain,
         accuracy_estimate=report.accuracy_estimate,
         rule_fired=decision.fired,
+        label_request=decision.label_request,
+        label_request_images=decision.label_request_images,
     )
+    stores.objects.put_bytes(run_record_key("serve", plan.run_id), record.to_json().encode())
     stores.params.put(stores.names.serve_latest, record.to_json())
     return record
 
@@ -486,3 +498,43 @@ def next_batch(stores: Stores) -> NextBatchResult:
     position = int(stores.params.get(stores.names.simulation_position))
     stores.params.put(stores.names.simulation_position, str((position + 1) % len(STAGE_NAMES)))
     return NextBatchResult(batch=simulation_test_set(position), position=position)
+
+
+# ----------------------------------------------------------------------------- production intake
+
+
+@dataclass(frozen=True)
+class ClaimBatchEvent(Contract):
+    """A production serve run's start: the batch it names, or none (then the oldest unserved one)."""
+
+    run_id: str
+    time: str
+    batch: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaimBatchResult(Contract):
+    batch: str | None  # the serve run's start field; None: nothing to serve, the run ends without a job
+    summary: str
+
+
+def claim_batch(stores: Stores, event: ClaimBatchEvent) -> ClaimBatchResult:
+    """Production intake: a named batch is served (again) as asked; else the oldest complete unserved one.
+
+    The claim is the ledger's create-only entry (``driftloop.intake``), so no batch is served twice
+    by the schedule, and a run with nothing to serve says so and starts no job. A named prefix that is
+    not a batch (``data/<stage>/test`` in a simulation) is served without a ledger entry.
+    """
+    now = datetime.fromisoformat(event.time)
+    if event.batch is not None:
+        batch_id = batch_id_of_prefix(event.batch)
+        if batch_id is not None:
+            entry = intake.claim_named_batch(stores.objects, batch_id, event.run_id, now=now)
+            return ClaimBatchResult(event.batch, f"serving batch {batch_id} as named (serve {entry.serve})")
+        return ClaimBatchResult(event.batch, f"serving {event.batch} as named")
+    claim = intake.claim_next_batch(stores.objects, event.run_id, now=now)
+    if claim is None:
+        scan = intake.scan_batches(stores.objects)
+        waiting = f"; {len(scan.waiting)} without their _READY marker yet" if scan.waiting else ""
+        return ClaimBatchResult(None, f"nothing to serve: every complete batch was served{waiting}")
+    return ClaimBatchResult(claim.batch.prefix, f"serving batch {claim.batch.batch_id} (ready {claim.batch.ready_at})")

@@ -21,25 +21,27 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from driftloop.config import DecisionPolicy
 from driftloop.contracts import Contract
-from driftloop.decision import LabelEvidence
-from driftloop.drift_report import EstimatedAccuracy
+from driftloop.decision import LabelEvidence, RetrainDecision, decide_production_retrain
+from driftloop.drift_report import DriftReport, EstimatedAccuracy
 from driftloop.hosts import is_part
 from driftloop.intake import serves_of
+from driftloop.label_requests import write_label_request
 from driftloop.labels import (
     LabelledAccuracy,
     Predictions,
+    has_labels,
     join_labels,
     label_files,
     labelled_batches,
     read_predictions,
     usable_labels,
 )
-from driftloop.layout import batch_prefix, labelled_entry, retrain_set_prefix, serve_record_key
+from driftloop.layout import batch_prefix, labelled_entry, retrain_set_prefix, run_record_key, stage_of_data_prefix
 from driftloop.pipelines import PREDICTIONS_FILE
 from driftloop.records import ServeRecord, TrainRecord
 from driftloop.stores.objects import ObjectNotFound, ObjectStore
@@ -90,7 +92,14 @@ def split_of(image_id: str, val_share: float) -> Split:
 
 def _serve_record(objects: ObjectStore, run_id: str) -> ServeRecord | None:
     try:
-        return ServeRecord.from_json(objects.get_bytes(serve_record_key(run_id)))
+        return ServeRecord.from_json(objects.get_bytes(run_record_key("serve", run_id)))
+    except ObjectNotFound:
+        return None
+
+
+def _model_accuracy(objects: ObjectStore, run_id: str) -> float | None:
+    try:
+        return TrainRecord.from_json(objects.get_bytes(run_record_key("train", run_id))).val_accuracy
     except ObjectNotFound:
         return None
 
@@ -108,7 +117,7 @@ def read_batch_predictions(objects: ObjectStore, predictions_uri: str) -> Predic
                        confidence={k: v for t in tables for k, v in t.confidence.items()})
 
 
-def _join(objects: ObjectStore, batch_id: str, model_accuracy: dict[str, float]) -> JoinedBatch:
+def _join(objects: ObjectStore, batch_id: str) -> JoinedBatch:
     serves = serves_of(objects, batch_id)
     record = _serve_record(objects, serves[0].run_id) if serves else None
     files = [(key, objects.get_bytes(key)) for key in label_files(objects, batch_id)]
@@ -120,7 +129,7 @@ def _join(objects: ObjectStore, batch_id: str, model_accuracy: dict[str, float])
     return JoinedBatch(
         batch_id=batch_id, serve_run_id=None if record is None else record.run_id,
         model_run_id=None if record is None else record.model_run_id,
-        model_val_accuracy=None if record is None else model_accuracy.get(record.model_run_id),
+        model_val_accuracy=None if record is None else _model_accuracy(objects, record.model_run_id),
         served_at=None if record is None else record.time, labelled=labelled,
     )
 
@@ -136,14 +145,13 @@ def joined_batches(objects: ObjectStore) -> list[JoinedBatch]:
     return sorted(joined, key=lambda j: (j.served_at is None, j.served_at or "", j.batch_id))
 
 
-def join_new_labels(objects: ObjectStore, models: Sequence[TrainRecord]) -> list[JoinedBatch]:
+def join_new_labels(objects: ObjectStore) -> list[JoinedBatch]:
     """Join the labels of every batch whose label files changed since its last join; returns those joins.
 
-    ``models`` are the train records whose validation accuracy the measured drop is taken against
-    (the serving model's, found by the run id in the batch's serve record). A batch served but not
-    yet recorded (its run still going) waits for the next run.
+    The measured drop is taken against the serving model's validation accuracy (its train record,
+    found by the run id in the batch's serve record). A batch served but not yet recorded (its run
+    still going) waits for the next run.
     """
-    accuracy = {model.run_id: model.val_accuracy for model in models}
     done = {j.batch_id: j for j in joined_batches(objects)}
     joined = []
     for batch_id in labelled_batches(objects):
@@ -153,7 +161,7 @@ def join_new_labels(objects: ObjectStore, models: Sequence[TrainRecord]) -> list
         serves = serves_of(objects, batch_id)
         if serves and _serve_record(objects, serves[0].run_id) is None:
             continue
-        result = _join(objects, batch_id, accuracy)
+        result = _join(objects, batch_id)
         objects.put_bytes(labelled_entry(batch_id), result.to_json().encode())
         log.info("labels joined: %s", result.labelled.summary())
         joined.append(result)
@@ -241,3 +249,45 @@ def build_training_set(objects: ObjectStore, name: str, current: Lineage, window
                       n_labelled_train=counts["train"], n_labelled_val=counts["val"])
     objects.put_bytes(f"{prefix}/{LINEAGE_FILE}", lineage.to_json().encode())
     return TrainingSet(train=train, val=val, lineage=lineage)
+
+
+# ----------------------------------------------------------------------------- the control step
+
+
+def _request_labels(objects: ObjectStore, decision: RetrainDecision, report: DriftReport, batch_id: str,
+                    predictions_uri: str, policy: DecisionPolicy) -> RetrainDecision:
+    """A drifting batch that has no labels yet asks for some: the images worth a person's time."""
+    if not report.is_drift or has_labels(objects, batch_id) or policy.label_request_size == 0:
+        return decision
+    request = write_label_request(objects, batch_id, read_batch_predictions(objects, predictions_uri),
+                                  size=policy.label_request_size)
+    if request is None:
+        return decision
+    return replace(decision, label_request=request.manifest_uri, label_request_images=request.n_images)
+
+
+def decide_on_labels(objects: ObjectStore, *, current: TrainRecord, batch_id: str, run_id: str,
+                     predictions_uri: str, report: DriftReport, policy: DecisionPolicy,
+                     runs_since_retrain: int | None) -> RetrainDecision:
+    """A production serve run's decision: join what came back, weigh it, ask for labels, assemble the data.
+
+    Returns the decision; when it is to retrain, with the new data set's train and validation prefixes
+    (named after this serve run, ``data/retrain-<run id>``) and its lineage written beside them.
+    """
+    join_new_labels(objects)
+    joined = joined_batches(objects)
+    lineage = read_lineage(objects, current)
+    evidence = label_evidence(joined, current, lineage, policy)
+    decision = decide_production_retrain(report, policy=policy, evidence=evidence,
+                                         runs_since_retrain=runs_since_retrain)
+    decision = _request_labels(objects, decision, report, batch_id, predictions_uri, policy)
+    if not decision.retrain:
+        return decision
+    data = build_training_set(objects, run_id, lineage, window_of(joined, policy), policy)
+    return replace(decision, train_data=data.train, val_data=data.val, stage=stage_of_data_prefix(data.train))
+
+
+def lineage_uri(objects: ObjectStore, train_prefix: str) -> str | None:
+    """The lineage written beside a retrain set's ``train`` split, if the data is one."""
+    key = f"{train_prefix.rpartition('/')[0]}/{LINEAGE_FILE}"
+    return objects.uri(key) if objects.exists(key) else None

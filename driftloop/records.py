@@ -43,6 +43,9 @@ class TrainRecord(Contract):
     promoted: bool
     reason: str
     champion_run_id: str | None
+    # Production retrains: the URI of the lineage (``driftloop.production.Lineage``) beside the data set:
+    # the base data sets, batches and label files it was trained on (a pointer: the lists grow).
+    lineage: str | None = None
 
     def summary(self) -> str:
         verdict = "promoted" if self.promoted else "not promoted"
@@ -79,6 +82,9 @@ class ServeRecord(Contract):
     accuracy_estimate: EstimatedAccuracy | None = None
     # The decision policy's rule that held for the batch (``RetrainDecision.fired``; the reason says why).
     rule_fired: Fired | None = None
+    # Production mode: the Ground Truth input manifest this run wrote to ask for labels, and its size.
+    label_request: str | None = None
+    label_request_images: int = 0
 
     def summary(self) -> str:
         drift = "DRIFT" if self.is_drift else "no drift"

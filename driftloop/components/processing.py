@@ -48,6 +48,7 @@ from driftloop.config import ProcessingConfig
 from driftloop.errors import UserError
 from driftloop.files import NOT_IMPORTED_FILE, read_not_imported, walk
 from driftloop.hosts import Hosts, is_part, own_cores
+from driftloop.layout import READY_MARKER
 from driftloop.ml.images import Decoded, SkipCode, decode_file, screen_name, skip_code, skip_reason
 from driftloop.ml.shards import SHARD_GLOB, SUMMARY_FILE, UNKNOWN_LABEL, ShardSummary, ShardWriter
 from driftloop.pipelines import MANIFEST_FILE, Component
@@ -97,10 +98,12 @@ def list_entries(folder: Path, classes: Sequence[str] | None, *, needs_labels: b
     Entries are ``driftloop.files.walk``'s: files to decode and, with their reason, links that
     leave the folder, broken links, special files and folders named like files. When the folder is
     an object-store import, the entries the import did not copy (``NOT_IMPORTED_FILE``) are listed
-    too, so the manifest has a line for every entry of the folder the user gave.
+    too, so the manifest has a line for every entry of the folder the user gave. A batch's top-level
+    ``_READY`` marker is left out.
     """
     index = {name: i for i, name in enumerate(classes or ())}
-    found = walk(folder)
+    # A production batch's completion marker is the store's, not an image of the batch.
+    found = [item for item in walk(folder) if item.relative != PurePosixPath(READY_MARKER)]
     record = PurePosixPath(NOT_IMPORTED_FILE)
     if any(item.relative == record and item.readable for item in found):
         found = [item for item in found if item.relative != record] + read_not_imported(folder / record)

@@ -50,6 +50,7 @@ from driftloop.stores.objects import LocalObjectStore, ObjectStore
 from driftloop.stores.params import ParameterStore, SqliteParameterStore
 
 StepHook = Callable[[Pipeline, Step], None]
+log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 # How long a retrain's lease lasts if its process dies without letting it go (a local retrain takes minutes).
 RETRAIN_LEASE_TTL: Final = timedelta(hours=6)
@@ -316,15 +317,30 @@ class LocalSystem:
 
     # ----------------------------------------------------------------- serve
     def serve(self, batch: Path | str, *, when: datetime | None = None, retrain: bool = True) -> ServeOutcome:
-        """Run the serve pipeline on a batch (a store prefix, or a local folder imported first).
-
-        With ``retrain``, a drift decision to retrain runs the train pipeline before returning.
-        """
+        """Run the serve pipeline on the batch it names: a store prefix, or a local folder imported first
+        (as a new batch). With ``retrain``, a decision to retrain runs the train pipeline before returning."""
         when = when or utc_now()
+        run_id = self._claim_serve_run(when)
+        named = self.import_batch(batch, run_id) if isinstance(batch, Path) else batch
+        claim = loop.claim_batch(self.stores, loop.ClaimBatchEvent(run_id=run_id, time=when.isoformat(), batch=named))
+        log.info("%s: %s", run_id, claim.summary)
+        return self._serve_batch(run_id, named, when, retrain)
+
+    def serve_next(self, *, when: datetime | None = None, retrain: bool = True) -> ServeOutcome | None:
+        """A scheduled production run: the oldest complete batch not served yet, or None (no step runs)."""
+        when = when or utc_now()
+        run_id = self._claim_serve_run(when)
+        claim = loop.claim_batch(self.stores, loop.ClaimBatchEvent(run_id=run_id, time=when.isoformat()))
+        log.info("%s: %s", run_id, claim.summary)
+        return None if claim.batch is None else self._serve_batch(run_id, claim.batch, when, retrain)
+
+    def _claim_serve_run(self, when: datetime) -> str:
+        """A new serve run's id, claimed before anything is written under it (its imported batch too)."""
         run_id = make_run_id("serve", when)
-        # The id is claimed before anything is written under it: the batch is imported under it too.
         loop.claim_run(self.stores, SERVE_PIPELINE.name, run_id=run_id, time=when.isoformat())
-        batch_key = batch if isinstance(batch, str) else self.import_batch(Path(batch), run_id)
+        return run_id
+
+    def _serve_batch(self, run_id: str, batch_key: str, when: datetime, retrain: bool) -> ServeOutcome:
         try:
             plan = loop.plan_run(self.stores, SERVE_PIPELINE.name, run_id=run_id, time=when.isoformat(),
                                  start={BATCH_START_FIELD: batch_key})
