@@ -174,7 +174,9 @@ class DecisionPolicy(FromMapping):
     # batch that lost nothing (docs/drift.md, false alarms) would retrain on unchanged data, and
     # labels say whether it lost anything; drift still asks for labels (label_request_size).
     production_rule: ProductionRule = "measured_harm"
-    measured_harm_points: float = 5.0
+    # 10: two standard errors of a 30-label accuracy near 90 % (so label noise alone rarely fires it),
+    # and the loss the default simulation's criterion names harmful.
+    measured_harm_points: float = 10.0
     # A batch counts as evidence of harm once this many of its images are labelled.
     min_labelled_to_judge: int = 30
     # Labelled images the current model did not train on that a production retrain waits for.

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from driftloop.local.runner import LocalSystem
 
 DEFAULT_WORKDIR = Path("runs/simulation")
+PRODUCTION_WORKDIR = Path("runs/production")
 
 log = logging.getLogger("driftloop.local.cli")
 
@@ -68,10 +69,19 @@ def _parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", parents=[common, settings],
                                    help="the whole loop over the seven stages, on a simulated clock")
     simulate.add_argument("--data", type=Path, help="stages folder (default: make the synthetic set)")
-    simulate.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    simulate.add_argument("--workdir", type=Path,
+                          help=f"default {DEFAULT_WORKDIR}, with --production {PRODUCTION_WORKDIR}")
     simulate.add_argument("--cycles", type=int, default=1, help="passes over the seven stages")
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--size", choices=["blog", "small"], default="blog", help="synthetic set size")
+    simulate.add_argument("--production", action="store_true",
+                          help="production mode: new batches hourly from a drifting stream, labels back later")
+    simulate.add_argument("--hours-per-stage", type=int, default=3, help="with --production: batches per stage")
+    simulate.add_argument("--batch-size", type=int, default=60, help="with --production: images per batch")
+    simulate.add_argument("--label-fraction", type=float, default=0.5,
+                          help="with --production: share of each batch that gets labelled")
+    simulate.add_argument("--label-delay", type=int, default=1, metavar="HOURS",
+                          help="with --production: hours until a batch's labels come back")
 
     status = commands.add_parser("status", help="the current model, the last train attempt and the last serve runs")
     status.add_argument("-v", "--verbose", action="count", default=0,
@@ -182,6 +192,14 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> None:
+    if args.production:
+        from driftloop.local.production_simulation import ProductionOptions, simulate_production
+
+        simulate_production(ProductionOptions(
+            workdir=args.workdir, data=args.data, seed=args.seed, size=args.size,
+            hours_per_stage=args.hours_per_stage, batch_size=args.batch_size, label_fraction=args.label_fraction,
+            label_delay_hours=args.label_delay, settings=load_settings(args.settings)))
+        return
     from driftloop.local.simulation import SimulationOptions, simulate
 
     simulate(SimulationOptions(data=args.data, workdir=args.workdir, cycles=args.cycles, seed=args.seed,
@@ -218,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_process()
     args = _parser().parse_args(argv)
+    if args.command == "simulate" and args.workdir is None:
+        args.workdir = PRODUCTION_WORKDIR if args.production else DEFAULT_WORKDIR
     # status only reads: it writes no log into the folder it is shown (nor makes a typo'd one).
     workdir: Path | None = getattr(args, "workdir", None) if args.command not in ("data", "status") else None
     log_file = workdir / LOG_FILE if workdir is not None else None

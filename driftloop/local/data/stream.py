@@ -16,7 +16,7 @@ from typing import Final
 from driftloop.layout import STAGE_NAMES
 from driftloop.local.data.seeding import rng_for
 from driftloop.local.data.stages import STAGES, apply_stage, map_in_order, save_png
-from driftloop.local.data.synthetic import CLASSES, synthetic_image
+from driftloop.local.data.synthetic import CLASSES, plan, synthetic_image
 
 STREAM_SPLIT: Final = "production"
 
@@ -42,13 +42,29 @@ def stream_plan(per_stage: int) -> list[StreamImage]:
     ]
 
 
-def _write_one(item: StreamImage, *, out: Path, seed: int) -> None:
-    base = synthetic_image(STREAM_SPLIT, item.label, item.name, seed=seed).image
-    spec = next(spec for spec in STAGES if spec.name == item.stage)
-    rng = rng_for(seed, "stage", spec.name, STREAM_SPLIT, item.label, item.name)
-    path = item.path(out)
+def _write_staged(stage: str, split: str, label: str, name: str, path: Path, seed: int) -> None:
+    """One synthetic image through one stage, with the generators ``write_image_stages`` keys: the same bytes."""
+    base = synthetic_image(split, label, name, seed=seed).image
+    spec = next(spec for spec in STAGES if spec.name == stage)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_png(apply_stage(base, spec, rng), path)
+    save_png(apply_stage(base, spec, rng_for(seed, "stage", spec.name, split, label, name)), path)
+
+
+def _write_one(item: StreamImage, *, out: Path, seed: int) -> None:
+    _write_staged(item.stage, STREAM_SPLIT, item.label, item.name, item.path(out), seed)
+
+
+def _write_first(planned: tuple[str, str, str], *, out: Path, seed: int) -> None:
+    split, label, name = planned
+    _write_staged(STAGE_NAMES[0], split, label, name, out / STAGE_NAMES[0] / split / label / name, seed)
+
+
+def make_first_data_set(out: Path, *, seed: int, size: str, workers: int | None = None) -> Path:
+    """Only the first stage's train and validation sets, as ``make_dataset`` writes them (the same bytes):
+    all the production simulation's first model needs, and all of the stages it may see."""
+    wanted = [item for item in plan(size) if item[0] in ("train", "val")]
+    map_in_order(partial(_write_first, out=out, seed=seed), wanted, workers=workers)
+    return out / STAGE_NAMES[0]
 
 
 def make_stream(out: Path, *, seed: int, per_stage: int, workers: int | None = None) -> list[StreamImage]:
