@@ -12,7 +12,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.driftloop-installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install simulate test lint typecheck pytest bench synth images lock clean readme-results
+.PHONY: install simulate test lint typecheck pytest bench synth images lock clean readme-results readme-production
 
 install: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 
@@ -54,6 +54,10 @@ test: install
 # The README's results of the default simulation, from a real run (tools/readme_results.py).
 readme-results: install
 	$(BIN)/python -m tools.readme_results
+
+# The README's results of the production simulation, from a real run (tools/readme_production.py).
+readme-production: install
+	$(BIN)/python -m tools.readme_production
 
 bench: install
 	$(BIN)/python -m bench $(ARGS)
