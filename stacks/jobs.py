@@ -1,18 +1,20 @@
-"""SageMaker job states rendered from ``driftloop.pipelines`` steps, and the IAM they need.
+"""SageMaker job states rendered from ``driftloop.pipelines``, and the IAM they need.
 
-Each step becomes one job: the training step a ``SageMakerCreateTrainingJob`` task (``RUN_JOB``,
-i.e. ``.sync``), every other step a ``createProcessingJob.sync`` task (there is no CDK task for
-it: a ``CustomState``). Channels map to SageMaker's container paths (``container_path``); the S3
-URIs come from the run's plan (see ``artifact_path``), so every run writes its own
-``runs/<pipeline>/<run_id>/<artifact>`` prefixes. Job names are ``<pipeline>-<step>-<uuid>``:
-unique per attempt, so a retried or re-started job never collides with an earlier one. A serve
-step that scales out runs on ``DeploymentConfig.instances`` instances, with its sharded inputs
-``ShardedByS3Key``; every host writes its own files under the output's one prefix (``driftloop.hosts``).
+Every job is a ``createProcessingJob.sync`` task (there is no CDK task for it: a ``CustomState``);
+the S3 URIs come from the run's plan (see ``artifact_path``), so every run writes its own
+``runs/<pipeline>/<run_id>/<artifact>`` prefixes, and job names are made per attempt (``<prefix>-<uuid>``),
+so a retried or re-started job never collides with an earlier one. There are two forms:
 
-When every step of a pipeline runs on one instance, the whole run is one processing job instead
-(``JobStates.one_job``): ``python -m driftloop.components.pipeline --pipeline <name>`` runs the
-same definition's steps in-process; its channels are artifacts, each output uploaded to the URI
-its step's job would have written (``<pipeline>-run-<uuid>``).
+* **One job a run** (``JobStates.one_job``: every step on one instance; the train pipeline always,
+  the serve pipeline by default): ``python -m driftloop.components.pipeline --pipeline <name>``
+  runs the definition's steps in-process. Its channels are artifacts (``artifact_channel``), each
+  output uploaded to the URI its step's job would write. Named ``<pipeline>-run-<uuid>``. A Processing
+  job trains on CPU as well as a Training job does, and writes the model's files under the model
+  prefix, which every reader takes as it takes SageMaker's ``model.tar.gz``.
+* **One job a step** (a serve step on N > 1 instances): each step's channels at SageMaker's
+  container paths (``container_path``), named ``<pipeline>-<step>-<uuid>``; a scaled-out step runs
+  on ``DeploymentConfig.instances`` instances with its sharded inputs ``ShardedByS3Key``, every host
+  writing its own files under the output's one prefix (``driftloop.hosts``).
 """
 
 from __future__ import annotations
@@ -20,12 +22,10 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from aws_cdk import Duration, Size, Stack
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from driftloop.components import pipeline as pipeline_entrypoint
@@ -68,8 +68,7 @@ RUN: Final = "run"
 
 
 # Where a state machine keeps each artifact's S3 URI and each step's per-run settings: the run's
-# plan (``driftloop.loop.RunPlan``, at ``$.plan``). A training job writes under its artifact's URI
-# (SageMaker nests ``<job>/output/model.tar.gz``), and every later reader of it finds the archive there.
+# plan (``driftloop.loop.RunPlan``, at ``$.plan``).
 
 
 def artifact_path(artifact: str) -> str:
@@ -175,7 +174,7 @@ class JobStates:
         self.role = role
         self.one_job = pipeline.on_one_host(config.runtime_settings.instances)
 
-    def job(self, step: Step, without: tuple[str, ...] = ()) -> sfn.TaskStateBase | sfn.CustomState:
+    def job(self, step: Step, without: tuple[str, ...] = ()) -> sfn.CustomState:
         """The step's job state; ``without`` names optional input channels it starts without.
 
         SageMaker refuses an input channel whose S3 prefix holds nothing, so a run whose plan lacks
@@ -185,7 +184,8 @@ class JobStates:
         if not set(without) <= optional:
             raise ValueError(f"step {step.name}: only its optional channels {sorted(optional)} may be left out")
         if step.job is JobKind.TRAINING:
-            return self._training_job(step, without)
+            raise ValueError(f"step {step.name}: a training step runs only inside its pipeline's one job "
+                             "(the train pipeline has no step that scales out)")
         state_json = self._task(self._processing_job_request(step, without), step.name)
         return sfn.CustomState(self.scope, state_name(step, without), state_json=state_json)
 
@@ -292,71 +292,12 @@ class JobStates:
             {"Key": "driftloop:step", "Value": RUN if step is None else step.name},
         ]
 
-    def _training_job(self, step: Step, without: tuple[str, ...]) -> tasks.SageMakerCreateTrainingJob:
-        resources = resources_for(self.config, self.pipeline, step)
-        image = self.images[step.component]
-        (artifact,) = step.output_artifacts()
-        hyperparameters = {k: str(v) for k, v in self.config.component_settings(step.component).items()}
-        return tasks.SageMakerCreateTrainingJob(
-            self.scope,
-            state_name(step, without),
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            training_job_name=sfn.JsonPath.format(f"{job_name_prefix(self.pipeline, step)}-{{}}", sfn.JsonPath.uuid()),
-            # Its S3 locations are JSON paths: CDK would grant S3 on "*". The role's own policy suffices.
-            role=self.role.without_policy_updates(),
-            algorithm_specification=tasks.AlgorithmSpecification(
-                training_image=tasks.DockerImage.from_ecr_repository(image.repository, image.image_tag),
-                training_input_mode=tasks.InputMode.FILE,
-            ),
-            input_data_config=[
-                tasks.Channel(
-                    channel_name=channel,
-                    data_source=tasks.DataSource(
-                        s3_data_source=tasks.S3DataSource(
-                            s3_location=tasks.S3Location.from_json_expression(artifact_path(source)),
-                            s3_data_type=tasks.S3DataType.S3_PREFIX,
-                            s3_data_distribution_type=tasks.S3DataDistributionType.FULLY_REPLICATED,
-                        )
-                    ),
-                )
-                for channel, source in step.inputs
-                if channel not in without
-            ],
-            output_data_config=tasks.OutputDataConfig(
-                s3_output_location=tasks.S3Location.from_json_expression(artifact_path(artifact))
-            ),
-            resource_config=tasks.ResourceConfig(
-                instance_count=1,
-                # The task adds SageMaker's "ml." prefix itself.
-                instance_type=ec2.InstanceType(resources.instance_type.removeprefix("ml.")),
-                volume_size=Size.gibibytes(resources.volume_size_gb),
-            ),
-            stopping_condition=tasks.StoppingCondition(max_runtime=Duration.minutes(resources.max_runtime_minutes)),
-            hyperparameters=hyperparameters or None,
-            environment=(
-                {RUN_SETTINGS_ENV: sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(run_settings_path(step)))}
-                if step.run_settings
-                else None
-            ),
-            tags={tag["Key"]: tag["Value"] for tag in self._tags(step)},
-            result_selector={"job": sfn.JsonPath.string_at("$.TrainingJobName")},
-            result_path=f"$.jobs.{step.name}",
-        )
-
     def grant(self, state_machine: sfn.StateMachine) -> None:
-        """What ``createProcessingJob.sync`` needs (the training task grants its own); names made per attempt."""
+        """What ``createProcessingJob.sync`` needs, for the job names this state machine makes (one per attempt)."""
         if self.one_job:
             self._grant_processing(state_machine, [f"{job_name_prefix(self.pipeline, None)}-*"])
             return
-        processing = [s for s in self.pipeline.steps if s.job is JobKind.PROCESSING]
-        if processing:
-            self._grant_processing(state_machine, [f"{job_name_prefix(self.pipeline, s)}-*" for s in processing])
-        if any(step.job is JobKind.TRAINING for step in self.pipeline.steps):
-            nag.wildcards(
-                state_machine.role,
-                "CDK's training-job task cannot scope a name built at run time (train-train-model-<uuid>).",
-                resources=(nag.arn("sagemaker", "training-job/*"),),
-            )
+        self._grant_processing(state_machine, [f"{job_name_prefix(self.pipeline, s)}-*" for s in self.pipeline.steps])
 
     def _grant_processing(self, state_machine: sfn.StateMachine, names: list[str]) -> None:
         stack = Stack.of(self.scope)
