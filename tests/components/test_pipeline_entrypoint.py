@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_a_step_leaves_out_an_optional_channel_the_run_lacks_and_refuses_a_missi
 
 def test_a_step_takes_its_components_settings_then_the_runs_own() -> None:
     learn = TRAIN_PIPELINE.step("learn_reference")
-    components = {"drift": {"p_val": 0.01, "trained_on": "x"}, "algorithm": {"epochs": 3}}
+    components: dict[str, dict[str, Any]] = {"drift": {"p_val": 0.01, "trained_on": "x"}, "algorithm": {"epochs": 3}}
     settings = entrypoint.step_settings(learn, components,
                                         {"learn_reference": {"trained_on": "original"}, "train_model": {"a": "b"}})
     assert settings == {"p_val": 0.01, "trained_on": "original"}
