@@ -82,6 +82,9 @@ TRAINING_MODEL_DIR: Final = PurePosixPath("/opt/ml/model")
 TRAINING_HYPERPARAMETERS: Final = PurePosixPath("/opt/ml/input/config/hyperparameters.json")
 # A job's environment variable with the step's per-run settings (JSON; ``Step.run_settings``).
 RUN_SETTINGS_ENV: Final = "DRIFTLOOP_RUN_SETTINGS"
+# A whole-pipeline job's environment variable with every step's per-run settings (JSON of
+# ``RunPlan.settings``: ``{step: {setting: value}}``; ``driftloop.components.pipeline``).
+PLAN_SETTINGS_ENV: Final = "DRIFTLOOP_PLAN_SETTINGS"
 
 
 def container_path(component: Component, mode: Mode, direction: str, channel: str) -> PurePosixPath:
@@ -172,8 +175,21 @@ class Pipeline:
     def resolved_artifacts(self) -> tuple[str, ...]:
         return tuple(a for a, _ in self.resolved)
 
+    def optional_inputs(self) -> tuple[str, ...]:
+        """External and resolved artifacts a run may lack (no step requires them: e.g. no champion yet)."""
+        required = {a for step in self.steps for a in step.required_artifacts()}
+        return tuple(a for a in (*self.external_artifacts(), *self.resolved_artifacts()) if a not in required)
+
     def produced(self) -> tuple[str, ...]:
         return tuple(a for step in self.steps for a in step.output_artifacts())
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)
+
+    def on_one_host(self, scale: ScaleOut) -> bool:
+        """Whether every step runs on one instance: then the whole run can be one job
+        (``driftloop.components.pipeline``) instead of one job a step."""
+        return all(step.instance_count(scale) == 1 for step in self.steps)
 
 
 TRAIN_PIPELINE: Final = Pipeline(

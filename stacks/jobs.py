@@ -1,13 +1,20 @@
-"""SageMaker job states rendered from ``driftloop.pipelines`` steps, and the IAM they need.
+"""SageMaker job states rendered from ``driftloop.pipelines``, and the IAM they need.
 
-Each step becomes one job: the training step a ``SageMakerCreateTrainingJob`` task (``RUN_JOB``,
-i.e. ``.sync``), every other step a ``createProcessingJob.sync`` task (there is no CDK task for
-it: a ``CustomState``). Channels map to SageMaker's container paths (``container_path``); the S3
-URIs come from the run's plan (see ``artifact_path``), so every run writes its own
-``runs/<pipeline>/<run_id>/<artifact>`` prefixes. Job names are ``<pipeline>-<step>-<uuid>``:
-unique per attempt, so a retried or re-started job never collides with an earlier one. A serve
-step that scales out runs on ``DeploymentConfig.instances`` instances, with its sharded inputs
-``ShardedByS3Key``; every host writes its own files under the output's one prefix (``driftloop.hosts``).
+Every job is a ``createProcessingJob.sync`` task (there is no CDK task for it: a ``CustomState``);
+the S3 URIs come from the run's plan (see ``artifact_path``), so every run writes its own
+``runs/<pipeline>/<run_id>/<artifact>`` prefixes, and job names are made per attempt (``<prefix>-<uuid>``),
+so a retried or re-started job never collides with an earlier one. There are two forms:
+
+* **One job a run** (``JobStates.one_job``: every step on one instance; the train pipeline always,
+  the serve pipeline by default): ``python -m driftloop.components.pipeline --pipeline <name>``
+  runs the definition's steps in-process. Its channels are artifacts (``artifact_channel``), each
+  output uploaded to the URI its step's job would write. Named ``<pipeline>-run-<uuid>``. A Processing
+  job trains on CPU as well as a Training job does, and writes the model's files under the model
+  prefix, which every reader takes as it takes SageMaker's ``model.tar.gz``.
+* **One job a step** (a serve step on N > 1 instances): each step's channels at SageMaker's
+  container paths (``container_path``), named ``<pipeline>-<step>-<uuid>``; a scaled-out step runs
+  on ``DeploymentConfig.instances`` instances with its sharded inputs ``ShardedByS3Key``, every host
+  writing its own files under the output's one prefix (``driftloop.hosts``).
 """
 
 from __future__ import annotations
@@ -15,15 +22,22 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from aws_cdk import Duration, Size, Stack
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from driftloop.pipelines import RUN_SETTINGS_ENV, Component, JobKind, Pipeline, Step, container_path
+from driftloop.components import pipeline as pipeline_entrypoint
+from driftloop.pipelines import (
+    PLAN_SETTINGS_ENV,
+    RUN_SETTINGS_ENV,
+    Component,
+    JobKind,
+    Pipeline,
+    Step,
+    container_path,
+)
 from stacks import nag
 from stacks.config import DeploymentConfig, JobResources
 
@@ -45,11 +59,16 @@ CONTROL_ALLOWANCE_MINUTES: Final = 30
 PROCESSING_EVENTS_RULE: Final = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
 UUID_LENGTH: Final = 36
 MAX_JOB_NAME: Final = 63
+# The whole-pipeline job's command. Every component image carries the whole package; it runs in the
+# algorithm image, the one with the heaviest step's entrypoint (all four share their layers).
+PIPELINE_JOB_ENTRYPOINT: Final = ("python", "-m", pipeline_entrypoint.__name__)
+PIPELINE_JOB_IMAGE: Final = Component.ALGORITHM
+# The whole-pipeline job's name in job names (``<pipeline>-run-<uuid>``), states and attempt counters.
+RUN: Final = "run"
 
 
 # Where a state machine keeps each artifact's S3 URI and each step's per-run settings: the run's
-# plan (``driftloop.loop.RunPlan``, at ``$.plan``). A training job writes under its artifact's URI
-# (SageMaker nests ``<job>/output/model.tar.gz``), and every later reader of it finds the archive there.
+# plan (``driftloop.loop.RunPlan``, at ``$.plan``).
 
 
 def artifact_path(artifact: str) -> str:
@@ -60,14 +79,29 @@ def run_settings_path(step: Step) -> str:
     return f"$.plan.settings.{step.name}"
 
 
+# Every step's run settings, for the whole-pipeline job (``PLAN_SETTINGS_ENV``).
+PLAN_SETTINGS_PATH: Final = "$.plan.settings"
+
+
 def state_name(step: Step, without: tuple[str, ...] = ()) -> str:
     """``train_model`` -> ``TrainModel``; the job without optional channels: ``TrainModelWithoutChampion``."""
     name = "".join(part.title() for part in step.name.split("_"))
     return name + ("Without" + "".join(channel.title() for channel in without) if without else "")
 
 
-def job_name_prefix(pipeline: Pipeline, step: Step) -> str:
-    prefix = f"{pipeline.name}-{step.name}".replace("_", "-")
+def pipeline_state_name(pipeline: Pipeline, without: tuple[str, ...] = ()) -> str:
+    """``serve`` -> ``ServeRun``; the job without optional artifacts: ``TrainRunWithoutChampionModel``."""
+    name = f"{pipeline.name.title()}{RUN.title()}"
+    return name + ("Without" + "".join(_camel(a) for a in without) if without else "")
+
+
+def _camel(name: str) -> str:
+    return "".join(part.title() for part in name.split("_"))
+
+
+def job_name_prefix(pipeline: Pipeline, step: Step | None) -> str:
+    """``<pipeline>-<step>``, or ``<pipeline>-run`` for the whole-pipeline job (``step`` None)."""
+    prefix = f"{pipeline.name}-{RUN if step is None else step.name}".replace("_", "-")
     if len(prefix) + 1 + UUID_LENGTH > MAX_JOB_NAME:
         raise ValueError(f"job name prefix {prefix!r} is too long for SageMaker's {MAX_JOB_NAME} characters")
     return prefix
@@ -79,6 +113,18 @@ def resources_for(config: DeploymentConfig, pipeline: Pipeline, step: Step) -> J
     if pipeline.name == "serve" and step.component is Component.ALGORITHM and step.mode == "serve":
         return config.inference
     return config.processing
+
+
+def pipeline_resources(config: DeploymentConfig, pipeline: Pipeline) -> JobResources:
+    """The whole-pipeline job's: the instance of its heaviest step (training for train, inference for
+    serve), the largest volume of any step and the sum of the steps' time limits (it does all their work)."""
+    steps = [resources_for(config, pipeline, step) for step in pipeline.steps]
+    main = config.training if any(step.job is JobKind.TRAINING for step in pipeline.steps) else config.inference
+    return JobResources(
+        main.instance_type,
+        max(r.volume_size_gb for r in steps),
+        sum(r.max_runtime_minutes for r in steps),
+    )
 
 
 def instance_count(config: DeploymentConfig, step: Step) -> int:
@@ -105,7 +151,12 @@ def _processing_input(step: Step, channel: str, artifact: str) -> dict[str, str]
 
 
 class JobStates:
-    """Builds one pipeline's SageMaker job states; ``grant`` gives a state machine what they need."""
+    """Builds one pipeline's SageMaker job states; ``grant`` gives a state machine what they need.
+
+    ``one_job``: every step runs on one instance, so the run is one whole-pipeline job (``pipeline_job``);
+    otherwise each step is its own job (``job``). Decided here, at synthesis, from the deployment's
+    instance counts: the state machine holds only the form it runs.
+    """
 
     def __init__(
         self,
@@ -121,8 +172,9 @@ class JobStates:
         self.config = config
         self.images = images
         self.role = role
+        self.one_job = pipeline.on_one_host(config.runtime_settings.instances)
 
-    def job(self, step: Step, without: tuple[str, ...] = ()) -> sfn.TaskStateBase | sfn.CustomState:
+    def job(self, step: Step, without: tuple[str, ...] = ()) -> sfn.CustomState:
         """The step's job state; ``without`` names optional input channels it starts without.
 
         SageMaker refuses an input channel whose S3 prefix holds nothing, so a run whose plan lacks
@@ -132,141 +184,123 @@ class JobStates:
         if not set(without) <= optional:
             raise ValueError(f"step {step.name}: only its optional channels {sorted(optional)} may be left out")
         if step.job is JobKind.TRAINING:
-            return self._training_job(step, without)
-        state_json = self.processing_job_json(step, without)
+            raise ValueError(f"step {step.name}: a training step runs only inside its pipeline's one job "
+                             "(the train pipeline has no step that scales out)")
+        state_json = self._task(self._processing_job_request(step, without), step.name)
         return sfn.CustomState(self.scope, state_name(step, without), state_json=state_json)
 
-    def processing_job_json(self, step: Step, without: tuple[str, ...] = ()) -> dict[str, Any]:
-        """The ``createProcessingJob.sync`` state, as Amazon States Language (CDK has no task for it)."""
+    def pipeline_job(self, without: tuple[str, ...] = ()) -> sfn.CustomState:
+        """The whole run as one processing job; ``without`` names input artifacts the run lacks."""
+        if not set(without) <= set(self.pipeline.optional_inputs()):
+            raise ValueError(f"{self.pipeline.name}: only {self.pipeline.optional_inputs()} may be left out")
+        state_json = self._task(self._pipeline_job_request(without), RUN)
+        return sfn.CustomState(self.scope, pipeline_state_name(self.pipeline, without), state_json=state_json)
+
+    def _task(self, request: dict[str, Any], result: str) -> dict[str, Any]:
+        """A ``createProcessingJob.sync`` state, as Amazon States Language (CDK has no task for it)."""
         return {
             "Type": "Task",
             "Resource": Stack.of(self.scope).format_arn(
                 service="states", region="", account="", resource="sagemaker:createProcessingJob.sync"
             ),
-            "Parameters": self._processing_job_request(step, without),
+            "Parameters": request,
             "ResultSelector": {"job.$": "$.ProcessingJobName"},
-            "ResultPath": f"$.jobs.{step.name}",
+            "ResultPath": f"$.jobs.{result}",
         }
 
     def _processing_job_request(self, step: Step, without: tuple[str, ...]) -> dict[str, Any]:
         """SageMaker's ``CreateProcessingJob`` request, its S3 URIs and run settings read from the run's plan."""
-        resources = resources_for(self.config, self.pipeline, step)
-        run_settings = (
-            {"Environment": {f"{RUN_SETTINGS_ENV}.$": f"States.JsonToString({run_settings_path(step)})"}}
-            if step.run_settings
-            else {}
+        request = self._request(
+            step, resources_for(self.config, self.pipeline, step), instance_count(self.config, step),
+            {"ImageUri": self.images[step.component].image_uri,
+             "ContainerArguments": ["--mode", step.mode, "--settings", self._settings_argument(step.component)]},
         )
+        request["ProcessingInputs"] = [
+            {"InputName": channel, "S3Input": _processing_input(step, channel, artifact)}
+            for channel, artifact in step.inputs
+            if channel not in without
+        ]
+        request["ProcessingOutputConfig"] = {"Outputs": [
+            {"OutputName": channel, "S3Output": {**_channel(step, "output", channel, artifact),
+                                                 "S3UploadMode": "EndOfJob"}}
+            for channel, artifact in step.outputs
+        ]}
+        if step.run_settings:
+            request["Environment"] = {f"{RUN_SETTINGS_ENV}.$": f"States.JsonToString({run_settings_path(step)})"}
+        return request
+
+    def _pipeline_job_request(self, without: tuple[str, ...]) -> dict[str, Any]:
+        """The whole-pipeline job's request: one channel per artifact, at the URI of the run's plan."""
+        pipeline = self.pipeline
+        arguments = ["--pipeline", pipeline.name]
+        for component in sorted({step.component for step in pipeline.steps}):
+            if self.config.component_settings(component):
+                arguments += [f"--settings-{component.value}", self._settings_argument(component)]
+        request = self._request(
+            None, pipeline_resources(self.config, pipeline), 1,
+            {"ImageUri": self.images[PIPELINE_JOB_IMAGE].image_uri,
+             "ContainerEntrypoint": list(PIPELINE_JOB_ENTRYPOINT), "ContainerArguments": arguments},
+        )
+        inputs = [a for a in (*pipeline.external_artifacts(), *pipeline.resolved_artifacts()) if a not in without]
+        request["ProcessingInputs"] = [
+            {"InputName": artifact, "S3Input": {
+                "S3Uri.$": artifact_path(artifact),
+                "LocalPath": str(pipeline_entrypoint.artifact_channel("input", artifact)),
+                "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}
+            for artifact in inputs
+        ]
+        request["ProcessingOutputConfig"] = {"Outputs": [
+            {"OutputName": artifact, "S3Output": {
+                "S3Uri.$": artifact_path(artifact),
+                "LocalPath": str(pipeline_entrypoint.artifact_channel("output", artifact)),
+                "S3UploadMode": "EndOfJob"}}
+            for artifact in pipeline.produced()
+        ]}
+        if any(step.run_settings for step in pipeline.steps):
+            request["Environment"] = {f"{PLAN_SETTINGS_ENV}.$": f"States.JsonToString({PLAN_SETTINGS_PATH})"}
+        return request
+
+    def _request(self, step: Step | None, resources: JobResources, count: int, app: dict[str, Any]
+                 ) -> dict[str, Any]:
+        """What every processing job request has: name, role, image and command, instances, time limit, tags."""
         return {
             "ProcessingJobName.$": f"States.Format('{job_name_prefix(self.pipeline, step)}-{{}}', States.UUID())",
             "RoleArn": self.role.role_arn,
-            "AppSpecification": {
-                "ImageUri": self.images[step.component].image_uri,
-                "ContainerArguments": ["--mode", step.mode, "--settings", self._settings_argument(step)],
-            },
+            "AppSpecification": app,
             "ProcessingResources": {
                 "ClusterConfig": {
-                    "InstanceCount": instance_count(self.config, step),
+                    "InstanceCount": count,
                     "InstanceType": resources.instance_type,
                     "VolumeSizeInGB": resources.volume_size_gb,
                 }
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": resources.max_runtime_minutes * 60},
-            "ProcessingInputs": [
-                {"InputName": channel, "S3Input": _processing_input(step, channel, artifact)}
-                for channel, artifact in step.inputs
-                if channel not in without
-            ],
-            "ProcessingOutputConfig": {
-                "Outputs": [
-                    {"OutputName": channel, "S3Output": {**_channel(step, "output", channel, artifact),
-                                                         "S3UploadMode": "EndOfJob"}}
-                    for channel, artifact in step.outputs
-                ]
-            },
             "Tags": self._tags(step),
-            **run_settings,
         }
 
-    def _settings_argument(self, step: Step) -> str:
+    def _settings_argument(self, component: Component) -> str:
         """The component's settings as one container argument (compact JSON), within SageMaker's limit."""
-        settings = json.dumps(self.config.component_settings(step.component), separators=(",", ":"), sort_keys=True)
+        settings = json.dumps(self.config.component_settings(component), separators=(",", ":"), sort_keys=True)
         if len(settings) > 256:
-            raise ValueError(f"{step.component} settings are {len(settings)} characters; SageMaker allows 256 per "
+            raise ValueError(f"{component} settings are {len(settings)} characters; SageMaker allows 256 per "
                              "container argument: keep only the settings that differ from the defaults")
         return settings
 
-    def _tags(self, step: Step) -> list[dict[str, str]]:
+    def _tags(self, step: Step | None) -> list[dict[str, str]]:
         return [
             {"Key": "driftloop:pipeline", "Value": self.pipeline.name},
-            {"Key": "driftloop:step", "Value": step.name},
+            {"Key": "driftloop:step", "Value": RUN if step is None else step.name},
         ]
 
-    def _training_job(self, step: Step, without: tuple[str, ...]) -> tasks.SageMakerCreateTrainingJob:
-        resources = resources_for(self.config, self.pipeline, step)
-        image = self.images[step.component]
-        (artifact,) = step.output_artifacts()
-        hyperparameters = {k: str(v) for k, v in self.config.component_settings(step.component).items()}
-        return tasks.SageMakerCreateTrainingJob(
-            self.scope,
-            state_name(step, without),
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            training_job_name=sfn.JsonPath.format(f"{job_name_prefix(self.pipeline, step)}-{{}}", sfn.JsonPath.uuid()),
-            # Its S3 locations are JSON paths: CDK would grant S3 on "*". The role's own policy suffices.
-            role=self.role.without_policy_updates(),
-            algorithm_specification=tasks.AlgorithmSpecification(
-                training_image=tasks.DockerImage.from_ecr_repository(image.repository, image.image_tag),
-                training_input_mode=tasks.InputMode.FILE,
-            ),
-            input_data_config=[
-                tasks.Channel(
-                    channel_name=channel,
-                    data_source=tasks.DataSource(
-                        s3_data_source=tasks.S3DataSource(
-                            s3_location=tasks.S3Location.from_json_expression(artifact_path(source)),
-                            s3_data_type=tasks.S3DataType.S3_PREFIX,
-                            s3_data_distribution_type=tasks.S3DataDistributionType.FULLY_REPLICATED,
-                        )
-                    ),
-                )
-                for channel, source in step.inputs
-                if channel not in without
-            ],
-            output_data_config=tasks.OutputDataConfig(
-                s3_output_location=tasks.S3Location.from_json_expression(artifact_path(artifact))
-            ),
-            resource_config=tasks.ResourceConfig(
-                instance_count=1,
-                # The task adds SageMaker's "ml." prefix itself.
-                instance_type=ec2.InstanceType(resources.instance_type.removeprefix("ml.")),
-                volume_size=Size.gibibytes(resources.volume_size_gb),
-            ),
-            stopping_condition=tasks.StoppingCondition(max_runtime=Duration.minutes(resources.max_runtime_minutes)),
-            hyperparameters=hyperparameters or None,
-            environment=(
-                {RUN_SETTINGS_ENV: sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(run_settings_path(step)))}
-                if step.run_settings
-                else None
-            ),
-            tags={tag["Key"]: tag["Value"] for tag in self._tags(step)},
-            result_selector={"job": sfn.JsonPath.string_at("$.TrainingJobName")},
-            result_path=f"$.jobs.{step.name}",
-        )
-
     def grant(self, state_machine: sfn.StateMachine) -> None:
-        """What ``createProcessingJob.sync`` needs (the training task grants its own); names made per attempt."""
-        processing = [s for s in self.pipeline.steps if s.job is JobKind.PROCESSING]
-        if processing:
-            self._grant_processing(state_machine, processing)
-        if any(step.job is JobKind.TRAINING for step in self.pipeline.steps):
-            nag.wildcards(
-                state_machine.role,
-                "CDK's training-job task cannot scope a name built at run time (train-train-model-<uuid>).",
-                resources=(nag.arn("sagemaker", "training-job/*"),),
-            )
+        """What ``createProcessingJob.sync`` needs, for the job names this state machine makes (one per attempt)."""
+        if self.one_job:
+            self._grant_processing(state_machine, [f"{job_name_prefix(self.pipeline, None)}-*"])
+            return
+        self._grant_processing(state_machine, [f"{job_name_prefix(self.pipeline, s)}-*" for s in self.pipeline.steps])
 
-    def _grant_processing(self, state_machine: sfn.StateMachine, processing: list[Step]) -> None:
+    def _grant_processing(self, state_machine: sfn.StateMachine, names: list[str]) -> None:
         stack = Stack.of(self.scope)
-        names = [f"{job_name_prefix(self.pipeline, step)}-*" for step in processing]
         state_machine.add_to_role_policy(
             iam.PolicyStatement(
                 actions=[
@@ -297,7 +331,8 @@ class JobStates:
         )
         nag.wildcards(
             state_machine.role,
-            "Processing job names are <pipeline>-<step>-<uuid>, made per attempt; each step is limited to its prefix.",
+            "Processing job names are <pipeline>-<step|run>-<uuid>, made per attempt; each job is limited to its "
+            "prefix.",
             resources=tuple(nag.arn("sagemaker", f"processing-job/{name}") for name in names),
         )
 
@@ -308,51 +343,53 @@ def quota_retry_seconds() -> int:
     return int(sum(interval * rate**i for i in range(attempts)))
 
 
-def worst_case_minutes(config: DeploymentConfig, pipeline: Pipeline, step: Step) -> int:
-    """How long one step may take: every attempt to its limit, with every pause between them."""
-    limit = resources_for(config, pipeline, step).max_runtime_minutes
+def worst_case_minutes(config: DeploymentConfig, resources: JobResources) -> int:
+    """How long one job may take: every attempt to its limit, with every pause between them."""
+    limit = resources.max_runtime_minutes
     pauses_s = config.capacity_retries * max(config.capacity_retry_wait_seconds, THROTTLING_WAIT_S)
     return -(-(limit * 60 * (1 + config.capacity_retries) + pauses_s + quota_retry_seconds()) // 60)
 
 
-def state_machine_timeout_minutes(config: DeploymentConfig, pipeline: Pipeline) -> int:
+def state_machine_timeout_minutes(config: DeploymentConfig, pipeline: Pipeline, *, one_job: bool) -> int:
     """Above the sum of every job's worst case: a run is stopped only when something hangs.
 
     An execution timeout cannot be caught inside the state machine, so it must never cut short a run
     that SageMaker would still finish.
     """
-    return sum(worst_case_minutes(config, pipeline, s) for s in pipeline.steps) + CONTROL_ALLOWANCE_MINUTES
+    jobs = ([pipeline_resources(config, pipeline)] if one_job
+            else [resources_for(config, pipeline, step) for step in pipeline.steps])
+    return sum(worst_case_minutes(config, resources) for resources in jobs) + CONTROL_ALLOWANCE_MINUTES
 
 
 def add_error_handling(
     scope: Construct,
     job: sfn.TaskStateBase | sfn.CustomState,
     *,
-    step: Step,
+    counter: str,
     config: DeploymentConfig,
     on_failure: sfn.IChainable,
 ) -> None:
     """Retry quota errors; start the job again after throttling or a capacity error; else ``on_failure``.
 
     A retry of the same state evaluates the job name again, so every attempt has a fresh name.
-    The loop counts its attempts in ``$.attempts.<step>.n`` (set to 0 by the plan state); the
-    states it adds are named after the job's state (a step may have two: with and without an
-    optional channel).
+    The loop counts its attempts in ``$.attempts.<counter>.n`` (set to 0 by the plan state; the step's
+    name, or ``run`` for the whole-pipeline job); the states it adds are named after the job's state (a
+    job may have two: with and without an optional channel).
     """
     job.add_retry(
         errors=list(QUOTA_ERRORS), interval=Duration.seconds(int(QUOTA_RETRY["interval_s"])),
         max_attempts=int(QUOTA_RETRY["max_attempts"]), backoff_rate=float(QUOTA_RETRY["backoff_rate"]),
     )
     name = job.state_id
-    counter = f"$.attempts.{step.name}.n"
-    attempts_left = sfn.Condition.number_less_than(counter, config.capacity_retries)
+    count_at = f"$.attempts.{counter}.n"
+    attempts_left = sfn.Condition.number_less_than(count_at, config.capacity_retries)
 
     def again(kind: str, seconds: int) -> sfn.IChainable:
         count = sfn.Pass(
             scope,
             f"{name}Count{kind}Attempt",
-            parameters={"n": sfn.JsonPath.math_add(sfn.JsonPath.number_at(counter), 1)},
-            result_path=f"$.attempts.{step.name}",
+            parameters={"n": sfn.JsonPath.math_add(sfn.JsonPath.number_at(count_at), 1)},
+            result_path=f"$.attempts.{counter}",
         )
         wait = sfn.Wait(scope, f"{name}WaitFor{kind}", time=sfn.WaitTime.duration(Duration.seconds(seconds)))
         return count.next(wait).next(job)

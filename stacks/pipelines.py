@@ -5,15 +5,21 @@ the state machines only start jobs, wait, branch on the decision and catch failu
 
 Train (input ``{"train_data": "data/<stage>/train", "val_data": "data/<stage>/val"}``)::
 
-    plan Lambda (checks the input, reads train/latest, names every artifact) -> steps
-    (evaluate_champion only when there is a champion) -> record_train Lambda (writes
+    plan Lambda (checks the input, reads train/latest, names every artifact) -> one job running
+    every step (evaluate_champion only when there is a champion) -> record_train Lambda (writes
     train/last-attempt, and train/latest when promoted) -> notify
 
 Serve (input ``{}`` in simulation mode, or ``{"batch": "<key prefix>"}``)::
 
-    [next_batch Lambda] -> plan Lambda (no model: fail, "run the train pipeline first") -> steps ->
+    [next_batch Lambda] -> plan Lambda (no model: fail, "run the train pipeline first") -> jobs ->
     decide Lambda -> retrain? -> overlap guard -> start the train state machine | "skipped" ->
     record_serve Lambda (writes serve/latest, last) -> notify on drift
+
+The jobs: when every step runs on one instance (the default; the train pipeline always), the run is
+one processing job, ``python -m driftloop.components.pipeline`` running the steps in-process and
+writing every artifact at its step's key; a serve deployment with any step on N > 1 instances runs
+a job a step (``stacks.jobs.JobStates.one_job``: chosen at synthesis from the instance counts, so
+the state machine holds only the form it runs).
 
 Every job failure is caught: a message goes to the topic and the execution fails; no parameter
 is written on that path. Each Lambda's payload is built from its event contract's fields.
@@ -41,6 +47,7 @@ from stacks import nag
 from stacks.config import DeploymentConfig
 from stacks.control_steps import ControlStepFunctions
 from stacks.jobs import (
+    RUN,
     JobStates,
     add_error_handling,
     artifact_path,
@@ -152,7 +159,7 @@ class PipelineStateMachines(Construct):
             self,
             pipeline.name.title(),
             definition_body=sfn.DefinitionBody.from_chainable(start),
-            timeout=Duration.minutes(state_machine_timeout_minutes(self.config, pipeline)),
+            timeout=Duration.minutes(state_machine_timeout_minutes(self.config, pipeline, one_job=states.jobs.one_job)),
             tracing_enabled=self.config.tracing,
             logs=sfn.LogOptions(destination=logs, level=sfn.LogLevel.ALL, include_execution_data=True),
             comment=f"driftloop {pipeline.name} pipeline (rendered from driftloop.pipelines)",
@@ -230,16 +237,38 @@ class PipelineStateMachines(Construct):
             self.functions.plan,
             event,
             catches=catches,
-            result_selector={"plan": sfn.JsonPath.object_at("$"), "attempts": self._attempts(states.pipeline)},
+            result_selector={"plan": sfn.JsonPath.object_at("$"), "attempts": self._attempts(states)},
             result_path="$",
         )
 
     @staticmethod
-    def _attempts(pipeline: Pipeline) -> dict[str, Any]:
-        """Each step's capacity-retry counter (``add_error_handling``), starting at 0."""
-        return {step.name: {"n": 0} for step in pipeline.steps}
+    def _attempts(states: PipelineStates) -> dict[str, Any]:
+        """Each job's capacity-retry counter (``add_error_handling``), starting at 0."""
+        if states.jobs.one_job:
+            return {RUN: {"n": 0}}
+        return {step.name: {"n": 0} for step in states.pipeline.steps}
 
     def _steps(self, states: PipelineStates, then: sfn.IChainable) -> sfn.IChainable:
+        """The pipeline's jobs: the whole run as one job when every step is on one instance, else a job a step."""
+        return self._one_job(states, then) if states.jobs.one_job else self._job_per_step(states, then)
+
+    def _one_job(self, states: PipelineStates, then: sfn.IChainable) -> sfn.IChainable:
+        """One job for the whole run. A run that lacks an optional input (no champion yet) starts the job
+        without its channel, behind a Choice: SageMaker refuses a channel on an empty prefix."""
+        job = states.jobs.pipeline_job()
+        add_error_handling(states.scope, job, counter=RUN, config=self.config, on_failure=states.failure)
+        optional = states.pipeline.optional_inputs()
+        if not optional:
+            return job.next(then)
+        without = states.jobs.pipeline_job(optional)
+        add_error_handling(states.scope, without, counter=RUN, config=self.config, on_failure=states.failure)
+        return (
+            sfn.Choice(states.scope, f"{job.state_id}With{''.join(p.title() for a in optional for p in a.split('_'))}?")
+            .when(_all_present(optional), job.next(then))
+            .otherwise(without.next(then))
+        )
+
+    def _job_per_step(self, states: PipelineStates, then: sfn.IChainable) -> sfn.IChainable:
         """The pipeline's steps in order, each a job; a step with ``only_if`` sits behind a Choice.
 
         A step with optional inputs is two jobs behind a Choice: with every channel when the plan
@@ -265,7 +294,7 @@ class PipelineStateMachines(Construct):
     def _job(self, states: PipelineStates, step: Step, without: tuple[str, ...], then: sfn.IChainable
              ) -> sfn.IChainable:
         job = states.jobs.job(step, without)
-        add_error_handling(states.scope, job, step=step, config=self.config, on_failure=states.failure)
+        add_error_handling(states.scope, job, counter=step.name, config=self.config, on_failure=states.failure)
         return job.next(then)
 
     # ------------------------------------------------------------------ train

@@ -19,7 +19,7 @@ def _job(
     state: str, inputs: tuple[str, ...], outputs: tuple[str, ...], environment: dict[str, str] | None = None
 ) -> Job:
     return Job(
-        pipeline="train", state=state, kind="processing", component="processing", entrypoint=None, arguments=(),
+        pipeline="train", state=state, component="processing", entrypoint=None, arguments=(),
         inputs=tuple(Channel(PurePosixPath(f"/opt/ml/processing/input/{a}"), a) for a in inputs),
         outputs=tuple(Channel(PurePosixPath(f"/opt/ml/processing/output/{a}"), a) for a in outputs),
         environment=environment or {},
@@ -54,6 +54,14 @@ def test_the_environment_is_rendered_from_the_plans_run_settings() -> None:
     assert json.loads(rendered["SETTINGS"]) == {"trained_on": "original", "run_id": "r1"}
     with pytest.raises(CheckFailed, match="teach the check"):
         inputs.environment(_job("X", (), (), {"E.$": "$.something.else"}), {})
+
+
+def test_a_whole_pipeline_jobs_environment_holds_every_steps_run_settings() -> None:
+    """As ``driftloop.loop.plan_run`` makes ``RunPlan.settings``: only the steps that take any."""
+    job = _job("TrainRun", (), (), {"DRIFTLOOP_PLAN_SETTINGS.$": "States.JsonToString($.plan.settings)"})
+    rendered = Inputs.of("train").environment(job, {"run_id": "train-1", "data_name": "original"})
+    assert json.loads(rendered["DRIFTLOOP_PLAN_SETTINGS"]) == {
+        "train_model": {"trained_on": "original"}, "learn_reference": {"trained_on": "original", "run_id": "train-1"}}
 
 
 def test_the_check_knows_both_pipelines_inputs() -> None:

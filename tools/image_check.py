@@ -11,16 +11,18 @@ exactly as SageMaker would run the jobs of the synthesized state machines.
 3. **Build.** ``containers/Dockerfile``, one ``--target`` per component, ``BASE_IMAGE`` as build
    argument. pip inside the build gets this machine's pip configuration and CA bundle as build
    secrets (mounted for the install step only). Each image's unpacked size must be <= 2 GB.
-4. **Chain.** ``app.py`` is synthesized; every SageMaker task of the train and serve state machines is
-   read from the template (image asset, ``ContainerEntrypoint``/``ContainerArguments``, inputs and
+4. **Chain.** ``app.py`` is synthesized twice: with ``cdk.json``'s settings (every step on one
+   instance: each run is one whole-pipeline job) and with ``instances.process = 2`` (the serve
+   pipeline as a job a step). Every SageMaker task of the train and serve state machines is read from
+   the template (image asset, ``ContainerEntrypoint``/``ContainerArguments``, environment, inputs and
    outputs with their container paths) and run in its image with ``--network none``, a memory limit, a
-   read-only root and a non-root user; S3 is a folder per JSONPath of the state (``$.uri.train_shards``
-   ...), jobs run in data order. The training job runs as ``<image> train`` with
-   ``/opt/ml/input/config/hyperparameters.json``, its channels under ``/opt/ml/input/data`` and
-   ``/opt/ml/model``, whose content becomes ``model.tar.gz`` as SageMaker uploads it. The chain: train
-   on the original data, serve the original and the noisy test sets, retrain on the noisy data (with
-   the first model as champion). Then two failing jobs must exit non-zero and leave their message in
-   ``/opt/ml/output/{message,failure}``. No job log may carry CUDA/cuDNN lines.
+   read-only root and a non-root user; S3 is a folder per JSONPath of the state (``$.plan.uri.model``
+   ...), jobs run in data order, one container a job (a step on N instances runs once, as one host).
+   The chain, one job a run: train on the original data, serve the original and the noisy test sets,
+   retrain on the noisy data (with the first model as champion); then both serve runs again a job a
+   step, which must give the same drift reports and predictions. Then two failing jobs (the one-job
+   serve run and a per-step job) must exit non-zero and leave their message in
+   ``/opt/ml/output/message``. No job log may carry CUDA/cuDNN lines.
 
 Exits 0 when everything holds, 1 with a message saying what failed otherwise; a summary (timings,
 sizes, drift results) goes to ``<workdir>/image_check.json``.
@@ -37,21 +39,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from driftloop.pipelines import (
-    BATCH_START_FIELD,
-    PIPELINES,
-    TRAINING_HYPERPARAMETERS,
-    TRAINING_INPUT_ROOT,
-    TRAINING_MODEL_DIR,
-    Component,
-)
+from driftloop.pipelines import BATCH_START_FIELD, DRIFT_REPORT_FILE, PIPELINES, PREDICTIONS_FILE, Component
 from tools.cfn_template import resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,6 +72,10 @@ GPU_NOISE = re.compile(r"cuda|cudnn|cufft|cublas|cuinit|TF-TRT", re.IGNORECASE)
 # Where SageMaker reads a failed job's message (the channels' paths are driftloop.pipelines').
 SAGEMAKER_OUTPUT = PurePosixPath("/opt/ml/output")
 CONTAINER_UID = "1000:1000"
+# The settings on top of cdk.json's that render the serve pipeline as a job a step (a step on N > 1).
+PER_STEP_INSTANCES = {"process": 2}
+# The only state path an environment value renders besides one step's settings: every step's.
+PLAN_SETTINGS = "$.plan.settings"
 
 
 class CheckFailed(Exception):
@@ -296,26 +294,29 @@ class Channel:
 class Job:
     pipeline: str
     state: str
-    kind: str  # "processing" or "training"
     component: str
     entrypoint: tuple[str, ...] | None
     arguments: tuple[str, ...]
     inputs: tuple[Channel, ...]
     outputs: tuple[Channel, ...]
     environment: dict[str, str] = field(default_factory=dict)
-    hyperparameters: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return f"{self.pipeline}-{self.state}"
 
 
-def synthesize(outdir: Path) -> Path:
+def synthesize(outdir: Path, instances: Mapping[str, int] | None = None) -> Path:
+    """``app.py`` with cdk.json's context, and these instance counts when given."""
     if outdir.exists():
         shutil.rmtree(outdir)
+    context = json.loads((REPO / "cdk.json").read_text())["context"]
+    if instances is not None:
+        context["driftloop"] = {**context.get("driftloop", {}), "instances": dict(instances)}
     env = {
         **os.environ,
         "CDK_OUTDIR": str(outdir),
+        "CDK_CONTEXT_JSON": json.dumps(context),
         "CDK_DEFAULT_ACCOUNT": "123456789012",
         "CDK_DEFAULT_REGION": "us-east-1",
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
@@ -347,40 +348,25 @@ def _artifact(item: Mapping[str, Any], what: str) -> str:
 def _job(pipeline: str, state: str, spec: Mapping[str, Any], components: Mapping[str, str]) -> Job:
     params = spec["Parameters"]
     what = f"{pipeline} state {state}"
-    hyper: dict[str, str] = {}
-    if spec["Resource"].endswith("createProcessingJob.sync"):
-        app = params["AppSpecification"]
-        inputs = tuple(
-            Channel(PurePosixPath(i["S3Input"]["LocalPath"]), _artifact(i["S3Input"], what))
-            for i in params.get("ProcessingInputs", [])
-        )
-        outputs = tuple(
-            Channel(PurePosixPath(o["S3Output"]["LocalPath"]), _artifact(o["S3Output"], what))
-            for o in params.get("ProcessingOutputConfig", {}).get("Outputs", [])
-        )
-        image, kind = app["ImageUri"], "processing"
-        entrypoint = tuple(app["ContainerEntrypoint"]) if "ContainerEntrypoint" in app else None
-        arguments = tuple(app.get("ContainerArguments", ()))
-    elif spec["Resource"].endswith("createTrainingJob.sync"):
-        algorithm = params["AlgorithmSpecification"]
-        inputs = tuple(
-            Channel(TRAINING_INPUT_ROOT / c["ChannelName"], _artifact(c["DataSource"]["S3DataSource"], what))
-            for c in params.get("InputDataConfig", [])
-        )
-        outputs = (Channel(TRAINING_MODEL_DIR, _artifact(params["OutputDataConfig"], what)),)
-        image, kind = algorithm["TrainingImage"], "training"
-        hyper = {str(k): str(v) for k, v in params.get("HyperParameters", {}).items()}
-        entrypoint = tuple(algorithm["ContainerEntrypoint"]) if "ContainerEntrypoint" in algorithm else None
-        arguments = tuple(algorithm.get("ContainerArguments", ("train",)))  # SageMaker: `<image> train`
-    else:
-        raise CheckFailed(f"{what}: unknown SageMaker integration {spec['Resource']}")
-    tag = image.rpartition(":")[2]
+    if not spec["Resource"].endswith("createProcessingJob.sync"):
+        raise CheckFailed(f"{what}: unknown SageMaker integration {spec['Resource']}; teach the check")
+    app = params["AppSpecification"]
+    inputs = tuple(
+        Channel(PurePosixPath(i["S3Input"]["LocalPath"]), _artifact(i["S3Input"], what))
+        for i in params.get("ProcessingInputs", [])
+    )
+    outputs = tuple(
+        Channel(PurePosixPath(o["S3Output"]["LocalPath"]), _artifact(o["S3Output"], what))
+        for o in params.get("ProcessingOutputConfig", {}).get("Outputs", [])
+    )
+    tag = app["ImageUri"].rpartition(":")[2]
     if tag not in components:
-        raise CheckFailed(f"{what}: image {image} is not one of the template's image assets")
+        raise CheckFailed(f"{what}: image {app['ImageUri']} is not one of the template's image assets")
     return Job(
-        pipeline=pipeline, state=state, kind=kind, component=components[tag], entrypoint=entrypoint,
-        arguments=arguments, inputs=inputs, outputs=outputs,
-        environment={str(k): str(v) for k, v in params.get("Environment", {}).items()}, hyperparameters=hyper,
+        pipeline=pipeline, state=state, component=components[tag],
+        entrypoint=tuple(app["ContainerEntrypoint"]) if "ContainerEntrypoint" in app else None,
+        arguments=tuple(app.get("ContainerArguments", ())), inputs=inputs, outputs=outputs,
+        environment={str(k): str(v) for k, v in params.get("Environment", {}).items()},
     )  # fmt: skip
 
 
@@ -436,6 +422,11 @@ class Inputs:
             run_settings={step.name: dict(step.run_settings) for step in definition.steps},
         )
 
+    def plan_settings(self, facts: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        """The run's ``RunPlan.settings``, as ``driftloop.loop.plan_run`` makes them from its facts."""
+        return {step: {key: facts[fact] for key, fact in settings.items()}
+                for step, settings in self.run_settings.items() if settings}
+
     def environment(self, job: Job, facts: Mapping[str, str]) -> dict[str, str]:
         """The job's environment as Step Functions renders it from the run's plan."""
         rendered: dict[str, str] = {}
@@ -443,11 +434,12 @@ class Inputs:
             if not name.endswith(".$"):
                 rendered[name] = value
                 continue
-            match = re.fullmatch(r"States\.JsonToString\(\$\.plan\.settings\.(\w+)\)", value)
-            if not match or match.group(1) not in self.run_settings:
+            match = re.fullmatch(r"States\.JsonToString\(\$\.plan\.settings(?:\.(\w+))?\)", value)
+            if not match or (match.group(1) is not None and match.group(1) not in self.run_settings):
                 raise CheckFailed(f"{job.name}: cannot render its environment {name}: {value}; teach the check")
-            settings = {key: facts[fact] for key, fact in self.run_settings[match.group(1)].items()}
-            rendered[name[:-2]] = json.dumps(settings, separators=(",", ":"))
+            settings = self.plan_settings(facts)  # the whole-pipeline job's: every step's
+            rendered[name[:-2]] = json.dumps(settings if match.group(1) is None else settings[match.group(1)],
+                                             separators=(",", ":"))
         return rendered
 
 
@@ -511,11 +503,6 @@ def job_mounts(job: Job, scratch: Path, sources: Mapping[str, Path]) -> list[tup
     for channel in job.outputs:
         mounts.append((writable(scratch / "out" / channel.container_path.name), channel.container_path, False))
     mounts.append((writable(scratch / "output"), SAGEMAKER_OUTPUT, False))
-    if job.kind == "training":
-        config = writable(scratch / "config") / TRAINING_HYPERPARAMETERS.name
-        config.write_text(json.dumps(job.hyperparameters))  # SageMaker passes hyperparameters as strings
-        config.chmod(0o644)
-        mounts.append((config, TRAINING_HYPERPARAMETERS, True))
     return mounts
 
 
@@ -539,14 +526,7 @@ def run_job(
         local = scratch / "out" / channel.container_path.name
         if not any(local.iterdir()):
             raise CheckFailed(f"{job.name}: wrote nothing to {channel.container_path}")
-        target = store / channel.artifact
-        if job.kind == "training":  # SageMaker uploads /opt/ml/model as <output>/<job>/output/model.tar.gz
-            (target / job.name / "output").mkdir(parents=True)
-            with tarfile.open(target / job.name / "output" / "model.tar.gz", "w:gz") as archive:
-                for path in sorted(local.iterdir()):
-                    archive.add(path, arcname=path.name)
-        else:
-            shutil.copytree(local, target)
+        shutil.copytree(local, store / channel.artifact)
     noise = [line for line in log_path.read_text().splitlines()[1:] if GPU_NOISE.search(line)]
     if noise:
         raise CheckFailed(f"{job.name}: the job log has GPU probing lines, e.g. {noise[0]!r}\n  log: {log_path}")
@@ -676,21 +656,26 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
     summary["engine"] = engine.program
     summary.update(build_checked_images(engine, workdir, args))
 
-    log("synthesizing app.py")
+    log("synthesizing app.py: cdk.json's settings, then a serve step on 2 instances")
     pipelines = read_pipelines(synthesize(workdir / "cdk.out"))
+    per_step = read_pipelines(synthesize(workdir / "cdk.out.per-step", PER_STEP_INSTANCES))["serve"]
+    if len(pipelines["serve"]) != 1 or len(per_step) != len(PIPELINES["serve"].steps):
+        raise CheckFailed(f"expected one serve job by default and a job a step with {PER_STEP_INSTANCES}, got "
+                          f"{[j.state for j in pipelines['serve']]} and {[j.state for j in per_step]}")
     data = make_data(workdir)
     chain_started = time.monotonic()
-    results, drift = run_chain(engine, pipelines, data, workdir)
+    results, drift, runs = run_chain(engine, pipelines, per_step, data, workdir)
     summary["chain_seconds"] = round(time.monotonic() - chain_started, 1)
     summary["jobs"] = [{"job": r.name, "component": r.component, "seconds": round(r.seconds, 1)} for r in results]
+    summary["runs"] = runs
     summary["drift"] = drift
 
-    # A failing job tells SageMaker why (ExitMessage of a processing job, FailureReason of a training job).
-    process = next(j for j in pipelines["serve"] if j.component == Component.PROCESSING)
-    training = next(j for j in pipelines["train"] if j.kind == "training")
+    # A failing job tells SageMaker why (its ExitMessage): the whole serve run's job, and one step's.
+    (whole,) = pipelines["serve"]
+    process = next(j for j in per_step if j.component == Component.PROCESSING)
     summary["failure_messages"] = {
-        process.name: expect_failure(engine, process, Inputs.of("serve"), workdir, "message"),
-        training.name: expect_failure(engine, training, Inputs.of("train"), workdir, "failure"),
+        whole.name: expect_failure(engine, whole, Inputs.of("serve"), workdir, "message"),
+        f"{process.name}-per-step": expect_failure(engine, process, Inputs.of("serve"), workdir, "message"),
     }
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return summary
@@ -713,39 +698,55 @@ def build_checked_images(engine: Engine, workdir: Path, args: argparse.Namespace
 
 
 def run_chain(
-    engine: Engine, pipelines: Mapping[str, Sequence[Job]], data: Path, workdir: Path
-) -> tuple[list[JobResult], dict[str, Any]]:
-    """Train on the original data, serve its test set and the noisy one, retrain on the noisy data.
+    engine: Engine, pipelines: Mapping[str, Sequence[Job]], per_step: Sequence[Job], data: Path, workdir: Path
+) -> tuple[list[JobResult], dict[str, Any], dict[str, dict[str, Any]]]:
+    """Train on the original data, serve its test set and the noisy one, retrain on the noisy data, one
+    job a run; serve both test sets again a job a step (``per_step``), which must give the same results.
 
-    Returns every job's result and each serve run's drift result.
+    Returns every job's result, each serve run's drift result, and each run's job count and wall time.
     """
     train, serve = Inputs.of("train"), Inputs.of("serve")
+    runs: dict[str, dict[str, Any]] = {}
+
+    def timed(jobs: Sequence[Job], inputs: Inputs, label: str, **kwargs: Any) -> tuple[Path, list[JobResult]]:
+        started = time.monotonic()
+        store, results, skipped = run_pipeline(engine, jobs, inputs, workdir=workdir, label=label, **kwargs)
+        if skipped:
+            log(f"  not run in {label} (there is no champion yet): {', '.join(skipped)}")
+        runs[label] = {"jobs": len(results), "seconds": round(time.monotonic() - started, 1),
+                       "job_seconds": round(sum(r.seconds for r in results), 1)}
+        return store, results
 
     def train_start(stage: str) -> dict[str, Path]:
         return {"train_data": data / stage / "train", "val_data": data / stage / "val"}
 
-    first, results, skipped = run_pipeline(
-        engine, pipelines["train"], train, start=train_start("original"), record=None, workdir=workdir,
-        label="train", data_name="original",
-    )  # fmt: skip
-    if skipped:
-        log(f"  not run on the first train run (there is no champion yet): {', '.join(skipped)}")
+    first, results = timed(pipelines["train"], train, "train", start=train_start("original"), record=None,
+                           data_name="original")
     # The train record holds the run's artifacts under their own names (model, detector, explainer).
     record = {artifact.name: artifact for artifact in first.iterdir()}
     drift: dict[str, Any] = {}
     for stage in ("original", "noisy"):
-        store, jobs, _ = run_pipeline(
-            engine, pipelines["serve"], serve, start={BATCH_START_FIELD: data / stage / "test"}, record=record,
-            workdir=workdir, label=f"serve-{stage}", data_name=stage,
-        )  # fmt: skip
-        results += jobs
+        start = {BATCH_START_FIELD: data / stage / "test"}
+        store, jobs = timed(pipelines["serve"], serve, f"serve-{stage}", start=start, record=record, data_name=stage)
+        by_step, step_jobs = timed(per_step, serve, f"serve-{stage}-per-step", start=start, record=record,
+                                   data_name=stage)
+        same_results(store, by_step, f"serve {stage}/test")
+        results += jobs + step_jobs
         drift[stage] = drift_of(store)
-        log(f"  serve on {stage}/test: {drift[stage]}")
-    _, jobs, _ = run_pipeline(
-        engine, pipelines["train"], train, start=train_start("noisy"), record=record, workdir=workdir,
-        label="retrain", data_name="noisy",
-    )  # fmt: skip
-    return results + jobs, drift
+        log(f"  serve on {stage}/test: {drift[stage]}; one job {runs[f'serve-{stage}']['seconds']} s, a job a step "
+            f"{runs[f'serve-{stage}-per-step']['seconds']} s")
+    _, jobs = timed(pipelines["train"], train, "retrain", start=train_start("noisy"), record=record, data_name="noisy")
+    return results + jobs, drift, runs
+
+
+def same_results(one_job: Path, per_step: Path, what: str) -> None:
+    """The one-job run and the job-a-step run wrote the same drift report and predictions."""
+    reports = [json.loads(next(store.rglob(DRIFT_REPORT_FILE)).read_text()) for store in (one_job, per_step)]
+    predictions = [sorted(next(store.rglob(PREDICTIONS_FILE)).read_text().splitlines())
+                   for store in (one_job, per_step)]
+    if reports[0] != reports[1] or predictions[0] != predictions[1]:
+        raise CheckFailed(f"{what}: one job and a job a step differ: {reports} / {len(predictions[0])} "
+                          f"and {len(predictions[1])} prediction rows")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

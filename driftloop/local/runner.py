@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib
 import logging
 import multiprocessing
 import os
@@ -26,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -35,7 +34,8 @@ from pathlib import Path
 from typing import Final
 
 from driftloop import loop
-from driftloop.components.entrypoint import Invocation, Runner
+from driftloop.components.entrypoint import Invocation
+from driftloop.components.pipeline import component_runner, run_step, runs, step_invocation, step_settings
 from driftloop.config import Settings
 from driftloop.decision import RetrainDecision
 from driftloop.drift_report import DriftReport
@@ -69,13 +69,6 @@ class ServeOutcome:
         if self.retrain is not None:
             lines.append(self.retrain.summary())
         return "\n".join(lines)
-
-
-def component_runner(component: Component, mode: str) -> Runner:
-    """The in-process runner behind a component's container entrypoint."""
-    module = importlib.import_module(f"driftloop.components.{component.value}")
-    runners: Mapping[str, Runner] = module.RUNNERS
-    return runners[mode]
 
 
 def run_on_host(component: Component, invocation: Invocation) -> object:
@@ -221,7 +214,7 @@ class LocalSystem:
     def _run_step(self, pipeline: Pipeline, step: Step, plan: loop.RunPlan, scratch: Path,
                   local: dict[str, Path], workers: HostWorkers) -> None:
         """One step: inputs from the store, outputs back to it (and into ``local``)."""
-        if any(a not in plan.uri for a in step.only_if):
+        if not runs(step, plan.uri):
             return
         if self.on_step is not None:
             self.on_step(pipeline, step)
@@ -234,23 +227,23 @@ class LocalSystem:
 
     def _run_job(self, step: Step, plan: loop.RunPlan, scratch: Path, local: dict[str, Path], workers: HostWorkers,
                  count: int) -> None:
-        """The step as its job: inputs from the store, the component on ``count`` host(s), outputs to the store."""
-        absent = {channel for channel, artifact in step.optional_inputs() if artifact not in plan.uri}
-        inputs = {channel: self._materialize(artifact, plan.uri[artifact], scratch, local)
-                  for channel, artifact in step.inputs
-                  if channel not in absent and (count == 1 or channel not in step.sharded)}
-        outputs = {channel: scratch / "out" / artifact for channel, artifact in step.outputs}
-        for folder in outputs.values():
-            folder.mkdir(parents=True, exist_ok=True)
-        settings = {**self.settings.component(step.component.value).to_dict(), **plan.settings.get(step.name, {})}
-        invocation = Invocation(mode=step.mode, inputs=inputs, outputs=outputs, settings=settings)
+        """The step as its job: inputs from the store, the component on ``count`` host(s), outputs to the store.
+
+        On one host it runs as in a whole-pipeline job (``driftloop.components.pipeline.run_step``)."""
+        sharded = step.sharded if count > 1 else ()
+        folders = {artifact: self._materialize(artifact, plan.uri[artifact], scratch, local)
+                   for channel, artifact in step.inputs if artifact in plan.uri and channel not in sharded}
+        settings = step_settings(step, {step.component.value: self.settings.component(step.component.value).to_dict()},
+                                 plan.settings)
         if count == 1:
-            component_runner(step.component, step.mode)(invocation)
+            written = run_step(step, folders, scratch / "out", settings)
         else:
+            invocation = step_invocation(step, folders, scratch / "out", settings, leave_out=sharded)
             self._run_scaled_out(step, plan, invocation, count, scratch, workers)
-        for _channel, artifact in step.outputs:
-            self.objects.upload_dir(outputs[_channel], self.objects.key_from_uri(plan.uri[artifact]))
-            local[artifact] = outputs[_channel]
+            written = {artifact: invocation.outputs[channel] for channel, artifact in step.outputs}
+        for artifact, folder in written.items():
+            self.objects.upload_dir(folder, self.objects.key_from_uri(plan.uri[artifact]))
+            local[artifact] = folder
 
     def _run_scaled_out(self, step: Step, plan: loop.RunPlan, invocation: Invocation, count: int,
                         scratch: Path, workers: HostWorkers) -> None:

@@ -1,4 +1,4 @@
-"""CDK suite: the app is synthesized once per session (development and production variants).
+"""CDK suite: the app is synthesized once per session (development, production and job-a-step variants).
 
 Synthesis is slow (jsii, asset staging), so every template test shares one ``Synthesized``.
 CDK's built-in CloudFormation validator is switched off here: the suite runs cfn-lint on the
@@ -37,11 +37,16 @@ PRODUCTION_OVERRIDES: dict[str, Any] = {
 }
 
 
+# The development settings with one serve step on four instances: the job-a-step form.
+PER_STEP_OVERRIDES: dict[str, Any] = {"driftloop.stack_name": "DriftloopPerStep", "driftloop.instances.process": "4"}
+
+
 @dataclass(frozen=True)
 class Synthesized:
     app: Any
     development: Any  # DriftloopStack
     production: Any
+    per_step: Any
     outdir: Path
 
     def template_file(self, stack: Any) -> Path:
@@ -64,8 +69,10 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesize
     development = build(app)
     production_config = DeploymentConfig.from_context(context[CONTEXT_KEY], PRODUCTION_OVERRIDES)
     production = DriftloopStack(app, production_config.stack_name, config=production_config)
+    per_step_config = DeploymentConfig.from_context(context[CONTEXT_KEY], PER_STEP_OVERRIDES)
+    per_step = DriftloopStack(app, per_step_config.stack_name, config=per_step_config)
     app.synth()
-    yield Synthesized(app=app, development=development, production=production, outdir=outdir)
+    yield Synthesized(app=app, development=development, production=production, per_step=per_step, outdir=outdir)
 
 
 @dataclass

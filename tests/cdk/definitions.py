@@ -67,3 +67,27 @@ def sagemaker_jobs(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for name, state in definition["States"].items()
         if state["Type"] == "Task" and ":sagemaker:" in state["Resource"]
     }
+
+
+def job_paths(definition: dict[str, Any], until: str) -> list[list[str]]:
+    """The SageMaker jobs started, in order, on every way from the start to ``until`` (Catch not
+    followed, no state entered twice: a capacity retry starts the same job again, not another one)."""
+    states = definition["States"]
+    jobs = sagemaker_jobs(definition)
+    found: list[list[str]] = []
+
+    def walk(name: str, path: list[str]) -> None:
+        if name in path:
+            return
+        path = [*path, name]
+        if name == until:
+            found.append([s for s in path if s in jobs])
+            return
+        state = states[name]
+        catches = {catch["Next"] for catch in state.get("Catch", [])}
+        for following in successors(state):
+            if following not in catches:
+                walk(following, path)
+
+    walk(definition["StartAt"], [])
+    return found

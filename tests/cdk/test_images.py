@@ -41,13 +41,13 @@ def test_one_image_asset_per_component_each_a_target_of_the_one_dockerfile(synth
 def test_make_images_reads_every_sagemaker_job_with_its_container_paths(synthesized: Synthesized) -> None:
     pipelines = image_check.read_pipelines(synthesized.outdir)
     assert set(pipelines) == {"train", "serve"}
-    assert {job.component for jobs in pipelines.values() for job in jobs} == {c.value for c in Component}
-    # The training step is two jobs: with the champion's channel, and without it (the first training).
-    training = {job.state: job for job in pipelines["train"] if job.kind == "training"}
-    assert set(training) == {"TrainModel", "TrainModelWithoutChampion"}
-    assert all(job.arguments == ("train",) and job.entrypoint is None for job in training.values())
-    channels = {state: [c.container_path.name for c in job.inputs] for state, job in training.items()}
-    assert channels == {"TrainModel": ["train", "val", "champion"], "TrainModelWithoutChampion": ["train", "val"]}
+    # Every run is one job (the state machine of each stack): the train job with and without the champion.
+    train = {job.state: job for job in pipelines["train"]}
+    assert set(train) == {"TrainRun", "TrainRunWithoutChampionModel"}
+    assert all(job.entrypoint == ("python", "-m", "driftloop.components.pipeline") for job in train.values())
+    channels = {state: [c.artifact for c in job.inputs] for state, job in train.items()}
+    assert channels == {"TrainRun": ["raw_train", "raw_val", "champion_model"],
+                        "TrainRunWithoutChampionModel": ["raw_train", "raw_val"]}
     for jobs in pipelines.values():
         for job in jobs:
             for channel in (*job.inputs, *job.outputs):

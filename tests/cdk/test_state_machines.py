@@ -1,4 +1,9 @@
-"""The rendered state machines do what driftloop.pipelines says, and fail safely."""
+"""The rendered state machines do what driftloop.pipelines says, and fail safely.
+
+Three renderings: the development defaults (every step on one instance: the serve run and the train
+run each one job), production (serve steps on 2 and 3 instances: a job a serve step) and the defaults
+with ``instances.process = 4`` (a job a serve step).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, JobKind, Pipeline, container_path
+from driftloop.components.pipeline import artifact_channel
+from driftloop.pipelines import PLAN_SETTINGS_ENV, SERVE_PIPELINE, TRAIN_PIPELINE, Pipeline, container_path
 
 from .conftest import REPO_ROOT, Synthesized
-from .definitions import definition_of, happy_path, reachable, sagemaker_jobs
+from .definitions import definition_of, happy_path, job_paths, reachable, sagemaker_jobs
 
 ASL_VALIDATOR = REPO_ROOT / "node_modules" / ".bin" / "asl-validator"
 
@@ -39,7 +45,19 @@ def production_definitions(synthesized: Synthesized) -> dict[str, dict[str, Any]
     return _definitions(synthesized, synthesized.production)
 
 
+@pytest.fixture(scope="module")
+def per_step_definitions(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
+    return _definitions(synthesized, synthesized.per_step)
+
+
+@pytest.fixture(scope="module")
+def all_definitions(definitions: dict[str, Any], per_step_definitions: dict[str, Any]) -> list[dict[str, Any]]:
+    """Both forms: the development defaults' (one job a run) and the job-a-step serve machine."""
+    return [definitions["train"], definitions["serve"], per_step_definitions["serve"]]
+
+
 PIPELINES = {"train": TRAIN_PIPELINE, "serve": SERVE_PIPELINE}
+RECORD_STATES = {"train": "RecordTrain", "serve": "RecordServe"}
 
 
 def _step_of(pipeline: Pipeline, state: str) -> str:
@@ -49,109 +67,141 @@ def _step_of(pipeline: Pipeline, state: str) -> str:
 
 
 @pytest.mark.parametrize("name", ["train", "serve"])
-def test_jobs_run_in_the_order_of_the_pipeline_definition(definitions: dict[str, Any], name: str) -> None:
-    definition = definitions[name]
-    jobs = sagemaker_jobs(definition)
-    order = [_step_of(PIPELINES[name], state) for state in happy_path(definition) if state in jobs]
-    assert order == [step.name for step in PIPELINES[name].steps]
-
-
-@pytest.mark.parametrize("name", ["train", "serve"])
-def test_every_sagemaker_job_is_sync_retries_only_quota_errors_in_place_and_is_caught(
+def test_with_the_default_settings_every_run_starts_exactly_one_sagemaker_job(
     definitions: dict[str, Any], name: str
 ) -> None:
-    definition = definitions[name]
-    jobs = sagemaker_jobs(definition)
-    # One job a step; two for a step with an optional channel (with it and without it).
-    steps = PIPELINES[name].steps
-    assert len(jobs) == len(steps) + sum(bool(step.optional_inputs()) for step in steps)
-    for state_name, state in jobs.items():
-        assert state["Resource"].endswith(".sync"), state_name
-        retried = {error for retry in state.get("Retry", []) for error in retry["ErrorEquals"]}
-        assert retried == {"SageMaker.ResourceLimitExceededException"}
-        catches = [error for catch in state["Catch"] for error in catch["ErrorEquals"]]
-        assert catches[-1] == "States.ALL", state_name
-        # Every way out of a failed job ends in the failure notice and a Fail state.
-        for catch in state["Catch"]:
-            after = reachable(definition, catch["Next"])
-            assert "NotifyFailure" in after
-            assert any(definition["States"][s]["Type"] == "Fail" for s in after)
+    """Every way through the state machine to the run's record starts one job, which runs the whole
+    pipeline in-process and writes every artifact at the key of the run's plan."""
+    paths = job_paths(definitions[name], RECORD_STATES[name])
+    assert paths and all(len(jobs) == 1 for jobs in paths), paths
+    pipeline = PIPELINES[name]
+    for (state,) in paths:
+        parameters = definitions[name]["States"][state]["Parameters"]
+        app = parameters["AppSpecification"]
+        assert app["ContainerEntrypoint"] == ["python", "-m", "driftloop.components.pipeline"]
+        assert app["ContainerArguments"][:2] == ["--pipeline", name]
+        assert parameters["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+        outputs = {o["OutputName"]: o["S3Output"] for o in parameters["ProcessingOutputConfig"]["Outputs"]}
+        assert outputs == {a: {"S3Uri.$": f"$.plan.uri.{a}", "LocalPath": str(artifact_channel("output", a)),
+                               "S3UploadMode": "EndOfJob"} for a in pipeline.produced()}
+        inputs = {i["InputName"]: i["S3Input"]["LocalPath"] for i in parameters["ProcessingInputs"]}
+        assert set(inputs) <= {*pipeline.external_artifacts(), *pipeline.resolved_artifacts()}
+        assert inputs == {a: str(artifact_channel("input", a)) for a in inputs}
 
 
-@pytest.mark.parametrize("name", ["train", "serve"])
-def test_a_failed_job_changes_no_parameter(definitions: dict[str, Any], name: str) -> None:
-    definition = definitions[name]
-    writers = {
-        s for s, state in definition["States"].items()
-        if state["Type"] == "Task" and s in ("RecordTrain", "RecordServe")
-    }
-    assert writers, "expected states that write the records"
-    for job, state in sagemaker_jobs(definition).items():
-        for catch in state["Catch"]:
-            # The capacity retry may start the job again; up to that point nothing is written.
-            after = reachable(definition, catch["Next"], stop=frozenset({job}))
-            assert not after & writers, (job, after & writers)
-            assert "NotifyFailure" in after
+def test_with_a_serve_step_on_four_instances_every_step_is_its_own_job(per_step_definitions: dict[str, Any]) -> None:
+    definition = per_step_definitions["serve"]
+    paths = job_paths(definition, "RecordServe")
+    assert paths
+    for jobs in paths:
+        assert [_step_of(SERVE_PIPELINE, state) for state in jobs] == [step.name for step in SERVE_PIPELINE.steps]
+        counts = [definition["States"][j]["Parameters"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"]
+                  for j in jobs]
+        assert counts == [4, 1, 1, 1, 1]
+    order = [_step_of(SERVE_PIPELINE, s) for s in happy_path(definition) if s in sagemaker_jobs(definition)]
+    assert order == [step.name for step in SERVE_PIPELINE.steps]
 
 
-def test_capacity_errors_start_the_job_again_with_a_fresh_name(definitions: dict[str, Any]) -> None:
-    definition = definitions["serve"]
+def test_the_first_training_starts_its_job_without_a_champion_channel(definitions: dict[str, Any]) -> None:
+    """SageMaker refuses a channel on an empty prefix: the first training starts without the champion's."""
+    states = definitions["train"]["States"]
+    choice = states["TrainRunWithChampionModel?"]
+    assert choice["Choices"] == [{"Variable": "$.plan.uri.champion_model", "IsPresent": True, "Next": "TrainRun"}]
+    assert choice["Default"] == "TrainRunWithoutChampionModel"
+    with_champion, without = states["TrainRun"], states["TrainRunWithoutChampionModel"]
+    inputs = [i["InputName"] for i in with_champion["Parameters"]["ProcessingInputs"]]
+    assert inputs == ["raw_train", "raw_val", "champion_model"]
+    assert [i["InputName"] for i in without["Parameters"]["ProcessingInputs"]] == ["raw_train", "raw_val"]
+    # Otherwise the same job: settings, outputs, retries, catches and the state after it.
+    differ = {"ProcessingInputs", "ProcessingJobName.$"}
+    assert {k: v for k, v in with_champion["Parameters"].items() if k not in differ} == {
+        k: v for k, v in without["Parameters"].items() if k not in differ}
+    assert with_champion["Next"] == without["Next"] == "RecordTrain"
+    assert with_champion["Retry"] == without["Retry"]
+    assert [c["ErrorEquals"] for c in with_champion["Catch"]] == [c["ErrorEquals"] for c in without["Catch"]]
+
+
+def test_every_sagemaker_job_is_sync_retries_only_quota_errors_in_place_and_is_caught(
+    all_definitions: list[dict[str, Any]]
+) -> None:
+    for definition in all_definitions:
+        for state_name, state in sagemaker_jobs(definition).items():
+            assert state["Resource"].endswith("createProcessingJob.sync"), state_name
+            retried = {error for retry in state.get("Retry", []) for error in retry["ErrorEquals"]}
+            assert retried == {"SageMaker.ResourceLimitExceededException"}
+            catches = [error for catch in state["Catch"] for error in catch["ErrorEquals"]]
+            assert catches[-1] == "States.ALL", state_name
+            # Every way out of a failed job ends in the failure notice and a Fail state.
+            for catch in state["Catch"]:
+                after = reachable(definition, catch["Next"])
+                assert "NotifyFailure" in after
+                assert any(definition["States"][s]["Type"] == "Fail" for s in after)
+
+
+def test_a_failed_job_changes_no_parameter(all_definitions: list[dict[str, Any]]) -> None:
+    for definition in all_definitions:
+        writers = {
+            s for s, state in definition["States"].items()
+            if state["Type"] == "Task" and s in ("RecordTrain", "RecordServe")
+        }
+        assert writers, "expected states that write the records"
+        for job, state in sagemaker_jobs(definition).items():
+            for catch in state["Catch"]:
+                # The capacity retry may start the job again; up to that point nothing is written.
+                after = reachable(definition, catch["Next"], stop=frozenset({job}))
+                assert not after & writers, (job, after & writers)
+                assert "NotifyFailure" in after
+
+
+@pytest.mark.parametrize("form", ["one job", "a job a step"])
+def test_capacity_errors_start_the_job_again_with_a_fresh_name(
+    definitions: dict[str, Any], per_step_definitions: dict[str, Any], form: str
+) -> None:
+    definition, name = ((definitions["serve"], "ServeRun") if form == "one job"
+                        else (per_step_definitions["serve"], "Predict"))
     states = definition["States"]
-    job = states["Predict"]
+    job = states[name]
     choice = states[job["Catch"][0]["Next"]]
     assert job["Catch"][0]["ErrorEquals"] == ["States.TaskFailed", "SageMaker.AmazonSageMakerException"]
     retry_rule = next(rule for rule in choice["Choices"] if "And" in rule)
     assert {"Variable": "$.error.Cause", "StringMatches": "*CapacityError*"} in retry_rule["And"]
-    assert "Predict" in reachable(definition, retry_rule["Next"], follow_catch=False)
+    assert name in reachable(definition, retry_rule["Next"], follow_catch=False)
     assert "States.UUID()" in job["Parameters"]["ProcessingJobName.$"]
 
 
-@pytest.mark.parametrize("name", ["train", "serve"])
-def test_jobs_are_named_per_attempt_and_placed_by_the_runs_plan(definitions: dict[str, Any], name: str) -> None:
-    definition = definitions[name]
-    plan = definition["States"]["Plan"]
-    assert plan["Parameters"] == {
-        "pipeline": name, "run_id.$": "$$.Execution.Name", "time.$": "$$.Execution.StartTime", "start.$": "$",
-    }
-    for state in sagemaker_jobs(definition).values():
-        parameters = state["Parameters"]
-        job_name = parameters.get("ProcessingJobName.$") or parameters["TrainingJobName.$"]
-        prefix = re.fullmatch(r"States\.Format\('([a-z0-9-]+)-\{\}', States\.UUID\(\)\)", job_name)
-        assert prefix is not None, job_name
-        assert len(prefix.group(1)) + 1 + 36 <= 63
-        locations = [i["S3Input"]["S3Uri.$"] for i in parameters.get("ProcessingInputs", [])]
-        locations += [o["S3Output"]["S3Uri.$"] for o in parameters.get("ProcessingOutputConfig", {}).get("Outputs", [])]
-        locations += [c["DataSource"]["S3DataSource"]["S3Uri.$"] for c in parameters.get("InputDataConfig", [])]
-        assert locations and all(re.fullmatch(r"\$\.plan\.uri\.[a-z_]+", uri) for uri in locations), locations
+def test_jobs_are_named_per_attempt_and_placed_by_the_runs_plan(all_definitions: list[dict[str, Any]]) -> None:
+    for definition in all_definitions:
+        plan = definition["States"]["Plan"]
+        assert plan["Parameters"]["run_id.$"] == "$$.Execution.Name" and plan["Parameters"]["start.$"] == "$"
+        for state in sagemaker_jobs(definition).values():
+            parameters = state["Parameters"]
+            prefix = re.fullmatch(r"States\.Format\('([a-z0-9-]+)-\{\}', States\.UUID\(\)\)",
+                                  parameters["ProcessingJobName.$"])
+            assert prefix is not None, parameters["ProcessingJobName.$"]
+            assert len(prefix.group(1)) + 1 + 36 <= 63
+            locations = [i["S3Input"]["S3Uri.$"] for i in parameters["ProcessingInputs"]]
+            locations += [o["S3Output"]["S3Uri.$"] for o in parameters["ProcessingOutputConfig"]["Outputs"]]
+            assert locations and all(re.fullmatch(r"\$\.plan\.uri\.[a-z_]+", uri) for uri in locations)
 
 
-def test_per_run_settings_reach_the_steps_that_need_them(definitions: dict[str, Any]) -> None:
-    from driftloop.pipelines import RUN_SETTINGS_ENV
-
+def test_per_run_settings_reach_the_steps_that_need_them(
+    definitions: dict[str, Any], per_step_definitions: dict[str, Any]
+) -> None:
     states = definitions["train"]["States"]
-    assert states["LearnReference"]["Parameters"]["Environment"] == {
-        f"{RUN_SETTINGS_ENV}.$": "States.JsonToString($.plan.settings.learn_reference)"
-    }
-    assert states["TrainModel"]["Parameters"]["Environment"] == {
-        f"{RUN_SETTINGS_ENV}.$": "States.JsonToString($.plan.settings.train_model)"
-    }
-    assert "Environment" not in states["ExplainBackground"]["Parameters"]
+    for name in ("TrainRun", "TrainRunWithoutChampionModel"):
+        assert states[name]["Parameters"]["Environment"] == {
+            f"{PLAN_SETTINGS_ENV}.$": "States.JsonToString($.plan.settings)"}
+    # No serve step takes per-run settings.
+    assert "Environment" not in definitions["serve"]["States"]["ServeRun"]["Parameters"]
+    assert not [s for s in sagemaker_jobs(per_step_definitions["serve"]).values() if "Environment" in s["Parameters"]]
 
 
-@pytest.mark.parametrize("name", ["train", "serve"])
-def test_processing_channels_use_sagemaker_container_paths(definitions: dict[str, Any], name: str) -> None:
+def test_processing_channels_use_sagemaker_container_paths(per_step_definitions: dict[str, Any]) -> None:
     from stacks.jobs import state_name
 
-    pipeline = PIPELINES[name]
-    states = definitions[name]["States"]
-    for step in pipeline.steps:
-        state = states[state_name(step)]
-        parameters = state["Parameters"]
-        if step.job is JobKind.TRAINING:
-            channels = [c["ChannelName"] for c in parameters["InputDataConfig"]]
-            assert channels == [c for c, _ in step.inputs]
-            assert state["Resource"].endswith("createTrainingJob.sync")
-            continue
+    states = per_step_definitions["serve"]["States"]
+    for step in SERVE_PIPELINE.steps:
+        parameters = states[state_name(step)]["Parameters"]
         assert parameters["AppSpecification"]["ContainerArguments"][:2] == ["--mode", step.mode]
         inputs = {i["InputName"]: i["S3Input"]["LocalPath"] for i in parameters["ProcessingInputs"]}
         outputs = {o["OutputName"]: o["S3Output"]["LocalPath"] for o in parameters["ProcessingOutputConfig"]["Outputs"]}
@@ -159,46 +209,12 @@ def test_processing_channels_use_sagemaker_container_paths(definitions: dict[str
         assert outputs == {c: str(container_path(step.component, step.mode, "output", c)) for c, _ in step.outputs}
 
 
-def test_the_champion_is_evaluated_only_when_there_is_one(definitions: dict[str, Any]) -> None:
+def test_the_train_run_writes_the_artifacts_the_record_reads(definitions: dict[str, Any]) -> None:
     states = definitions["train"]["States"]
-    choice = states["EvaluateChampion?"]
-    assert choice["Choices"] == [{"Variable": "$.plan.uri.champion_model", "IsPresent": True,
-                                  "Next": "EvaluateChampion"}]
-    assert choice["Default"] == "LearnReference"
-    assert states["EvaluateChampion"]["Parameters"]["ProcessingInputs"][1]["S3Input"]["S3Uri.$"] == (
-        "$.plan.uri.champion_model"
-    )
-
-
-def test_the_training_job_reads_the_champion_only_when_there_is_one(definitions: dict[str, Any]) -> None:
-    """SageMaker refuses a channel on an empty prefix: the first training starts without the champion's."""
-    states = definitions["train"]["States"]
-    choice = states["TrainModelWithChampion?"]
-    assert choice["Choices"] == [{"Variable": "$.plan.uri.champion_model", "IsPresent": True, "Next": "TrainModel"}]
-    assert choice["Default"] == "TrainModelWithoutChampion"
-    assert states["Plan"]["Next"] == "TrainModelWithChampion?" or "TrainModelWithChampion?" in reachable(
-        definitions["train"], states["Plan"]["Next"], follow_catch=False)
-    with_champion, without = states["TrainModel"], states["TrainModelWithoutChampion"]
-    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri.$"]
-                for c in with_champion["Parameters"]["InputDataConfig"]}
-    assert channels == {"train": "$.plan.uri.train_shards", "val": "$.plan.uri.val_shards",
-                        "champion": "$.plan.uri.champion_model"}
-    assert [c["ChannelName"] for c in without["Parameters"]["InputDataConfig"]] == ["train", "val"]
-    # Otherwise the same job: settings, output, retries, catches and the state after it.
-    differ = {"InputDataConfig", "TrainingJobName.$"}
-    assert {k: v for k, v in with_champion["Parameters"].items() if k not in differ} == {
-        k: v for k, v in without["Parameters"].items() if k not in differ}
-    assert with_champion["Next"] == without["Next"] == "EvaluateChampion?"
-    assert with_champion["Retry"] == without["Retry"]
-    assert [c["ErrorEquals"] for c in with_champion["Catch"]] == [c["ErrorEquals"] for c in without["Catch"]]
-
-
-def test_training_output_feeds_the_later_steps(definitions: dict[str, Any]) -> None:
-    states = definitions["train"]["States"]
-    train = states["TrainModel"]
-    assert train["Parameters"]["OutputDataConfig"]["S3OutputPath.$"] == "$.plan.uri.model"
-    model_inputs = [i for i in states["LearnReference"]["Parameters"]["ProcessingInputs"] if i["InputName"] == "model"]
-    assert model_inputs[0]["S3Input"]["S3Uri.$"] == "$.plan.uri.model"
+    outputs = {o["OutputName"]: o["S3Output"]["S3Uri.$"]
+               for o in states["TrainRun"]["Parameters"]["ProcessingOutputConfig"]["Outputs"]}
+    for artifact in ("model", "detector", "explainer", "champion_eval"):
+        assert outputs[artifact] == f"$.plan.uri.{artifact}"
     assert states["RecordTrain"]["Parameters"] == {"plan.$": "$.plan"}
 
 
@@ -262,9 +278,7 @@ def test_serve_record_is_written_last(definitions: dict[str, Any]) -> None:
     assert all(states[s]["Type"] != "Task" or ":sns:" in states[s]["Resource"] for s in after)
 
 
-def test_configured_resources_and_settings_reach_the_jobs(
-    definitions: dict[str, Any], production_definitions: dict[str, Any]
-) -> None:
+def test_configured_resources_and_settings_reach_the_jobs(production_definitions: dict[str, Any]) -> None:
     states = production_definitions["serve"]["States"]
     predict = states["Predict"]["Parameters"]
     assert predict["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3
@@ -278,35 +292,36 @@ def test_configured_resources_and_settings_reach_the_jobs(
     assert json.loads(states["DetectDrift"]["Parameters"]["AppSpecification"]["ContainerArguments"][3]) == {
         "p_val": 0.01
     }
-    train = production_definitions["train"]["States"]["TrainModel"]["Parameters"]
-    assert train["HyperParameters"] == {"epochs": "12"}
-    assert train["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    train = production_definitions["train"]["States"]["TrainRun"]["Parameters"]
+    arguments = train["AppSpecification"]["ContainerArguments"]
+    settings = {arguments[i]: json.loads(arguments[i + 1]) for i in range(2, len(arguments), 2)}
+    assert settings == {"--settings-algorithm": {"epochs": 12}, "--settings-drift": {"p_val": 0.01}}
+    # The train run's one job runs where the training would (its heaviest step).
+    assert train["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.m5.xlarge"
 
 
-@pytest.mark.parametrize("name", ["train", "serve"])
 def test_the_execution_timeout_outlasts_every_attempt_of_every_job_and_its_pauses(
-    synthesized: Synthesized, definitions: dict[str, Any], name: str
+    synthesized: Synthesized, all_definitions: list[dict[str, Any]]
 ) -> None:
     """An execution timeout cannot be caught: it must never stop a run that SageMaker would finish."""
     retries = synthesized.development.config.capacity_retries
-    definition = definitions[name]
-    states = definition["States"]
-    worst: dict[str, int] = {}  # per step (its job name prefix): the two jobs of one step never both run
-    for job, state in sagemaker_jobs(definition).items():
-        pause = max(s["Seconds"] for n, s in states.items() if n.startswith(f"{job}WaitFor"))
-        parameters = state["Parameters"]
-        step = parameters.get("ProcessingJobName.$") or parameters["TrainingJobName.$"]
-        cost = parameters["StoppingCondition"]["MaxRuntimeInSeconds"] * (1 + retries) + pause * retries
-        worst[step] = max(worst.get(step, 0), cost)
-    assert len(worst) == len(PIPELINES[name].steps)
-    assert definition["TimeoutSeconds"] > sum(worst.values())
+    for definition in all_definitions:
+        states = definition["States"]
+        worst: dict[str, int] = {}  # per job name prefix: the two forms of one job never both run
+        for job, state in sagemaker_jobs(definition).items():
+            pause = max(s["Seconds"] for n, s in states.items() if n.startswith(f"{job}WaitFor"))
+            parameters = state["Parameters"]
+            name = parameters["ProcessingJobName.$"]
+            cost = parameters["StoppingCondition"]["MaxRuntimeInSeconds"] * (1 + retries) + pause * retries
+            worst[name] = max(worst.get(name, 0), cost)
+        assert definition["TimeoutSeconds"] > sum(worst.values())
 
 
 def test_throttling_and_capacity_start_the_job_again_but_a_rejected_request_fails_the_run(
     definitions: dict[str, Any],
 ) -> None:
     states = definitions["serve"]["States"]
-    choice = states[states["Predict"]["Catch"][0]["Next"]]
+    choice = states[states["ServeRun"]["Catch"][0]["Next"]]
     patterns = {c["StringMatches"] for rule in choice["Choices"] if "And" in rule for c in _leaves(rule)
                 if "StringMatches" in c}
     assert patterns == {"*CapacityError*", "*ThrottlingException*", "*Rate exceeded*"}
@@ -321,12 +336,12 @@ def _leaves(rule: dict[str, Any]) -> list[dict[str, Any]]:
     return _leaves(rule["Not"]) if "Not" in rule else [rule]
 
 
-def test_definitions_pass_asl_validator(definitions: dict[str, Any], tmp_path: Path) -> None:
+def test_definitions_pass_asl_validator(all_definitions: list[dict[str, Any]], tmp_path: Path) -> None:
     if not ASL_VALIDATOR.exists():
         pytest.skip("node_modules is not installed: run `make install` (npm ci)")
     paths = []
-    for name, definition in definitions.items():
-        path = tmp_path / f"{name}.asl.json"
+    for index, definition in enumerate(all_definitions):
+        path = tmp_path / f"{index}.asl.json"
         path.write_text(json.dumps(definition))
         paths += ["--json-path", str(path)]
     result = subprocess.run([str(ASL_VALIDATOR), *paths], capture_output=True, text=True, timeout=120)

@@ -244,7 +244,8 @@ def test_a_batch_without_images_fails_the_run_notifies_and_changes_no_pointer(
     ]
     outcome = job.future.result()
     assert outcome.status == "Failed"
-    assert "no usable images in /opt/ml/processing/input/batch" in outcome.failure_reason
+    # The serve run is one job (every step on one instance): its batch channel is the raw_batch artifact's.
+    assert "no usable images in /opt/ml/processing/input/raw_batch" in outcome.failure_reason
 
 
 def test_a_second_stack_with_another_name_deploys_beside_the_first(

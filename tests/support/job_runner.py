@@ -12,7 +12,8 @@ SageMaker's side of the job is emulated with folders: inputs are downloaded from
 temporary folder that stands for the container's ``/opt/ml``, which is mounted at ``/opt/ml`` in
 a private mount namespace of the job's process, so the command runs exactly as the request gives
 it (``ContainerEntrypoint`` + ``ContainerArguments``, or the image's entrypoint with ``train``),
-nothing added, and the component finds its channels at SageMaker's paths. Outputs are uploaded
+nothing added (the image's ``python`` is this venv's), and the component finds its channels at
+SageMaker's paths. Outputs are uploaded
 back: each processing output to its ``S3Uri``, a training job's model folder as
 ``<S3OutputPath>/<job>/output/model.tar.gz``. A failed job's reason is what the container wrote
 to ``/opt/ml/output/{failure,message}``, else the end of its log.
@@ -104,9 +105,10 @@ class ContainerImage:
             raise ValueError(f"{dockerfile}: stage {chain[0]!r} has no ENTRYPOINT in exec form")
         return cls(entrypoint=entrypoint, environment=environment, context=context)
 
-    def command(self) -> list[str]:
-        """The entrypoint as a local command: the image's ``python`` is this venv's Python."""
-        program, *args = self.entrypoint
+    def command(self, entrypoint: Sequence[str] | None = None) -> list[str]:
+        """The image's entrypoint, or the request's ``ContainerEntrypoint``, as a local command: the
+        image's ``python`` is this venv's Python (the one that has the image's packages)."""
+        program, *args = self.entrypoint if entrypoint is None else entrypoint
         if program in ("python", "python3", "/usr/local/bin/python"):
             program = sys.executable
         return [program, *args]
@@ -196,7 +198,7 @@ class LocalJobRunner:
         hosts = [f"algo-{i}" for i in range(1, count + 1)]
         outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
         image = self._image(app["ImageUri"])
-        command = list(app["ContainerEntrypoint"]) if app.get("ContainerEntrypoint") else image.command()
+        command = image.command(app.get("ContainerEntrypoint") or None)
         with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=self.workdir) as tmp:
             roots = {host: Path(tmp) / host for host in hosts}  # each stands for one container's root
             for item in request.get("ProcessingInputs", []):
@@ -247,7 +249,7 @@ class LocalJobRunner:
             model_dir.mkdir(parents=True)
             image = self._image(spec["TrainingImage"])
             # SageMaker starts a training image as ``<image> train``.
-            command = list(spec["ContainerEntrypoint"]) if spec.get("ContainerEntrypoint") else image.command()
+            command = image.command(spec.get("ContainerEntrypoint") or None)
             arguments = list(spec.get("ContainerArguments", ["train"]))
             self._execute(name, [*command, *arguments], image, request, root, failure_file=TRAINING_FAILURE)
             archive = root / "model.tar.gz"
