@@ -66,22 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--timings", type=Path, metavar="FILE",
                        help="write the wall and CPU seconds of the run and of each pipeline step to FILE (JSON)")
 
-    simulate = commands.add_parser("simulate", parents=[common, settings],
-                                   help="the whole loop over the seven stages, on a simulated clock")
-    simulate.add_argument("--data", type=Path, help="stages folder (default: make the synthetic set)")
-    simulate.add_argument("--workdir", type=Path,
-                          help=f"default {DEFAULT_WORKDIR}, with --production {PRODUCTION_WORKDIR}")
-    simulate.add_argument("--cycles", type=int, default=1, help="passes over the seven stages")
-    simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--size", choices=["blog", "small"], default="blog", help="synthetic set size")
-    simulate.add_argument("--production", action="store_true",
-                          help="production mode: new batches hourly from a drifting stream, labels back later")
-    simulate.add_argument("--hours-per-stage", type=int, default=3, help="with --production: batches per stage")
-    simulate.add_argument("--batch-size", type=int, default=60, help="with --production: images per batch")
-    simulate.add_argument("--label-fraction", type=float, default=0.5,
-                          help="with --production: share of each batch that gets labelled")
-    simulate.add_argument("--label-delay", type=int, default=1, metavar="HOURS",
-                          help="with --production: hours until a batch's labels come back")
+    _add_simulate(commands, [common, settings])
 
     status = commands.add_parser("status", help="the current model, the last train attempt and the last serve runs")
     status.add_argument("-v", "--verbose", action="count", default=0,
@@ -93,6 +78,26 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--region", help="the stack's region (with --aws; default: the AWS configuration's)")
     status.add_argument("--runs", type=int, default=5, metavar="N", help="serve runs to show (default 5)")
     return parser
+
+
+def _add_simulate(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """``simulate``; the production options default to ``ProductionOptions``'s (None here: not given)."""
+    simulate = commands.add_parser("simulate", parents=parents,
+                                   help="the whole loop over the seven stages, on a simulated clock")
+    simulate.add_argument("--data", type=Path, help="stages folder (default: make the synthetic set)")
+    simulate.add_argument("--workdir", type=Path,
+                          help=f"default {DEFAULT_WORKDIR}, with --production {PRODUCTION_WORKDIR}")
+    simulate.add_argument("--cycles", type=int, default=1, help="passes over the seven stages")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--size", choices=["blog", "small"], default="blog", help="synthetic set size")
+    simulate.add_argument("--production", action="store_true",
+                          help="production mode: new batches hourly from a drifting stream, labels back later")
+    simulate.add_argument("--hours-per-stage", type=int, help="with --production: batches per stage")
+    simulate.add_argument("--batch-size", type=int, help="with --production: images per batch")
+    simulate.add_argument("--label-fraction", type=float,
+                          help="with --production: share of each batch that gets labelled")
+    simulate.add_argument("--label-delay", type=int, metavar="HOURS",
+                          help="with --production: hours until a batch's labels come back")
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -195,10 +200,11 @@ def _simulate(args: argparse.Namespace) -> None:
     if args.production:
         from driftloop.local.production_simulation import ProductionOptions, simulate_production
 
+        given = {"hours_per_stage": args.hours_per_stage, "batch_size": args.batch_size,
+                 "label_fraction": args.label_fraction, "label_delay_hours": args.label_delay}
         simulate_production(ProductionOptions(
-            workdir=args.workdir, data=args.data, seed=args.seed, size=args.size,
-            hours_per_stage=args.hours_per_stage, batch_size=args.batch_size, label_fraction=args.label_fraction,
-            label_delay_hours=args.label_delay, settings=load_settings(args.settings)))
+            workdir=args.workdir, data=args.data, seed=args.seed, size=args.size, settings=load_settings(args.settings),
+            **{name: value for name, value in given.items() if value is not None}))
         return
     from driftloop.local.simulation import SimulationOptions, simulate
 
