@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from driftloop.config import DecisionPolicy, Fired, Rule
 from driftloop.contracts import Contract
 from driftloop.drift_report import DriftReport
 from driftloop.layout import data_prefix, stage_of_data_prefix
+from driftloop.records import LabelledSummary
 from driftloop.scores import Evaluation, TrainMetrics
 
 
@@ -46,6 +47,7 @@ class RetrainDecision(Contract):
     # The labelling request written for a drifting batch without labels (URI of its manifest) and its size.
     label_request: str | None = None
     label_request_images: int = 0
+    labels_joined: list[LabelledSummary] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

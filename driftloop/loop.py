@@ -332,6 +332,7 @@ def record_serve(
         rule_fired=decision.fired,
         label_request=decision.label_request,
         label_request_images=decision.label_request_images,
+        labels_joined=decision.labels_joined,
     )
     stores.objects.put_bytes(run_record_key("serve", plan.run_id), record.to_json().encode())
     stores.params.put(stores.names.serve_latest, record.to_json())

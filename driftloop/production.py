@@ -43,13 +43,14 @@ from driftloop.labels import (
 )
 from driftloop.layout import batch_prefix, labelled_entry, retrain_set_prefix, run_record_key, stage_of_data_prefix
 from driftloop.pipelines import PREDICTIONS_FILE
-from driftloop.records import ServeRecord, TrainRecord
+from driftloop.records import LabelledSummary, ServeRecord, TrainRecord
 from driftloop.stores.objects import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
 
 Split = Literal["train", "val"]
 LINEAGE_FILE: Final = "lineage.json"
+MAX_JOINS_RECORDED: Final = 3  # joins a serve record names (the ledger keeps every one)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,13 @@ def _join(objects: ObjectStore, batch_id: str) -> JoinedBatch:
         model_val_accuracy=None if record is None else _model_accuracy(objects, record.model_run_id),
         served_at=None if record is None else record.time, labelled=labelled,
     )
+
+
+def summarize(joined: JoinedBatch) -> LabelledSummary:
+    labelled = joined.labelled
+    return LabelledSummary(batch_id=joined.batch_id, n_labelled=labelled.n_labelled, accuracy=labelled.accuracy,
+                           lower=labelled.lower, upper=labelled.upper, estimate_error=labelled.estimate_error,
+                           bad_rows=sum(labelled.bad_counts.values()))
 
 
 def joined_batches(objects: ObjectStore) -> list[JoinedBatch]:
@@ -274,13 +282,14 @@ def decide_on_labels(objects: ObjectStore, *, current: TrainRecord, batch_id: st
     Returns the decision; when it is to retrain, with the new data set's train and validation prefixes
     (named after this serve run, ``data/retrain-<run id>``) and its lineage written beside them.
     """
-    join_new_labels(objects)
+    summaries = [summarize(j) for j in join_new_labels(objects)][-MAX_JOINS_RECORDED:]
     joined = joined_batches(objects)
     lineage = read_lineage(objects, current)
     evidence = label_evidence(joined, current, lineage, policy)
     decision = decide_production_retrain(report, policy=policy, evidence=evidence,
                                          runs_since_retrain=runs_since_retrain)
-    decision = _request_labels(objects, decision, report, batch_id, predictions_uri, policy)
+    decision = _request_labels(objects, replace(decision, labels_joined=summaries), report, batch_id,
+                               predictions_uri, policy)
     if not decision.retrain:
         return decision
     data = build_training_set(objects, run_id, lineage, window_of(joined, policy), policy)

@@ -12,7 +12,7 @@ the newer of the two (``last_train_attempt``), and never says "promoted" while a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, TypeVar
 
@@ -25,6 +25,27 @@ from driftloop.stores.params import ParameterStore
 # The initial value of every record parameter on AWS (CloudFormation cannot create an empty
 # parameter): "no run yet". ``read_record`` treats it as missing.
 NO_RECORD: Final = json.dumps({"status": "none"}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class LabelledSummary(Contract):
+    """A batch's labelled accuracy as a record carries it (the whole join is ``ledger/labelled/<id>.json``)."""
+
+    batch_id: str
+    n_labelled: int
+    accuracy: float | None
+    lower: float | None
+    upper: float | None
+    estimate_error: float | None  # the label-free estimate minus the labelled accuracy
+    bad_rows: int
+
+    def summary(self) -> str:
+        if self.accuracy is None or self.lower is None or self.upper is None:
+            return f"{self.batch_id}: no usable labels ({self.bad_rows} bad rows)"
+        error = "" if self.estimate_error is None else f", estimate {100 * self.estimate_error:+.1f}"
+        bad = f", {self.bad_rows} bad rows" if self.bad_rows else ""
+        return (f"{self.batch_id} labelled {100 * self.accuracy:.1f}% [{100 * self.lower:.1f}, "
+                f"{100 * self.upper:.1f}] n={self.n_labelled}{error}{bad}")
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,8 @@ class ServeRecord(Contract):
     # Production mode: the Ground Truth input manifest this run wrote to ask for labels, and its size.
     label_request: str | None = None
     label_request_images: int = 0
+    # The labels this run joined (the newest few: a record stays small), each batch's labelled accuracy.
+    labels_joined: list[LabelledSummary] = field(default_factory=list)
 
     def summary(self) -> str:
         drift = "DRIFT" if self.is_drift else "no drift"

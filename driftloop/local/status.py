@@ -92,8 +92,11 @@ def serve_line(record: ServeRecord) -> str:
     rule = "" if record.rule_fired in (None, "drift") else f" ({record.rule_fired})"
     decision = (f"retrain{rule}: {record.retrain_run_id or 'started'}" if record.retrain
                 else f"no retrain ({record.retrain_reason})")
+    labels = "".join(f"\n      labels back: {joined.summary()}" for joined in record.labels_joined)
+    asked = (f"\n      labels asked: {record.label_request_images} images in {record.label_request}"
+             if record.label_request else "")
     return (f"  {_when(record.time)}  {_input(record):<{INPUT_WIDTH}}  {record.n_images:>3} images "
-            f"({record.n_skipped} skipped)  {drift}{estimated}  -> {decision}")
+            f"({record.n_skipped} skipped)  {drift}{estimated}  -> {decision}{labels}{asked}")
 
 
 def _input(record: ServeRecord) -> str:

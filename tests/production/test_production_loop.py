@@ -167,3 +167,19 @@ def test_the_retrain_set_is_base_data_plus_labelled_images_with_its_lineage(
     assert production.lineage_uri(objects, data.train) == objects.uri(f"{data.train.rpartition('/')[0]}/lineage.json")
     retrained = _train_record("train-2", objects.uri(data.train), val_accuracy=0.9)
     assert production.read_lineage(objects, retrained) == data.lineage  # the next retrain starts from the same base
+
+
+def test_status_shows_the_labels_a_serve_run_joined_and_the_labels_it_asked_for() -> None:
+    from driftloop.local.status import serve_line
+    from driftloop.records import LabelledSummary
+
+    record = ServeRecord(run_id="serve-2", time="2023-02-05T12:05:00+00:00", input="batches/b2", stage=None,
+                         model_run_id="train-1", reference_trained_on="o", drift_report="r", predictions="p",
+                         explanations="x", is_drift=True, statistic=1e-5, threshold=0.01, n_images=60, n_skipped=0,
+                         retrain=False, retrain_reason="no measured harm", retrain_run_id=None, runs_since_retrain=None,
+                         label_request="label-requests/b2/manifest.jsonl", label_request_images=50,
+                         labels_joined=[LabelledSummary("b1", 30, 0.9, 0.74, 0.965, 0.05, 2)])
+    assert ServeRecord.from_json(record.to_json()) == record
+    line = serve_line(record)
+    assert "labels back: b1 labelled 90.0% [74.0, 96.5] n=30, estimate +5.0, 2 bad rows" in line
+    assert "labels asked: 50 images in label-requests/b2/manifest.jsonl" in line
