@@ -96,11 +96,14 @@ RUN_ID_SUFFIX_HEX: Final = 8
 RUN_ID_PATTERN: Final = re.compile(rf"(?P<pipeline>[a-z]+)-(?P<time>\d{{8}}T\d{{6}})-[0-9a-f]{{{RUN_ID_SUFFIX_HEX}}}")
 
 
-def make_run_id(pipeline: PipelineName, when: datetime) -> str:
+def make_run_id(pipeline: PipelineName, when: datetime, suffix: int | None = None) -> str:
     """A new run id: the time (in UTC, to the second) for sorting, a random suffix so that two runs
-    started in the same second still differ."""
+    started in the same second still differ (or ``suffix``, for a writer that numbers its own runs)."""
     stamp = when.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{pipeline}-{stamp}-{secrets.token_hex(RUN_ID_SUFFIX_HEX // 2)}"
+    tail = secrets.token_hex(RUN_ID_SUFFIX_HEX // 2) if suffix is None else f"{suffix:0{RUN_ID_SUFFIX_HEX}x}"
+    if len(tail) != RUN_ID_SUFFIX_HEX:
+        raise ValueError(f"run id suffix {suffix} does not fit in {RUN_ID_SUFFIX_HEX} hex digits")
+    return f"{pipeline}-{stamp}-{tail}"
 
 
 def run_prefix(pipeline: PipelineName, run_id: str) -> str:

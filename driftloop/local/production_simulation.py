@@ -33,7 +33,7 @@ from driftloop import intake, production
 from driftloop.config import Settings
 from driftloop.layout import READY_MARKER, STAGE_NAMES, batch_prefix, data_prefix, labelled_entry, labels_prefix
 from driftloop.local.data.stream import StreamImage, make_first_data_set, make_stream
-from driftloop.local.runner import LocalSystem, ServeOutcome
+from driftloop.local.runner import LocalSystem, ServeOutcome, numbered_run_ids
 from driftloop.local.simulation import SIMULATION_START
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ def _prepare(options: ProductionOptions, bar: tqdm) -> tuple[LocalSystem, _Strea
     stream = _make_stream(options)
     state = options.workdir / "state"
     shutil.rmtree(state, ignore_errors=True)
-    system = LocalSystem(state, settings=options.settings)
+    system = LocalSystem(state, settings=options.settings, run_ids=numbered_run_ids())  # reproducible results
     system.import_dataset(first, STAGE_NAMES[0])
     bar.update()
     bar.set_postfix_str("first model")

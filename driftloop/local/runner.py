@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import logging
 import multiprocessing
 import os
@@ -41,7 +42,7 @@ from driftloop.decision import RetrainDecision
 from driftloop.drift_report import DriftReport
 from driftloop.errors import UserError
 from driftloop.hosts import Hosts, core_shares, shard_by_key
-from driftloop.layout import SPLITS, ParameterNames, batch_prefix, data_prefix, make_run_id
+from driftloop.layout import SPLITS, ParameterNames, PipelineName, batch_prefix, data_prefix, make_run_id
 from driftloop.local.timings import Stopwatch
 from driftloop.pipelines import BATCH_START_FIELD, SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
 from driftloop.records import ServeRecord, TrainRecord, read_record
@@ -51,6 +52,7 @@ from driftloop.stores.params import ParameterStore, SqliteParameterStore
 
 StepHook = Callable[[Pipeline, Step], None]
 log = logging.getLogger(__name__)
+RunIds = Callable[[PipelineName, datetime], str]  # a new run's id, from its pipeline and start time
 PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 # How long a retrain's lease lasts if its process dies without letting it go (a local retrain takes minutes).
 RETRAIN_LEASE_TTL: Final = timedelta(hours=6)
@@ -153,6 +155,13 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def numbered_run_ids() -> RunIds:
+    """Run ids numbered 1, 2, … in their suffix instead of random: reproducible, for a system that is the
+    only writer of a fresh work folder (the simulation). The claim still refuses an id already taken."""
+    numbers = itertools.count(1)
+    return lambda pipeline, when: make_run_id(pipeline, when, suffix=next(numbers))
+
+
 class LocalSystem:
     """The whole system on one machine: stores in ``workdir`` and the pipelines run in-process."""
 
@@ -165,6 +174,7 @@ class LocalSystem:
         params: ParameterStore | None = None,
         on_step: StepHook | None = None,
         stopwatch: Stopwatch | None = None,
+        run_ids: RunIds = make_run_id,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -175,6 +185,7 @@ class LocalSystem:
         self.stores = loop.Stores(objects=self.objects, params=self.params, names=self.names)
         self.on_step = on_step
         self.stopwatch = stopwatch  # times every step, as "<pipeline>/<step>" within the run's id
+        self.run_ids = run_ids
 
     # ----------------------------------------------------------------- data
     def import_dataset(self, folder: Path, name: str) -> dict[str, str]:
@@ -297,10 +308,10 @@ class LocalSystem:
               run_id: str | None = None) -> TrainRecord:
         """Run the train pipeline on store prefixes; promote the model if it beats the champion.
 
-        The run gets a new id (``make_run_id``) unless given one (a retrain's, named when its lease was taken).
+        The run gets a new id (``run_ids``) unless given one (a retrain's, named when its lease was taken).
         """
         when = when or utc_now()
-        run_id = run_id or make_run_id("train", when)
+        run_id = run_id or self.run_ids("train", when)
         loop.claim_run(self.stores, TRAIN_PIPELINE.name, run_id=run_id, time=when.isoformat())
         plan = loop.plan_run(self.stores, TRAIN_PIPELINE.name, run_id=run_id, time=when.isoformat(),
                              start={"train_data": train_key, "val_data": val_key})
@@ -329,7 +340,7 @@ class LocalSystem:
 
     def _claim_serve_run(self, when: datetime) -> str:
         """A new serve run's id, claimed before anything is written under it (its imported batch too)."""
-        run_id = make_run_id("serve", when)
+        run_id = self.run_ids("serve", when)
         loop.claim_run(self.stores, SERVE_PIPELINE.name, run_id=run_id, time=when.isoformat())
         return run_id
 
@@ -355,7 +366,7 @@ class LocalSystem:
         one retrain at a time, also across processes sharing the work folder. The lease is let go when the
         train run ends, however it ends; one whose process was killed expires after ``RETRAIN_LEASE_TTL``."""
         assert decision.train_data is not None and decision.val_data is not None
-        lease = loop.take_retrain_lease(self.stores, decision, run_id=make_run_id("train", when), now=utc_now(),
+        lease = loop.take_retrain_lease(self.stores, decision, run_id=self.run_ids("train", when), now=utc_now(),
                                         ttl=RETRAIN_LEASE_TTL)
         if not lease.taken:
             return lease.outcome, None

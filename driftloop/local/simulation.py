@@ -28,7 +28,7 @@ from driftloop.config import Settings
 from driftloop.layout import STAGE_NAMES, artifact_prefix, data_prefix, simulation_stage, simulation_test_set
 from driftloop.local.outcome import RunRow, SimulationResult, timeline_header, timeline_line
 from driftloop.local.report import write_report
-from driftloop.local.runner import LocalSystem, ServeOutcome, component_runner
+from driftloop.local.runner import LocalSystem, ServeOutcome, component_runner, numbered_run_ids
 from driftloop.local.timings import Stopwatch
 from driftloop.ml.model_io import load_model
 from driftloop.pipelines import Component
@@ -145,7 +145,8 @@ def _prepare(options: SimulationOptions, clock: Stopwatch, bar: tqdm) -> tuple[P
         data = ensure_data(options)
     state = options.workdir / "state"
     shutil.rmtree(state, ignore_errors=True)
-    system = LocalSystem(state, settings=options.settings, stopwatch=clock)
+    # Numbered run ids: the same seed writes the same results, byte for byte.
+    system = LocalSystem(state, settings=options.settings, stopwatch=clock, run_ids=numbered_run_ids())
     with clock.phase("data: import"):
         for stage in STAGE_NAMES:
             system.import_dataset(data / stage, stage)

@@ -102,3 +102,16 @@ def test_of_many_racing_takers_exactly_one_holds_the_lease(objects: ObjectStore,
     winners = [r.lease for r in results if r.taken]
     assert len(winners) == 1
     assert all(r.lease == winners[0] for r in results)  # every loser names the one holder
+
+
+def test_numbered_run_ids_repeat_from_one_system_to_the_next_and_still_sort_by_time() -> None:
+    from driftloop.local.runner import numbered_run_ids
+
+    first, again = numbered_run_ids(), numbered_run_ids()
+    ids = [first("serve", SECOND), first("train", SECOND), first("serve", SECOND)]
+    assert ids == [again("serve", SECOND), again("train", SECOND), again("serve", SECOND)]
+    assert ids == ["serve-20261201T100507-00000001", "train-20261201T100507-00000002",
+                   "serve-20261201T100507-00000003"]
+    assert all(RUN_ID_PATTERN.fullmatch(run_id) for run_id in ids)
+    with pytest.raises(ValueError, match="does not fit in 8 hex digits"):
+        make_run_id("serve", SECOND, suffix=16**8)
