@@ -87,13 +87,14 @@ class Form:
         """A serve run's predictions (rows of every host's part, sorted), drift report and evaluation."""
         objects = S3ObjectStore(self.system.bucket, client=self.system.client("s3"))
         rows: list[list[str]] = []
-        for key in objects.list(record["predictions"]):
+        for key in objects.list(objects.key_from_uri(record["predictions"])):
             if key.endswith(".csv"):
                 rows += list(csv.reader(io.StringIO(objects.get_bytes(key).decode())))[1:]
-        report = DriftReport.from_json(objects.get_bytes(f"{record['drift_report']}/{DRIFT_REPORT_FILE}"))
+        report_key = f"{objects.key_from_uri(record['drift_report'])}/{DRIFT_REPORT_FILE}"
+        report = DriftReport.from_json(objects.get_bytes(report_key))
         # Reading an evaluation reads no parameter: an empty store stands in for the deployment's.
         stores = loop.Stores(objects=objects, params=SqliteParameterStore(params), names=ParameterNames())
-        evaluation = loop.read_evaluation(stores, objects.uri(record["predictions"]))
+        evaluation = loop.read_evaluation(stores, record["predictions"])
         return {"predictions": sorted(rows), "report": self.comparable(report.to_dict()),
                 "evaluation": None if evaluation is None else evaluation.to_dict()}
 
