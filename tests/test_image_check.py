@@ -64,6 +64,13 @@ def test_a_whole_pipeline_jobs_environment_holds_every_steps_run_settings() -> N
         "train_model": {"trained_on": "original"}, "learn_reference": {"trained_on": "original", "run_id": "train-1"}}
 
 
+def test_a_first_training_writes_no_champion_evaluation_and_a_retrain_does() -> None:
+    train = Inputs.of("train")
+    assert train.not_written({"raw_train", "raw_val"}) == {"champion_eval"}
+    assert train.not_written({"raw_train", "raw_val", "champion_model"}) == set()
+    assert Inputs.of("serve").not_written({"raw_batch"}) == set()
+
+
 def test_the_check_knows_both_pipelines_inputs() -> None:
     train, serve = Inputs.of("train"), Inputs.of("serve")
     assert set(train.external.values()) == {"train_data", "val_data"}

@@ -412,6 +412,8 @@ class Inputs:
     external: dict[str, str]  # artifact -> the start field that names it (raw images)
     resolved: dict[str, str]  # artifact -> the field of the current train record that holds it
     run_settings: dict[str, dict[str, str]]  # step -> {setting: the run fact it takes}
+    # artifact -> the artifacts its step needs to run at all (``Step.only_if``; e.g. a champion)
+    only_if: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, pipeline: str) -> Inputs:
@@ -420,7 +422,12 @@ class Inputs:
             external=dict(definition.external),
             resolved=dict(definition.resolved),
             run_settings={step.name: dict(step.run_settings) for step in definition.steps},
+            only_if={a: step.only_if for step in definition.steps if step.only_if for a in step.output_artifacts()},
         )
+
+    def not_written(self, sources: Iterable[str]) -> set[str]:
+        """The artifacts no step of a run with these sources writes: their step needs what the run lacks."""
+        return {a for a, needs in self.only_if.items() if not set(needs) <= set(sources)}
 
     def plan_settings(self, facts: Mapping[str, str]) -> dict[str, dict[str, str]]:
         """The run's ``RunPlan.settings``, as ``driftloop.loop.plan_run`` makes them from its facts."""
@@ -507,9 +514,11 @@ def job_mounts(job: Job, scratch: Path, sources: Mapping[str, Path]) -> list[tup
 
 
 def run_job(
-    engine: Engine, job: Job, store: Path, sources: Mapping[str, Path], workdir: Path, environment: Mapping[str, str]
+    engine: Engine, job: Job, store: Path, sources: Mapping[str, Path], workdir: Path, environment: Mapping[str, str],
+    *, not_written: Iterable[str] = (),
 ) -> JobResult:
-    """Run one job as SageMaker would; its outputs are "uploaded" to the run's store."""
+    """Run one job as SageMaker would; its outputs are "uploaded" to the run's store (an empty one
+    uploads nothing: allowed only for the ``not_written`` artifacts, whose step the run skips)."""
     scratch = workdir / "jobs" / job.name
     for channel in job.inputs:
         folder = sources.get(channel.artifact)
@@ -525,6 +534,8 @@ def run_job(
     for channel in job.outputs:
         local = scratch / "out" / channel.container_path.name
         if not any(local.iterdir()):
+            if channel.artifact in not_written:
+                continue
             raise CheckFailed(f"{job.name}: wrote nothing to {channel.container_path}")
         shutil.copytree(local, store / channel.artifact)
     noise = [line for line in log_path.read_text().splitlines()[1:] if GPU_NOISE.search(line)]
@@ -605,8 +616,9 @@ def run_pipeline(
     for job in ordered:
         environment = inputs.environment(job, facts)
         labelled = replace(job, pipeline=label)  # its name: <label>-<state>
-        results.append(run_job(engine, labelled, store, sources, workdir, environment))
-        sources.update({c.artifact: store / c.artifact for c in job.outputs})
+        results.append(run_job(engine, labelled, store, sources, workdir, environment,
+                               not_written=inputs.not_written(sources)))
+        sources.update({c.artifact: store / c.artifact for c in job.outputs if (store / c.artifact).is_dir()})
     return store, results, skipped
 
 

@@ -87,13 +87,14 @@ class Form:
         """A serve run's predictions (rows of every host's part, sorted), drift report and evaluation."""
         objects = S3ObjectStore(self.system.bucket, client=self.system.client("s3"))
         rows: list[list[str]] = []
-        for key in objects.list(record["predictions"]):
+        for key in objects.list(objects.key_from_uri(record["predictions"])):
             if key.endswith(".csv"):
                 rows += list(csv.reader(io.StringIO(objects.get_bytes(key).decode())))[1:]
-        report = DriftReport.from_json(objects.get_bytes(f"{record['drift_report']}/{DRIFT_REPORT_FILE}"))
+        report_key = f"{objects.key_from_uri(record['drift_report'])}/{DRIFT_REPORT_FILE}"
+        report = DriftReport.from_json(objects.get_bytes(report_key))
         # Reading an evaluation reads no parameter: an empty store stands in for the deployment's.
         stores = loop.Stores(objects=objects, params=SqliteParameterStore(params), names=ParameterNames())
-        evaluation = loop.read_evaluation(stores, objects.uri(record["predictions"]))
+        evaluation = loop.read_evaluation(stores, record["predictions"])
         return {"predictions": sorted(rows), "report": self.comparable(report.to_dict()),
                 "evaluation": None if evaluation is None else evaluation.to_dict()}
 
@@ -124,23 +125,68 @@ def forms(deployed: DeployedSystem, per_step: DeployedSystem, small_data: Path) 
     return both
 
 
+# The scenario a step at a time (each test waits only for its own step): each form's records after
+# the step, and for a serve step what the run wrote.
 @pytest.fixture(scope="module")
-def scenario(forms: dict[str, Form], tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """Each form's records after every step, and what each serve run wrote."""
-    seen: dict[str, dict[str, Any]] = {name: {} for name in forms}
-    for name, form in forms.items():
+def after_train(forms: dict[str, Form]) -> dict[str, dict[str, Any]]:
+    for form in forms.values():
         form.run(form.system.train_machine, *TRAIN_ORIGINAL)
-        seen[name]["after train"] = form.records()
-        for run_name, start in (SERVE_ORIGINAL, SERVE_NOISY):
-            record = form.serve(run_name, start)
-            seen[name][f"after {run_name}"] = form.records()
-            seen[name][f"{run_name} artifacts"] = form.served(
-                record, tmp_path_factory.mktemp("params") / "parameters.sqlite")
-    print("\nwall time of each execution (s):", {name: form.seconds for name, form in forms.items()})
+    return {name: {"records": form.records()} for name, form in forms.items()}
+
+
+def serve_both(forms: dict[str, Form], run: tuple[str, dict[str, str]], params: Path) -> dict[str, dict[str, Any]]:
+    seen = {}
+    for name, form in forms.items():
+        record = form.serve(*run)
+        seen[name] = {"records": form.records(), "artifacts": form.served(record, params / f"{name}.sqlite")}
+    print(f"\nwall time of each execution (s): { {name: form.seconds for name, form in forms.items()} }")
     return seen
 
 
+@pytest.fixture(scope="module")
+def after_serve_original(forms: dict[str, Form], after_train: Any, tmp_path_factory: pytest.TempPathFactory
+                         ) -> dict[str, dict[str, Any]]:
+    return serve_both(forms, SERVE_ORIGINAL, tmp_path_factory.mktemp("params"))
+
+
+@pytest.fixture(scope="module")
+def after_serve_noisy(forms: dict[str, Form], after_serve_original: Any, tmp_path_factory: pytest.TempPathFactory
+                      ) -> dict[str, dict[str, Any]]:
+    return serve_both(forms, SERVE_NOISY, tmp_path_factory.mktemp("params"))
+
+
+@pytest.fixture(scope="module")
+def scenario(after_train: Any, after_serve_original: Any, after_serve_noisy: Any) -> dict[str, Any]:
+    return {"after train": after_train, "after serve-original": after_serve_original,
+            "after serve-noisy": after_serve_noisy}
+
+
+def test_the_first_training_is_recorded_alike_in_both_forms(after_train: dict[str, Any]) -> None:
+    assert after_train["one job"]["records"] == after_train["a job a step"]["records"]
+    assert after_train["one job"]["records"]["train/latest"]["promoted"] is True
+
+
+def test_serving_the_original_set_writes_the_same_in_both_forms(after_serve_original: dict[str, Any]) -> None:
+    one, per_step = after_serve_original["one job"], after_serve_original["a job a step"]
+    assert one["records"] == per_step["records"]
+    assert one["artifacts"]["predictions"] and one["artifacts"] == per_step["artifacts"]
+    assert one["artifacts"]["evaluation"] is not None
+    assert one["records"]["serve/latest"]["is_drift"] is False
+
+
+def test_serving_the_noisy_set_drifts_retrains_and_writes_the_same_in_both_forms(
+    after_serve_noisy: dict[str, Any],
+) -> None:
+    one, per_step = after_serve_noisy["one job"], after_serve_noisy["a job a step"]
+    assert one["records"] == per_step["records"]
+    assert one["artifacts"]["predictions"] and one["artifacts"] == per_step["artifacts"]
+    record = one["records"]["serve/latest"]
+    assert (record["is_drift"], record["retrain"]) == (True, True)
+    assert one["records"]["train/last-attempt"]["run_id"] == "retrain-after-serve-noisy"
+
+
 def test_each_form_starts_the_jobs_its_template_says(forms: dict[str, Form], scenario: dict[str, Any]) -> None:
+    """Runs last (it needs the whole scenario): one job a run in the default form, a job a step in the other."""
     jobs = [job.request["ProcessingJobName"] for job in forms["one job"].system.emulation.jobs]
     one_job = {name.rsplit("-", 5)[0] for name in jobs}
     assert {"train-run", "serve-run"} <= one_job
@@ -152,23 +198,3 @@ def test_each_form_starts_the_jobs_its_template_says(forms: dict[str, Form], sce
         "serve-run": 1, "serve-process": 2, "serve-drift-features": 1, "serve-detect-drift": 1, "serve-predict": 2,
         "serve-explain": 1}
     assert not [job for job in forms["one job"].system.emulation.jobs if job.kind == "training"]
-
-
-@pytest.mark.parametrize("step", ["after train", "after serve-original", "after serve-noisy"])
-def test_the_records_are_the_same_in_both_forms(scenario: dict[str, Any], step: str) -> None:
-    assert scenario["one job"][step] == scenario["a job a step"][step]
-
-
-@pytest.mark.parametrize("run", ["serve-original", "serve-noisy"])
-def test_predictions_drift_report_and_evaluation_are_the_same_in_both_forms(scenario: dict[str, Any], run: str) -> None:
-    one, per_step = scenario["one job"][f"{run} artifacts"], scenario["a job a step"][f"{run} artifacts"]
-    assert one["predictions"] and one["predictions"] == per_step["predictions"]
-    assert one["report"] == per_step["report"]
-    assert one["evaluation"] is not None and one["evaluation"] == per_step["evaluation"]
-
-
-def test_the_noisy_batch_drifts_and_retrains_in_both_forms(scenario: dict[str, Any]) -> None:
-    for form in scenario.values():
-        record = form["after serve-noisy"]["serve/latest"]
-        assert (record["is_drift"], record["retrain"]) == (True, True)
-        assert form["after serve-noisy"]["train/last-attempt"]["run_id"] == "retrain-after-serve-noisy"
