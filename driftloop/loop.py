@@ -254,15 +254,22 @@ def _after(time: str, other: str) -> bool:
 
 def decide(stores: Stores, plan: RunPlan, report: DriftReport, policy: DecisionPolicy) -> RetrainDecision:
     """The serve run's retrain decision, from its drift report, the previous serve record and the last train run."""
+    return decide_and_join(stores, plan, report, policy).decision
+
+
+def decide_and_join(stores: Stores, plan: RunPlan, report: DriftReport, policy: DecisionPolicy
+                    ) -> production.LabelledDecision:
+    """``decide``, with the batches whose labels it joined (none outside production mode)."""
     previous = read_record(stores.params, stores.names.serve_latest, ServeRecord)
     since = runs_since_retrain(previous, last_train_attempt(stores.params, stores.names))
     batch = plan.start[BATCH_START_FIELD]
     batch_id = batch_id_of_prefix(batch)
     if batch_id is None or plan.current is None:  # a data set of the simulation (data/<stage>/test)
-        return decide_retrain(report, batch_source=batch, policy=policy, runs_since_retrain=since)
-    return production.decide_on_labels(stores.objects, current=plan.current, batch_id=batch_id, run_id=plan.run_id,
-                                       predictions_uri=plan.uri["predictions"], report=report, policy=policy,
-                                       runs_since_retrain=since)
+        decision = decide_retrain(report, batch_source=batch, policy=policy, runs_since_retrain=since)
+        return production.LabelledDecision(decision=decision, joined=[])
+    return production.join_and_decide(stores.objects, current=plan.current, batch_id=batch_id, run_id=plan.run_id,
+                                      predictions_uri=plan.uri["predictions"], report=report, policy=policy,
+                                      runs_since_retrain=since)
 
 
 def record_train(stores: Stores, plan: RunPlan) -> TrainRecord:

@@ -274,6 +274,14 @@ def _request_labels(objects: ObjectStore, decision: RetrainDecision, report: Dri
     return replace(decision, label_request=request.manifest_uri, label_request_images=request.n_images)
 
 
+@dataclass(frozen=True)
+class LabelledDecision:
+    """A production serve run's decision, and the batches whose labels it joined (for metrics and logs)."""
+
+    decision: RetrainDecision
+    joined: list[JoinedBatch]
+
+
 def decide_on_labels(objects: ObjectStore, *, current: TrainRecord, batch_id: str, run_id: str,
                      predictions_uri: str, report: DriftReport, policy: DecisionPolicy,
                      runs_since_retrain: int | None) -> RetrainDecision:
@@ -282,7 +290,17 @@ def decide_on_labels(objects: ObjectStore, *, current: TrainRecord, batch_id: st
     Returns the decision; when it is to retrain, with the new data set's train and validation prefixes
     (named after this serve run, ``data/retrain-<run id>``) and its lineage written beside them.
     """
-    summaries = [summarize(j) for j in join_new_labels(objects)][-MAX_JOINS_RECORDED:]
+    return join_and_decide(objects, current=current, batch_id=batch_id, run_id=run_id,
+                           predictions_uri=predictions_uri, report=report, policy=policy,
+                           runs_since_retrain=runs_since_retrain).decision
+
+
+def join_and_decide(objects: ObjectStore, *, current: TrainRecord, batch_id: str, run_id: str,
+                    predictions_uri: str, report: DriftReport, policy: DecisionPolicy,
+                    runs_since_retrain: int | None) -> LabelledDecision:
+    """``decide_on_labels``, also returning the batches this run joined."""
+    new_joins = join_new_labels(objects)
+    summaries = [summarize(j) for j in new_joins][-MAX_JOINS_RECORDED:]
     joined = joined_batches(objects)
     lineage = read_lineage(objects, current)
     evidence = label_evidence(joined, current, lineage, policy)
@@ -290,10 +308,11 @@ def decide_on_labels(objects: ObjectStore, *, current: TrainRecord, batch_id: st
                                          runs_since_retrain=runs_since_retrain)
     decision = _request_labels(objects, replace(decision, labels_joined=summaries), report, batch_id,
                                predictions_uri, policy)
-    if not decision.retrain:
-        return decision
-    data = build_training_set(objects, run_id, lineage, window_of(joined, policy), policy)
-    return replace(decision, train_data=data.train, val_data=data.val, stage=stage_of_data_prefix(data.train))
+    if decision.retrain:
+        data = build_training_set(objects, run_id, lineage, window_of(joined, policy), policy)
+        decision = replace(decision, train_data=data.train, val_data=data.val,
+                           stage=stage_of_data_prefix(data.train))
+    return LabelledDecision(decision=decision, joined=new_joins)
 
 
 def lineage_uri(objects: ObjectStore, train_prefix: str) -> str | None:

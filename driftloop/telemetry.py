@@ -16,3 +16,7 @@ ESTIMATED_ACCURACY_UPPER: Final = "EstimatedAccuracyUpper"
 CHALLENGER_ACCURACY: Final = "ChallengerAccuracy"
 CHAMPION_ACCURACY: Final = "ChampionAccuracy"
 PROMOTED: Final = "Promoted"
+# A served batch's accuracy on the labels that came back for it (a fraction), once per batch each
+# time its labels are joined (driftloop.production.join_new_labels), and how many images it was measured on.
+LABELLED_ACCURACY: Final = "LabelledAccuracy"
+LABELLED_IMAGES: Final = "LabelledImages"

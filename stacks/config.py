@@ -62,9 +62,8 @@ class DeploymentConfig:
     schedule_expression: str = "rate(1 hour)"
     schedule_enabled: bool = True
     # Simulation: each scheduled run serves the next stage's test set (data/<stage>/test).
-    # Otherwise each run serves ``batch_prefix`` (upload each new batch there).
+    # Otherwise (production) each run serves the oldest complete batch under batches/ not served yet.
     simulation: bool = True
-    batch_prefix: str = "batches/incoming"
     # Processing jobs (processing, drift, explainability; the champion's evaluation).
     processing: JobResources = JobResources("ml.m5.large", 30, 60)
     # The training job (algorithm, train mode); it runs on one instance.
@@ -153,9 +152,6 @@ class DeploymentConfig:
             raise ConfigError(
                 f"schedule_expression must be rate(...), cron(...) or at(...): {self.schedule_expression!r}"
             )
-        if self.batch_prefix.startswith(("/", "s3://")) or self.batch_prefix.endswith("/"):
-            raise ConfigError(f"batch_prefix is a key prefix in the bucket, without s3:// or slashes at the ends: "
-                              f"{self.batch_prefix!r}")
         for name in ("processing", "training", "inference"):
             cast(JobResources, getattr(self, name)).validate(name)
         for name in ("log_retention_days", "access_log_retention_days"):

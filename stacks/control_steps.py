@@ -1,4 +1,9 @@
-"""The control steps' Lambdas (``lambdas/control_steps``: plan, decide, record), each with its own role.
+"""The control steps' Lambdas (``lambdas/control_steps``: claim, plan, decide, record), each with its own role.
+
+Each role reads and writes only the key patterns its step touches (``driftloop.layout`` names them):
+the claim lists ``batches/`` and the ledger and creates ledger entries (create-only); the decision
+reads the labels, the ledger, the served batches, the serve runs' predictions and the run records,
+and writes joins, label requests and retrain sets; each record step writes its run's record.
 
 The code asset is the repository root reduced to an allow-list: the handlers plus the
 ``driftloop`` package, whose modules the handlers import are pure Python (no numpy, no TF).
@@ -26,7 +31,20 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from driftloop import telemetry
-from driftloop.layout import PipelineName, artifact_prefix
+from driftloop.layout import (
+    BATCHES,
+    DATA_ROOT,
+    LABEL_REQUESTS,
+    LABELS,
+    LEDGER_LABELLED,
+    LEDGER_SERVED,
+    LEDGER_SERVED_AGAIN,
+    RETRAIN_SET,
+    RUN_RECORD_FILE,
+    PipelineName,
+    artifact_prefix,
+    run_prefix,
+)
 from stacks import checkov, nag
 from stacks.config import DeploymentConfig
 from stacks.logs import log_group
@@ -82,6 +100,21 @@ def runs_pattern(pipeline: PipelineName, artifact: str) -> str:
     return f"{artifact_prefix(pipeline, '*', artifact)}/*"
 
 
+def records_pattern(pipeline: PipelineName | str) -> str:
+    """Every run's record object: ``runs/<pipeline>/*/record.json`` (``*`` as the pipeline: any pipeline's)."""
+    return f"{run_prefix(pipeline, '*')}/{RUN_RECORD_FILE}"  # type: ignore[arg-type]
+
+
+# The production intake's and label join's key patterns (driftloop.layout, driftloop.intake, driftloop.production).
+BATCH_OBJECTS: Final = f"{BATCHES}/*"
+LEDGER_SERVED_OBJECTS: Final = (f"{LEDGER_SERVED}/*", f"{LEDGER_SERVED_AGAIN}/*")
+LEDGER_OBJECTS: Final = "ledger/*"
+LABEL_OBJECTS: Final = f"{LABELS}/*"
+LABEL_REQUEST_OBJECTS: Final = f"{LABEL_REQUESTS}/*"
+DATA_OBJECTS: Final = f"{DATA_ROOT}/*"
+RETRAIN_SET_OBJECTS: Final = f"{DATA_ROOT}/{RETRAIN_SET}-*/*"
+LINEAGE_OBJECTS: Final = f"{DATA_ROOT}/*/lineage.json"
+
 # Why a Lambda may read objects under a wildcard (cdk-nag IAM5): the run id in their keys.
 DRIFT_REPORTS_ONLY: Final = (
     "Reads only drift reports, which sit under each serve run's id (the execution name, made at run time)."
@@ -89,6 +122,28 @@ DRIFT_REPORTS_ONLY: Final = (
 NEW_MODEL_AND_CHAMPION_EVAL: Final = (
     "Reads only the new model's archive and the champion's evaluation, under the train run's id "
     "(the execution name, made at run time)."
+)
+CLAIMS_BATCHES: Final = (
+    "The claim lists the uploaded batches (any batch id, made by the uploader) and the ledger of served "
+    "batches, and creates one ledger entry per serve (named by batch id, known only at run time); the "
+    "PutObject grant requires If-None-Match, so it can create entries but never overwrite one."
+)
+JOINS_LABELS_AND_BUILDS_RETRAIN_SETS: Final = (
+    "The production decision (driftloop.production) joins label files (labels/<batch id>/, any name the "
+    "labeller gives) to the served batch's predictions (runs/serve/<run id>/predictions/) found through "
+    "the ledger and the run records (runs/<pipeline>/<run id>/record.json); it writes the joins "
+    "(ledger/labelled/<batch id>.json) and label requests (label-requests/<batch id>/), and copies the "
+    "current model's base data sets (data/...) and the labelled images (batches/<batch id>/...) into a "
+    "retrain set data/retrain-<serve run id>/ (CopyObject reads the source and writes the target). Batch "
+    "ids, run ids and data set names are made at run time."
+)
+WRITES_ITS_RUN_RECORD: Final = (
+    "Writes only its pipeline's run record, runs/<pipeline>/<run id>/record.json, under the run id (the "
+    "execution name, made at run time)."
+)
+READS_LINEAGE: Final = (
+    "Reads only a retrain set's lineage.json beside the data set the train run started on "
+    "(data/<data set>/lineage.json; data set names are made at run time)."
 )
 # Why the handlers run on the Python the project pins (cdk-nag L1: not the newest runtime).
 TESTED_RUNTIME: Final = (
@@ -133,9 +188,28 @@ class ControlStepFunctions(Construct):
         self.record_serve = self._record_serve(parameters)
         self.record_train = self._record_train(parameters)
         self.next_batch = self._next_batch(parameters) if config.simulation else None
+        self.claim_batch = None if config.simulation else self._claim_batch()
 
     def all(self) -> list[lambda_.Function]:
-        return [f for f in (self.plan, self.decide, self.record_serve, self.record_train, self.next_batch) if f]
+        return [f for f in (self.claim_batch, self.plan, self.decide, self.record_serve, self.record_train,
+                            self.next_batch) if f]
+
+    def _claim_batch(self) -> lambda_.Function:
+        """Production: lists the batches and the ledger; creates the serve's ledger entry (create-only)."""
+        claim = self._function("ClaimBatch", "claim_batch", "production intake: the batch a serve run serves")
+        self._lists(claim, BATCH_OBJECTS, *LEDGER_SERVED_OBJECTS)
+        claim.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(pattern) for pattern in LEDGER_SERVED_OBJECTS],
+                # Only a conditional write (If-None-Match: *): an entry is created, never replaced.
+                conditions={"Null": {"s3:if-none-match": "false"}},
+            )
+        )
+        assert claim.role is not None
+        nag.wildcards(claim.role, CLAIMS_BATCHES,
+                      resources=tuple(nag.objects(self.bucket, p) for p in LEDGER_SERVED_OBJECTS))
+        return claim
 
     def _plan(self, parameters: RunParameters) -> lambda_.Function:
         """Reads the current train record; names every artifact of the run (writes nothing)."""
@@ -144,16 +218,25 @@ class ControlStepFunctions(Construct):
         return plan
 
     def _decide(self, parameters: RunParameters) -> lambda_.Function:
-        """Reads the serve runs' drift reports and the previous serve record; writes nothing."""
-        decide = self._function("Decide", "decide", "drift report -> retrain decision")
+        """Reads the drift report and the previous serve record; on a production batch (``batches/<id>``)
+        also joins labels, asks for labels and assembles the retrain set (``driftloop.production``)."""
+        decide = self._function("Decide", "decide", "drift report and labels -> retrain decision")
         self._reads(decide, DRIFT_REPORTS_ONLY, runs_pattern("serve", "drift_report"))
-        allow(decide, "ssm:GetParameter", parameters.serve_latest)
+        allow(decide, "ssm:GetParameter", parameters.serve_latest, parameters.train_latest,
+              parameters.train_last_attempt)
+        predictions = runs_pattern("serve", "predictions")
+        reads = (LABEL_OBJECTS, LEDGER_OBJECTS, BATCH_OBJECTS, predictions, records_pattern("*"), DATA_OBJECTS)
+        writes = (f"{LEDGER_LABELLED}/*", LABEL_REQUEST_OBJECTS, RETRAIN_SET_OBJECTS)
+        self._reads(decide, JOINS_LABELS_AND_BUILDS_RETRAIN_SETS, *reads)
+        self._lists(decide, LABEL_OBJECTS, LEDGER_OBJECTS, predictions, DATA_OBJECTS)
+        self._writes(decide, JOINS_LABELS_AND_BUILDS_RETRAIN_SETS, *writes)
         return decide
 
     def _record_serve(self, parameters: RunParameters) -> lambda_.Function:
-        """Reads the drift report; writes serve/latest, the serve run's last step."""
+        """Reads the drift report; writes the run's record object, then serve/latest (the serve run's last step)."""
         record = self._function("RecordServe", "record_serve", "the serve record")
         self._reads(record, DRIFT_REPORTS_ONLY, runs_pattern("serve", "drift_report"))
+        self._writes(record, WRITES_ITS_RUN_RECORD, records_pattern("serve"))
         allow(record, "ssm:PutParameter", parameters.serve_latest)
         return record
 
@@ -162,15 +245,11 @@ class ControlStepFunctions(Construct):
         record = self._function("RecordTrain", "record_train", "champion/challenger, train records")
         read = (runs_pattern("train", "model"), runs_pattern("train", "champion_eval"))
         self._reads(record, NEW_MODEL_AND_CHAMPION_EVAL, *read)
+        self._reads(record, READS_LINEAGE, LINEAGE_OBJECTS)
         # Listing finds the training job's archive under the model prefix, and lets S3 answer
-        # "no such key" (not "access denied") for a missing evaluation.
-        record.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": list(read)}},
-            )
-        )
+        # "no such key" (not "access denied") for a missing evaluation or lineage.
+        self._lists(record, *read, LINEAGE_OBJECTS)
+        self._writes(record, WRITES_ITS_RUN_RECORD, records_pattern("train"))
         allow(record, "ssm:PutParameter", parameters.train_latest, parameters.train_last_attempt)
         return record
 
@@ -218,3 +297,23 @@ class ControlStepFunctions(Construct):
         )
         assert function.role is not None
         nag.wildcards(function.role, reason, resources=tuple(nag.objects(self.bucket, p) for p in patterns))
+
+    def _writes(self, function: lambda_.Function, reason: str, *patterns: str) -> None:
+        """Lets the function write objects under these key patterns; ``reason`` says why their wildcards are safe."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(pattern) for pattern in patterns]
+            )
+        )
+        assert function.role is not None
+        nag.wildcards(function.role, reason, resources=tuple(nag.objects(self.bucket, p) for p in patterns))
+
+    def _lists(self, function: lambda_.Function, *patterns: str) -> None:
+        """Lets the function list the bucket under these key patterns only (``s3:prefix``)."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": list(patterns)}},
+            )
+        )

@@ -1,4 +1,5 @@
-"""One CloudWatch dashboard: drift, accuracy (validation, and each batch's label-free estimate), how the executions end.
+"""One CloudWatch dashboard: drift, accuracy (validation, each batch's label-free estimate and, in production,
+its labelled accuracy once labels come back), how the executions end.
 
 Drift and accuracy come from the Lambdas' Powertools metrics (embedded metric format: no
 PutMetricData permission needed); execution outcomes from Step Functions' own metrics.
@@ -58,7 +59,17 @@ class Dashboard(Construct):
                 loop_metric(telemetry.ESTIMATED_ACCURACY_UPPER, "Average", "upper"),
             ],
             left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
-            width=24,
+            width=12,
+        )
+        labelled = cloudwatch.GraphWidget(
+            title="Labelled accuracy of served batches (production: measured when their labels come back)",
+            left=[
+                loop_metric(telemetry.LABELLED_ACCURACY, "Average", "labelled accuracy"),
+                loop_metric(telemetry.LABELLED_ACCURACY, "Minimum", "worst batch"),
+            ],
+            right=[loop_metric(telemetry.LABELLED_IMAGES, "Sum", "labelled images")],
+            left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
+            width=12,
         )
         outcomes = [
             cloudwatch.GraphWidget(
@@ -74,5 +85,5 @@ class Dashboard(Construct):
             for name, machine in (("Serve", serve), ("Train", train))
         ]
         self.dashboard.add_widgets(drift, accuracy)
-        self.dashboard.add_widgets(estimate)
+        self.dashboard.add_widgets(estimate, labelled)
         self.dashboard.add_widgets(*outcomes)

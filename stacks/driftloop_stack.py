@@ -43,10 +43,9 @@ class DriftloopStack(Stack):
         self.notifications = Notifications(
             self, "Notifications", email=config.notification_email, retain=not config.destroy_on_teardown
         )
-        # The jobs read what users upload (and the configured batch prefix's folder) and the runs.
-        readable = sorted({DATA_ROOT, BATCHES_ROOT, config.batch_prefix.split("/")[0]})
+        # The jobs read what users upload (data sets, batches; retrain sets are under data/) and the runs.
         self.job_role = SageMakerJobRole(
-            self, "SageMaker", bucket=bucket, images=self.images.images, data_prefixes=tuple(readable),
+            self, "SageMaker", bucket=bucket, images=self.images.images, data_prefixes=(BATCHES_ROOT, DATA_ROOT),
             runs_prefix=RUNS_ROOT,
         )
         self.functions = ControlStepFunctions(

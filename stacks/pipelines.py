@@ -9,9 +9,10 @@ Train (input ``{"train_data": "data/<stage>/train", "val_data": "data/<stage>/va
     every step (evaluate_champion only when there is a champion) -> record_train Lambda (writes
     train/last-attempt, and train/latest when promoted) -> notify
 
-Serve (input ``{}`` in simulation mode, or ``{"batch": "<key prefix>"}``)::
+Serve (input ``{}`` for a scheduled run, or ``{"batch": "<key prefix>"}`` to serve a batch by name)::
 
-    [next_batch Lambda] -> plan Lambda (no model: fail, "run the train pipeline first") -> jobs ->
+    next_batch Lambda (simulation) | claim_batch Lambda (production: no batch -> "nothing to serve",
+    Succeed, no job) -> plan Lambda (no model: fail, "run the train pipeline first") -> jobs ->
     decide Lambda -> retrain? -> overlap guard -> start the train state machine | "skipped" ->
     record_serve Lambda (writes serve/latest, last) -> notify on drift
 
@@ -336,12 +337,34 @@ class PipelineStateMachines(Construct):
         )
         plan = self._plan(states, catches=((loop.NoModel.__name__, no_model),))
         plan.next(self._steps(states, decide))
-        return self._state_machine(states, self._next_batch(states, plan))
+        first = self._next_batch(states, plan) if self.config.simulation else self._claim_batch(states, plan)
+        return self._state_machine(states, first)
 
     def _record_serve(self, states: PipelineStates) -> sfn.IChainable:
-        """Write the serve record; tell the topic when the batch drifted."""
+        """Write the serve record; tell the topic when the batch drifted, and where its label request is."""
         scope = states.scope
         done = sfn.Succeed(scope, "Done")
+        notify_label_request = tasks.SnsPublish(
+            scope,
+            "NotifyLabelRequest",
+            topic=self.topic,
+            subject="driftloop: drift detected, labels requested",
+            message=sfn.TaskInput.from_text(
+                sfn.JsonPath.format(
+                    "driftloop serve run {} on {}: drift (smallest p-value {} < threshold {}). Labels requested: "
+                    "{} images are listed in the Ground Truth input manifest {}; put their labels under "
+                    "labels/<batch id>/. Retrain: {}",
+                    sfn.JsonPath.string_at("$.record.run_id"),
+                    sfn.JsonPath.string_at("$.record.input"),
+                    sfn.JsonPath.string_at("$.record.statistic"),
+                    sfn.JsonPath.string_at("$.record.threshold"),
+                    sfn.JsonPath.string_at("$.record.label_request_images"),
+                    sfn.JsonPath.string_at("$.record.label_request"),
+                    sfn.JsonPath.string_at("$.record.retrain_reason"),
+                )
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        ).next(done)
         notify_drift = tasks.SnsPublish(
             scope,
             "NotifyDrift",
@@ -364,6 +387,7 @@ class PipelineStateMachines(Construct):
         )
         return record.next(
             sfn.Choice(scope, "Drift?")
+            .when(sfn.Condition.is_string("$.record.label_request"), notify_label_request)
             .when(sfn.Condition.boolean_equals("$.record.is_drift", True), notify_drift)
             .otherwise(done)
         )
@@ -453,4 +477,39 @@ class PipelineStateMachines(Construct):
             sfn.Choice(states.scope, "BatchGiven?")
             .when(sfn.Condition.is_present(f"$.{BATCH_START_FIELD}"), plan)
             .otherwise(next_batch.next(plan))
+        )
+
+    def _claim_batch(self, states: PipelineStates, plan: sfn.IChainable) -> sfn.IChainable:
+        """Production: the claim (``driftloop.loop.claim_batch``) picks the run's batch, or ends the run
+        before any job when there is nothing to serve. A run started on a batch by name serves it again."""
+        assert self.functions.claim_batch is not None
+        scope = states.scope
+
+        function = self.functions.claim_batch
+
+        def claim(construct_id: str, **batch: str) -> tasks.LambdaInvoke:
+            """The claim; a run started without a batch sends none (the contract's default: the next batch)."""
+            run = {"run_id": sfn.JsonPath.execution_name, "time": sfn.JsonPath.string_at("$$.Execution.StartTime")}
+            event = sfn.TaskInput.from_object(fields_of(loop.ClaimBatchEvent, {**run, **batch}))
+            return states.lambda_state(construct_id, function, event, result_path="$.claim")
+
+        nothing = sfn.Succeed(scope, "NothingToServe", comment="nothing to serve: no job is started",
+                              output_path="$.claim")
+        # The serve run's start input: {"batch": <the claimed batch>}.
+        serve = sfn.Pass(scope, "ServeClaimedBatch",
+                         parameters={BATCH_START_FIELD: sfn.JsonPath.string_at(f"$.claim.{BATCH_START_FIELD}")},
+                         result_path="$").next(plan)
+        claimed = (
+            sfn.Choice(scope, "NothingToServe?")
+            .when(sfn.Condition.is_null(f"$.claim.{BATCH_START_FIELD}"), nothing)
+            .otherwise(serve)
+        )
+        named = claim("ClaimNamedBatch", batch=sfn.JsonPath.string_at(f"$.{BATCH_START_FIELD}"))
+        scheduled = claim("ClaimNextBatch")
+        named.next(claimed)
+        scheduled.next(claimed)
+        return (
+            sfn.Choice(scope, "BatchNamed?")
+            .when(sfn.Condition.is_present(f"$.{BATCH_START_FIELD}"), named)
+            .otherwise(scheduled)
         )

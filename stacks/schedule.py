@@ -1,12 +1,11 @@
 """EventBridge Scheduler: starts the serve state machine on the configured schedule.
 
-Simulation mode sends ``{}`` (the state machine asks ``next_batch`` for the next stage's test
-set); otherwise ``{"batch": <batch_prefix>}``. The target role may only start that state machine.
+Every scheduled run starts with ``{}``: in simulation mode the state machine asks ``next_batch`` for
+the next stage's test set; in production ``claim_batch`` takes the oldest complete batch not served
+yet, or ends the run without a job. The target role may only start that state machine.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_scheduler as scheduler
@@ -14,12 +13,7 @@ from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from driftloop.pipelines import BATCH_START_FIELD
 from stacks.config import DeploymentConfig
-
-
-def schedule_input(config: DeploymentConfig) -> dict[str, Any]:
-    return {} if config.simulation else {BATCH_START_FIELD: config.batch_prefix}
 
 
 class ServeSchedule(Construct):
@@ -35,7 +29,7 @@ class ServeSchedule(Construct):
             enabled=config.schedule_enabled,
             target=targets.StepFunctionsStartExecution(
                 state_machine,
-                input=scheduler.ScheduleTargetInput.from_object(schedule_input(config)),
+                input=scheduler.ScheduleTargetInput.from_object({}),
                 retry_attempts=3,
                 max_event_age=Duration.hours(1),
             ),

@@ -1,7 +1,10 @@
 """The Lambdas of the AWS loop: thin handlers over ``driftloop.loop``, each with its own least-privilege role.
 
+* ``claim_batch``: production mode, a serve run's first step -> the batch it serves (the one it named,
+  else the oldest complete batch not served yet), or none: nothing to serve, the run ends without a job;
 * ``plan``: a run's start -> its plan (artifact URIs, per-step settings, the current train record);
-* ``decide``: a serve run's drift report -> the retrain decision;
+* ``decide``: a serve run's drift report (and in production, the labels that came back) -> the retrain
+  decision; publishes the labelled accuracy of each batch whose labels it joined;
 * ``record_serve``: the serve record, with the retrain outcome -> ``serve/latest`` (the run's last step);
 * ``record_train``: champion/challenger -> ``train/last-attempt``, and ``train/latest`` when promoted;
 * ``take_retrain_lease``: before a retrain starts, the retrain lease for a new train run id -> that id
@@ -44,6 +47,14 @@ def _stores() -> loop.Stores:
 
 
 @logger.inject_lambda_context
+def claim_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = loop.ClaimBatchEvent.from_dict(event)
+    result = loop.claim_batch(_stores(), request)
+    logger.info(result.summary, extra={"run_id": request.run_id, "batch": result.batch})
+    return result.to_dict()
+
+
+@logger.inject_lambda_context
 def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = loop.PlanEvent.from_dict(event)
     run = loop.plan_run(_stores(), request.pipeline, run_id=request.run_id, time=request.time, start=request.start)
@@ -58,7 +69,14 @@ def decide(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     stores = _stores()
     report = loop.read_drift_report(stores, request.plan)
     policy = DecisionPolicy.from_mapping(json.loads(os.environ["DECISION_POLICY"]))
-    decision = loop.decide(stores, request.plan, report, policy)
+    decided = loop.decide_and_join(stores, request.plan, report, policy)
+    decision = decided.decision
+    for joined in decided.joined:
+        labelled = joined.labelled
+        if labelled.accuracy is not None:
+            metrics.add_metric(name=telemetry.LABELLED_ACCURACY, unit=MetricUnit.NoUnit, value=labelled.accuracy)
+            metrics.add_metric(name=telemetry.LABELLED_IMAGES, unit=MetricUnit.Count, value=labelled.n_labelled)
+        logger.info("labels joined", extra={"batch": joined.batch_id, "labelled": labelled.summary()})
     if not report.too_small:
         metrics.add_metric(name=telemetry.DRIFT_STATISTIC, unit=MetricUnit.NoUnit, value=report.statistic)
         metrics.add_metric(name=telemetry.DRIFT_DETECTED, unit=MetricUnit.Count, value=int(report.is_drift))

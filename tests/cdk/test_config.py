@@ -53,7 +53,7 @@ def test_dotted_overrides_change_one_field() -> None:
         ("driftloop.log_retention_days", "31", "log_retention_days"),
         ("driftloop.schedule_enabled", "yes", "true or false"),
         ("driftloop.schedule_expression", "hourly", "rate("),
-        ("driftloop.batch_prefix", "s3://bucket/batches", "key prefix"),
+        ("driftloop.batch_prefix", "batches/incoming", "unknown setting"),
         ("driftloop.parameter_prefix", "driftloop", "parameter prefix"),
     ],
 )

@@ -283,3 +283,72 @@ def test_a_lease_without_its_lifetime_set_names_the_variable(
     monkeypatch.delenv("RETRAIN_LEASE_SECONDS", raising=False)
     with pytest.raises(ValueError, match="RETRAIN_LEASE_SECONDS='': set it to the train state machine's timeout"):
         handlers().take_retrain_lease({"decision": retrain_decision()}, lambda_context)
+
+
+# ----------------------------------------------------------------------------- production mode
+
+
+def claim(run_id: str, context: LambdaContext, batch: str | None = None) -> dict[str, Any]:
+    event = {"run_id": run_id, "time": "2026-11-25T08:00:00.000Z", **({} if batch is None else {"batch": batch})}
+    return handlers().claim_batch(event, context)  # type: ignore[no-any-return]
+
+
+def upload_batch(aws: Emulated, batch_id: str, images: tuple[str, ...], *, ready: bool = True) -> None:
+    for image in images:
+        aws.put(f"batches/{batch_id}/{image}", b"png")
+    if ready:
+        aws.put(f"batches/{batch_id}/_READY", b"")
+
+
+def test_a_scheduled_claim_takes_each_complete_batch_once_and_then_says_nothing_to_serve(
+    aws: Emulated, lambda_context: LambdaContext
+) -> None:
+    assert claim("s0", lambda_context)["batch"] is None
+    upload_batch(aws, "b1", ("cats/1.png",))
+    upload_batch(aws, "b2", ("2.png",), ready=False)  # still uploading
+    first = claim("s1", lambda_context)
+    assert first["batch"] == "batches/b1" and first["summary"].startswith("serving batch b1")
+    nothing = claim("s2", lambda_context)
+    assert nothing == {"batch": None,
+                       "summary": "nothing to serve: every complete batch was served; 1 without their _READY "
+                                  "marker yet"}
+    # Named, it is served again (its own ledger entry); a prefix that is no batch is served as named.
+    assert claim("s3", lambda_context, "batches/b1")["summary"] == "serving batch b1 as named (serve 2)"
+    assert claim("s4", lambda_context, "data/original/test")["batch"] == "data/original/test"
+
+
+PREDICTED = {"cats/1.png": "a", "cats/2.png": "a", "dogs/3.png": "b", "dogs/4.png": "a"}
+
+
+def serve_batch(aws: Emulated, run_id: str, batch_id: str, context: LambdaContext) -> dict[str, Any]:
+    """A production serve run as the state machine drives it: claim, plan, (jobs), decide, record."""
+    upload_batch(aws, batch_id, tuple(PREDICTED))
+    assert claim(run_id, context)["batch"] == f"batches/{batch_id}"
+    run = plan("serve", run_id, {"batch": f"batches/{batch_id}"}, context)
+    rows = "".join(f"{image},{label},0.9,{0.9 if label == 'a' else 0.1},{0.1 if label == 'a' else 0.9}\n"
+                   for image, label in PREDICTED.items())
+    aws.put(f"runs/serve/{run_id}/predictions/predictions.csv", f"file,predicted_class,confidence,p_a,p_b\n{rows}"
+            .encode())
+    aws.put(f"runs/serve/{run_id}/drift_report/drift_report.json", report(drift=False))
+    decision = handlers().decide({"plan": run}, context)
+    outcome = {"started": False, "reason": decision["reason"]}
+    return handlers().record_serve({"plan": run, "decision": decision, "outcome": outcome},  # type: ignore[no-any-return]
+                                   context)
+
+
+def test_the_decision_publishes_the_labelled_accuracy_of_each_batch_it_joined(
+    aws: Emulated, lambda_context: LambdaContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from driftloop import telemetry
+
+    train(aws, "t1", "original", 0.9, lambda_context)
+    serve_batch(aws, "s1", "b1", lambda_context)
+    assert telemetry.LABELLED_ACCURACY not in emitted_metrics(capsys.readouterr().out)  # no labels yet
+    aws.put("labels/b1/labels.csv", b"image,label\ncats/1.png,a\ncats/2.png,a\ndogs/3.png,b\ndogs/4.png,b\n")
+    serve_batch(aws, "s2", "b2", lambda_context)
+    emitted = emitted_metrics(capsys.readouterr().out)
+    assert (emitted[telemetry.LABELLED_ACCURACY], emitted[telemetry.LABELLED_IMAGES]) == ([0.75], [4])
+    joined = json.loads(aws.s3.get_object(Bucket=BUCKET, Key="ledger/labelled/b1.json")["Body"].read())
+    assert (joined["serve_run_id"], joined["labelled"]["n_correct"]) == ("s1", 3)
+    serve_batch(aws, "s3", "b3", lambda_context)  # nothing new came back: nothing joined, no metric
+    assert telemetry.LABELLED_ACCURACY not in emitted_metrics(capsys.readouterr().out)

@@ -346,3 +346,51 @@ def test_definitions_pass_asl_validator(all_definitions: list[dict[str, Any]], t
         paths += ["--json-path", str(path)]
     result = subprocess.run([str(ASL_VALIDATOR), *paths], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_in_production_the_claim_comes_first_and_nothing_to_serve_starts_no_job(
+    production_definitions: dict[str, Any]
+) -> None:
+    from driftloop import loop
+    from driftloop.contracts import field_names
+
+    definition = production_definitions["serve"]
+    states = definition["States"]
+    named = states[definition["StartAt"]]
+    assert named["Choices"] == [{"Variable": "$.batch", "IsPresent": True, "Next": "ClaimNamedBatch"}]
+    assert named["Default"] == "ClaimNextBatch"
+    for claim in ("ClaimNamedBatch", "ClaimNextBatch"):
+        assert states[claim]["Next"] == "NothingToServe?"
+        assert states[claim]["Parameters"]["run_id.$"] == "$$.Execution.Name"
+        assert states[claim]["Parameters"]["time.$"] == "$$.Execution.StartTime"
+    fields = set(field_names(loop.ClaimBatchEvent))
+    assert {k.removesuffix(".$") for k in states["ClaimNamedBatch"]["Parameters"]} == fields
+    assert states["ClaimNamedBatch"]["Parameters"]["batch.$"] == "$.batch"
+    # A scheduled run names no batch: the contract's default (None), the oldest unserved batch.
+    assert {k.removesuffix(".$") for k in states["ClaimNextBatch"]["Parameters"]} == fields - {"batch"}
+    choice = states["NothingToServe?"]
+    assert choice["Choices"] == [{"Variable": "$.claim.batch", "IsNull": True, "Next": "NothingToServe"}]
+    assert states["NothingToServe"]["Type"] == "Succeed"
+    assert not reachable(definition, "NothingToServe") & set(sagemaker_jobs(definition))
+    # Otherwise the run's start input is exactly the claimed batch, and the plan follows.
+    serve = states[choice["Default"]]
+    assert serve["Parameters"] == {"batch.$": "$.claim.batch"} and serve["Next"] == "Plan"
+    assert "NextSimulationBatch" not in states
+
+
+def test_in_simulation_the_next_stage_comes_first_and_there_is_no_claim(definitions: dict[str, Any]) -> None:
+    states = definitions["serve"]["States"]
+    assert definitions["serve"]["StartAt"] == "BatchGiven?" and "NextSimulationBatch" in states
+    assert not {s for s in states if s.startswith("Claim")}
+
+
+@pytest.mark.parametrize("variant", ["definitions", "production_definitions"])
+def test_a_label_request_is_notified_with_its_manifest_and_size(variant: str, request: pytest.FixtureRequest) -> None:
+    states = request.getfixturevalue(variant)["serve"]["States"]
+    choice = states["Drift?"]
+    first = choice["Choices"][0]
+    assert (first["Variable"], first["IsString"]) == ("$.record.label_request", True)
+    message = states[first["Next"]]["Parameters"]["Message.$"]
+    assert "$.record.label_request_images" in message and "$.record.label_request)" in message.replace(", ", ")")
+    assert "Labels requested: {} images are listed in the Ground Truth input manifest {}" in message
+    assert choice["Choices"][1]["Variable"] == "$.record.is_drift"
