@@ -24,7 +24,7 @@ from tools.readme_results import README, Measured
 
 @pytest.mark.slow
 def test_a_short_production_stream_serves_each_batch_once_and_joins_every_label(tmp_path: Path) -> None:
-    options = ProductionOptions(workdir=tmp_path, size="small", hours_per_stage=2, batch_size=40,
+    options = ProductionOptions(workdir=tmp_path, size="small", hours_per_stage=1, batch_size=40,
                                 label_fraction=0.8, label_delay_hours=1, progress=False)
     result = simulate_production(options)
     hours = len(STAGE_NAMES) * options.hours_per_stage
