@@ -11,10 +11,7 @@ scales out on two instances: SageMaker hosts on AWS, worker processes locally):
    Noisy model) stays.
 
 After each step ``train/latest``, ``train/last-attempt`` and ``serve/latest`` must be equal on both
-backends. Only what differs by nature is mapped: the store root (``s3://<bucket>/`` on AWS; local
-URIs are relative to the store), timestamps, and the id of the retrain the serve state machine started (a
-Step Functions execution name; the local runner names it from the clock and a random suffix). Every
-other run id is the same on both sides: the AWS executions are started with the local run ids as their names.
+backends (compared by ``support.parity``, which says what it maps: store root, times, retrain ids).
 """
 
 from __future__ import annotations
@@ -24,13 +21,14 @@ import io
 import json
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.deployed_system import DeployedSystem
+from support.parity import Backends, serve_both, train_both
 
 from driftloop import loop
 from driftloop.config import ScaleOut, Settings
@@ -52,73 +50,12 @@ DEPLOYMENT_CONTEXT: dict[str, Any] = {
     }
 }
 
-RECORDS = ("train/latest", "train/last-attempt", "serve/latest")
 START = datetime(2023, 2, 5, 10, 5, tzinfo=UTC)
 # Each step's start input and run time; the AWS execution is named like the local run.
 TRAIN_ORIGINAL = ({"train_data": "data/original/train", "val_data": "data/original/val"}, START)
 SERVE_ORIGINAL = ({"batch": "data/original/test"}, START + timedelta(hours=1))
 SERVE_NOISY = ({"batch": "data/noisy/test"}, START + timedelta(hours=2))
 TRAIN_KEEPS_CHAMPION = ({"train_data": "data/original/train", "val_data": "data/noisy/val"}, START + timedelta(hours=3))
-
-
-@dataclass
-class Backends:
-    local: LocalSystem
-    aws: DeployedSystem
-    retrain_ids: dict[str, str] = field(default_factory=dict)  # AWS execution name -> local run id
-    train_ids: list[str] = field(default_factory=list)  # the train runs started by hand, in order
-
-    def local_records(self) -> dict[str, dict[str, Any] | None]:
-        values = {name: self.local.params.get_optional(f"{self.local.names.prefix}/{name}") for name in RECORDS}
-        return {name: None if v is None else json.loads(v) for name, v in values.items()}
-
-    def aws_records(self) -> dict[str, dict[str, Any] | None]:
-        records: dict[str, dict[str, Any] | None] = {}
-        for name in RECORDS:
-            value = self.aws.parameter(name)
-            records[name] = None if value == {"status": "none"} else value
-        return records
-
-    def comparable(self, records: dict[str, dict[str, Any] | None], root: str = "") -> dict[str, Any]:
-        """Records without their times, store root and retrain execution names."""
-        return {name: None if r is None else {k: self._map(v, root) for k, v in r.items() if k != "time"}
-                for name, r in records.items()}
-
-    def _map(self, value: Any, root: str) -> Any:
-        if not isinstance(value, str):
-            return value
-        value = value.removeprefix(root) if root else value
-        for execution_name, run_id in self.retrain_ids.items():  # also inside URIs: runs/train/<id>/model
-            value = value.replace(execution_name, run_id)
-        return value
-
-    def assert_same_records(self) -> dict[str, Any]:
-        local = self.comparable(self.local_records())
-        aws = self.comparable(self.aws_records(), root=self.aws.uri(""))
-        for name in RECORDS:
-            assert aws[name] == local[name], f"{name} differs between the backends"
-        return local
-
-
-def train_both(backends: Backends, start: dict[str, str], when: datetime) -> None:
-    name = backends.local.train(start["train_data"], start["val_data"], when=when).run_id
-    backends.train_ids.append(name)
-    description = backends.aws.wait(backends.aws.start(backends.aws.train_machine, name, start))
-    assert description["status"] == "SUCCEEDED", description
-
-
-def serve_both(backends: Backends, start: dict[str, str], when: datetime) -> None:
-    outcome = backends.local.serve(start["batch"], when=when)
-    name = outcome.record.run_id
-    description = backends.aws.wait(backends.aws.start(backends.aws.serve_machine, name, start))
-    assert description["status"] == "SUCCEEDED", description
-    record = json.loads(description["output"])["record"]
-    if record["retrain_run_id"] is not None:
-        assert outcome.retrain is not None, "AWS retrained, the local runner did not"
-        backends.retrain_ids[record["retrain_run_id"]] = outcome.retrain.run_id
-        retrain = next(e for e in backends.aws.executions(backends.aws.train_machine)
-                       if e["name"] == record["retrain_run_id"])
-        assert backends.aws.wait(retrain["executionArn"])["status"] == "SUCCEEDED"
 
 
 @pytest.fixture(scope="module")
