@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from support.aws_emulation import JobRecord
 from support.deployed_system import DeployedSystem, wait_until
 
-from driftloop.pipelines import TRAIN_PIPELINE
+from driftloop.pipelines import TRAIN_METRICS_FILE, TRAIN_PIPELINE
 
 pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 
@@ -166,11 +166,14 @@ def test_train_pipeline_points_the_parameter_store_at_complete_artifacts(
     assert record["run_id"] == "train-original" and record["promoted"] is True
     assert record["train_data"] == deployed.uri("data/original/train")
     assert deployed.parameter("train/last-attempt") == record
-    assert any(key.endswith("/model.tar.gz") for key in deployed.keys(record["model"]))
+    # The train run is one processing job: the model is files under its prefix, not a training job's archive.
+    model_keys = deployed.keys(record["model"])
+    assert f"{record['model'].removeprefix(deployed.uri(''))}/{TRAIN_METRICS_FILE}" in model_keys
+    assert not any(key.endswith("/model.tar.gz") for key in model_keys)
     for artifact in ("detector", "explainer"):
         assert deployed.keys(record[artifact]), f"{artifact} {record[artifact]} is empty"
     assert [m["subject"] for m in inbox.messages()].count("driftloop: train run finished") == 1
-    assert {job.kind for job in deployed.emulation.jobs} == {"processing", "training"}
+    assert {job.kind for job in deployed.emulation.jobs} == {"processing"}
 
 
 def test_serve_on_the_original_test_set_predicts_and_explains_without_drift(
