@@ -53,6 +53,11 @@ LINEAGE_FILE: Final = "lineage.json"
 MAX_JOINS_RECORDED: Final = 3  # joins a serve record names (the ledger keeps every one)
 
 
+def lineage_key(split_prefix: str) -> str:
+    """A data set's lineage, beside its splits: ``data/retrain-x/train`` -> ``data/retrain-x/lineage.json``."""
+    return f"{split_prefix.rpartition('/')[0]}/{LINEAGE_FILE}"
+
+
 @dataclass(frozen=True)
 class JoinedBatch(Contract):
     """A labelled batch: who served it, with which model, and what its labels measured."""
@@ -205,16 +210,15 @@ def label_evidence(joined: Sequence[JoinedBatch], current: TrainRecord, lineage:
 def read_lineage(objects: ObjectStore, record: TrainRecord) -> Lineage:
     """A model's lineage: written beside a retrain set; a model trained on a plain data set has only that."""
     train_prefix = objects.key_from_uri(record.train_data)
-    parent = train_prefix.rpartition("/")[0]
     try:
-        return Lineage.from_json(objects.get_bytes(f"{parent}/{LINEAGE_FILE}"))
+        return Lineage.from_json(objects.get_bytes(lineage_key(train_prefix)))
     except ObjectNotFound:
         return Lineage(data_sets=[train_prefix])
 
 
 def _labelled_images(objects: ObjectStore, joined: JoinedBatch) -> dict[str, str]:
     """Image id -> label of a served batch: the rows its join counted."""
-    record = _serve_record(objects, joined.serve_run_id or "")
+    record = None if joined.serve_run_id is None else _serve_record(objects, joined.serve_run_id)
     if record is None:
         return {}
     files = [(key, objects.get_bytes(key)) for key in joined.labelled.label_files]
@@ -255,7 +259,7 @@ def build_training_set(objects: ObjectStore, name: str, current: Lineage, window
     lineage = Lineage(data_sets=list(current.data_sets), batches=[j.batch_id for j in window],
                       label_files=sorted(f for j in window for f in j.labelled.label_files),
                       n_labelled_train=counts["train"], n_labelled_val=counts["val"])
-    objects.put_bytes(f"{prefix}/{LINEAGE_FILE}", lineage.to_json().encode())
+    objects.put_bytes(lineage_key(train), lineage.to_json().encode())
     return TrainingSet(train=train, val=val, lineage=lineage)
 
 
@@ -317,5 +321,5 @@ def join_and_decide(objects: ObjectStore, *, current: TrainRecord, batch_id: str
 
 def lineage_uri(objects: ObjectStore, train_prefix: str) -> str | None:
     """The lineage written beside a retrain set's ``train`` split, if the data is one."""
-    key = f"{train_prefix.rpartition('/')[0]}/{LINEAGE_FILE}"
+    key = lineage_key(train_prefix)
     return objects.uri(key) if objects.exists(key) else None
