@@ -113,6 +113,7 @@ def test_the_dockerfile_pins_its_base_and_names_one_target_per_component() -> No
         assert image.entrypoint == ("python", "-m", f"driftloop.components.{component.value}")
         env = image.environment
         assert env["TF_USE_LEGACY_KERAS"] == "1" and env["TF_CPP_MIN_LOG_LEVEL"] == "3"
+        assert env["TF_ENABLE_ONEDNN_OPTS"] == "1"  # the kernels configure_process() chooses outside the images
         assert env["NUMBA_CACHE_DIR"].startswith("/tmp/") and env["MPLCONFIGDIR"].startswith("/tmp/")
 
 

@@ -76,8 +76,14 @@ def configure_process() -> None:
     Legacy Keras is chosen by ``TF_USE_LEGACY_KERAS`` only before TensorFlow loads: alibi-detect's
     detector save path imports transformers, which sets it when unset, so a run that left it unset
     would switch Keras mid-run. The images set the same in their ``ENV`` (containers/Dockerfile).
+
+    TensorFlow picks its CPU kernels by processor: oneDNN's on Intel CPUs with AVX-512 VNNI, Eigen's
+    on others (the AMD EPYC the benchmarks name). Choosing oneDNN everywhere gives every machine the
+    same kernels, and on the AMD one 35 % less CPU for the production simulation (docs/benchmarks.md
+    section 10).
     """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # alibi-detect logs every config field it resolves when loading a detector (~30 lines): warnings only.
