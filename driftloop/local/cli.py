@@ -116,7 +116,7 @@ def load_settings(path: Path | None) -> Settings:
     if unknown:
         raise ValueError(f"settings file {path}: unknown key(s) {unknown}; expected {sorted(known)}")
     try:
-        return Settings.from_overrides(given.get("settings", {}), given.get("decision", {}), given.get("instances"))
+        return Settings.from_overrides(given.get("settings", {}), given.get("decision", {}), given.get("instances", {}))
     except (TypeError, ValueError) as error:
         raise ValueError(f"settings file {path}: {error}") from error
 
