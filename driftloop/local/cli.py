@@ -16,7 +16,7 @@ from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from driftloop.local.console import LOG_FILE, route_output
+from driftloop.local.console import LOG_FILE, make_workdir, route_output
 
 if TYPE_CHECKING:
     from driftloop.config import Settings
@@ -246,7 +246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workdir = PRODUCTION_WORKDIR if args.production else DEFAULT_WORKDIR
     # status only reads: it writes no log into the folder it is shown (nor makes a typo'd one).
     workdir: Path | None = getattr(args, "workdir", None) if args.command not in ("data", "status") else None
-    log_file = workdir / LOG_FILE if workdir is not None else None
+    try:
+        log_file = make_workdir(workdir) / LOG_FILE if workdir is not None else None
+    except UserError as error:
+        print(f"driftloop: {error}", file=sys.stderr)
+        return 2
     route_output(log_file, verbose=args.verbose, fresh=args.command == "simulate")
     log.info("driftloop %s", " ".join(sys.argv[1:] if argv is None else argv))
     where = f" (the log: {log_file})" if log_file else ""

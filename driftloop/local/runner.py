@@ -43,6 +43,7 @@ from driftloop.drift_report import DriftReport
 from driftloop.errors import UserError
 from driftloop.hosts import Hosts, core_shares, shard_by_key
 from driftloop.layout import SPLITS, ParameterNames, PipelineName, batch_prefix, data_prefix, make_run_id
+from driftloop.local.console import make_workdir
 from driftloop.local.timings import Stopwatch
 from driftloop.pipelines import BATCH_START_FIELD, SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
 from driftloop.records import ServeRecord, TrainRecord, read_record
@@ -176,8 +177,7 @@ class LocalSystem:
         stopwatch: Stopwatch | None = None,
         run_ids: RunIds = make_run_id,
     ) -> None:
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = make_workdir(Path(workdir))
         self.settings = settings or Settings()
         self.objects = objects or LocalObjectStore(self.workdir / "store")
         self.params = params or SqliteParameterStore(self.workdir / "parameters.sqlite")
