@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,19 @@ def test_a_work_folder_that_is_a_file_or_read_only_is_a_users_error(tmp_path: Pa
         LocalSystem(a_file / "W")
     with pytest.raises(UserError, match="is read-only: give --workdir a folder you can write to"):
         LocalSystem(read_only_folder(tmp_path))
+
+
+def test_serving_a_folder_without_images_copies_nothing_and_says_so(tmp_path: Path) -> None:
+    """``driftloop serve --input /etc``: nothing of it reaches the store."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "shadow").write_text("root:$6$secret")
+    (etc / "hosts").write_text("127.0.0.1 localhost")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TF_")}
+    done = subprocess.run([sys.executable, "-m", "driftloop.local.cli", "serve", "--input", "etc", "--workdir", "W"],
+                          cwd=tmp_path, env={**env, "PYTHONPATH": str(Path(__file__).parents[1])},
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("driftloop: no images in etc, nothing was copied: of its 2 entries none is an image")
+    assert not (tmp_path / "W" / "store" / "batches").exists()
+    assert not [p for p in (tmp_path / "W").rglob("*") if p.is_file() and p.read_bytes().startswith(b"root:$6$")]

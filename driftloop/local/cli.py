@@ -123,10 +123,11 @@ def load_settings(path: Path | None) -> Settings:
 
 def _same_content(system: LocalSystem, folder: Path, prefix: str) -> bool:
     """Whether ``prefix`` in the store holds exactly the files an import of ``folder`` would put there."""
-    from driftloop.files import NOT_IMPORTED_FILE, walk
+    from driftloop.files import NOT_IMPORTED_FILE, image_name_reason
+    from driftloop.stores.objects import files_to_upload
 
     stored = [key for key in system.objects.list(prefix) if key != f"{prefix}/{NOT_IMPORTED_FILE}"]
-    local = [found.relative for found in walk(folder) if found.readable] if folder.is_dir() else []
+    local = files_to_upload(folder, prefix, image_name_reason)[0] if folder.is_dir() else []
     if stored != sorted(f"{prefix}/{relative.as_posix()}" for relative in local):
         return False
     return all(system.objects.get_bytes(f"{prefix}/{relative.as_posix()}") == (folder / relative).read_bytes()
