@@ -13,7 +13,14 @@ the same rules and can give every entry a manifest line:
 * a named pipe, socket or device is ``not_a_file`` (reading a pipe would block forever);
 * a folder named like a file (``x.png/``) with no file to read in it is ``not_a_file``: it would
   otherwise vanish without a trace, as any empty folder does in an object store;
-* a folder that cannot be listed is ``unreadable``.
+* a folder that cannot be listed, a file this process may not read and a link that cannot be
+  resolved (``/proc/1/cwd/...``) are ``unreadable``.
+
+An import into the object store copies only image candidates (``image_name_reason``): a folder of
+other files (``/etc``) is refused before anything is copied.
+
+A file name that is not valid UTF-8 is kept as Python reads it (surrogate escapes) and written
+back byte for byte wherever a name is written to a file (``NAME_ENCODING``, ``NAME_ERRORS``).
 
 Reasons read ``"<code>: <detail>"``, like the processing component's skip reasons. Only the
 standard library is imported here: the object store (and so the decision Lambda) imports it.
@@ -39,6 +46,16 @@ LINKED_FOLDER: Final = "linked_folder"
 NOT_A_FILE: Final = "not_a_file"
 UNREADABLE: Final = "unreadable"
 
+HIDDEN: Final = "hidden"
+NOT_IMAGE: Final = "not_image"
+# The file extensions decoded as images; any other file is skipped as ``not_image``.
+IMAGE_EXTENSIONS: Final = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
+
+# How every file that holds file names (manifests, predictions.csv) is written and read: a name
+# that is not valid UTF-8 survives, byte for byte, and no batch fails on it.
+NAME_ENCODING: Final = "utf-8"
+NAME_ERRORS: Final = "surrogateescape"
+
 # What an import did not copy, stored beside the copied files; hidden, so no image can clash with it.
 NOT_IMPORTED_FILE: Final = ".driftloop-not-imported.csv"
 _NOT_IMPORTED_COLUMNS: Final = ("path", "reason")
@@ -58,6 +75,16 @@ class Found:
 
 def _reason(code: str, detail: str) -> str:
     return f"{code}: {detail}"
+
+
+def image_name_reason(relative: PurePosixPath) -> str:
+    """Why a file is not worth decoding as an image, by its path alone (hidden, another extension); "" if it is."""
+    if any(part.startswith(".") for part in relative.parts):
+        return _reason(HIDDEN, "hidden file or folder")
+    suffix = relative.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        return _reason(NOT_IMAGE, f"{suffix or 'no extension'} is not one of {' '.join(sorted(IMAGE_EXTENSIONS))}")
+    return ""
 
 
 def walk(root: Path) -> list[Found]:
@@ -105,8 +132,9 @@ def _walk_entries(entries: list[os.DirEntry[str]], relative: PurePosixPath, root
                 found.append(Found(rel, _reason(NOT_A_FILE, "a folder named like a file, with no file to read in it")))
             files += inside
         elif stat.S_ISREG(mode):
-            found.append(Found(rel))
-            files += 1
+            reason = "" if os.access(path, os.R_OK) else _reason(UNREADABLE, "no permission to read the file")
+            found.append(Found(rel, reason))
+            files += not reason
         else:
             found.append(Found(rel, _reason(NOT_A_FILE, "not a regular file (a pipe, socket or device)")))
     return files
@@ -114,7 +142,10 @@ def _walk_entries(entries: list[os.DirEntry[str]], relative: PurePosixPath, root
 
 def _link_reason(link: Path, root_real: Path) -> str:
     """"" for a link to a regular file inside the root, else why it is not followed."""
-    target = Path(os.path.realpath(link))
+    try:
+        target = Path(os.path.realpath(link))
+    except OSError as error:  # a link through a path this process may not resolve (/proc/1/cwd/...)
+        return _reason(UNREADABLE, f"cannot resolve the symbolic link: {error.strerror or error}")
     if not target.is_relative_to(root_real):
         return _reason(OUTSIDE_ROOT, "symbolic link to a path outside the folder (not followed)")
     try:
@@ -125,6 +156,8 @@ def _link_reason(link: Path, root_real: Path) -> str:
         return _reason(LINKED_FOLDER, "symbolic link to a folder (links to folders are not followed)")
     if not stat.S_ISREG(mode):
         return _reason(NOT_A_FILE, "symbolic link to a pipe, socket or device")
+    if not os.access(target, os.R_OK):
+        return _reason(UNREADABLE, "no permission to read the file it links to")
     return ""
 
 
@@ -134,13 +167,12 @@ def not_imported_csv(entries: list[Found]) -> bytes:
     writer = csv.writer(out)
     writer.writerow(_NOT_IMPORTED_COLUMNS)
     writer.writerows((entry.relative.as_posix(), entry.reason) for entry in entries if entry.reason)
-    # surrogateescape: a file name that is not valid UTF-8 survives, byte for byte.
-    return out.getvalue().encode("utf-8", errors="surrogateescape")
+    return out.getvalue().encode(NAME_ENCODING, errors=NAME_ERRORS)
 
 
 def read_not_imported(path: Path) -> list[Found]:
     """The entries an import recorded as not copied; rows that are not a clean relative path are ignored."""
-    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
+    with path.open(newline="", encoding=NAME_ENCODING, errors=NAME_ERRORS) as handle:
         rows = list(csv.reader(handle))
     if not rows or tuple(rows[0]) != _NOT_IMPORTED_COLUMNS:
         return []

@@ -34,6 +34,7 @@ from typing import Final, Literal, get_args
 
 from driftloop.contracts import Contract
 from driftloop.drift_report import EstimatedAccuracy
+from driftloop.files import NAME_ENCODING, NAME_ERRORS
 from driftloop.intake import is_served
 from driftloop.intervals import wilson_interval
 from driftloop.layout import LABELS, batch_id_problem, batch_prefix, labels_prefix
@@ -324,7 +325,8 @@ def labelled_accuracy(objects: ObjectStore, batch_id: str, predictions_key: str 
     served = is_served(objects, batch_id)
     if served and predictions_key is None:
         raise ValueError(f"batch {batch_id} was served: its predictions.csv key is needed for the join")
-    predictions = (read_predictions(objects.get_bytes(predictions_key).decode()) if served and predictions_key
+    predictions = (read_predictions(objects.get_bytes(predictions_key).decode(NAME_ENCODING, NAME_ERRORS))
+                   if served and predictions_key
                    else Predictions(classes=(), predicted={}, confidence={}))
     files = [(key, objects.get_bytes(key)) for key in label_files(objects, batch_id)]
     return join_labels(batch_id, predictions, files, served=served, key_from_uri=objects.key_from_uri,

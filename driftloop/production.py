@@ -28,6 +28,7 @@ from driftloop.config import DecisionPolicy
 from driftloop.contracts import Contract
 from driftloop.decision import LabelEvidence, RetrainDecision, decide_production_retrain
 from driftloop.drift_report import DriftReport, EstimatedAccuracy
+from driftloop.files import NAME_ENCODING, NAME_ERRORS
 from driftloop.hosts import is_part
 from driftloop.intake import serves_of
 from driftloop.label_requests import write_label_request
@@ -117,7 +118,7 @@ def read_batch_predictions(objects: ObjectStore, predictions_uri: str) -> Predic
                    if key.rpartition("/")[0] == prefix and is_part(key.rpartition("/")[2], PREDICTIONS_FILE))
     if not parts:
         raise ObjectNotFound(f"no {PREDICTIONS_FILE} under {predictions_uri}")
-    tables = [read_predictions(objects.get_bytes(key).decode()) for key in parts]
+    tables = [read_predictions(objects.get_bytes(key).decode(NAME_ENCODING, NAME_ERRORS)) for key in parts]
     return Predictions(classes=tables[0].classes,
                        predicted={k: v for t in tables for k, v in t.predicted.items()},
                        confidence={k: v for t in tables for k, v in t.confidence.items()})

@@ -17,8 +17,9 @@ from datetime import datetime
 from typing import Final, TypeVar
 
 from driftloop.config import Fired
-from driftloop.contracts import Contract
+from driftloop.contracts import Contract, ContractError
 from driftloop.drift_report import EstimatedAccuracy
+from driftloop.errors import UserError
 from driftloop.layout import ParameterNames
 from driftloop.stores.params import ParameterStore
 
@@ -123,12 +124,37 @@ class ServeRecord(Contract):
 R = TypeVar("R", TrainRecord, ServeRecord)
 
 
+class DamagedRecord(UserError):
+    """A record parameter whose value is not a record of its kind; names the parameter and what to do."""
+
+
+def is_no_record(value: str) -> bool:
+    """Whether a record parameter's value is ``NO_RECORD`` (a value that is not JSON is not)."""
+    try:
+        return bool(json.loads(value) == json.loads(NO_RECORD))
+    except json.JSONDecodeError:
+        return False
+
+
+def parse_record(params: ParameterStore, name: str, value: str, kind: type[R], version: int | None = None) -> R:
+    """``value`` of parameter ``name`` as a ``kind``; DamagedRecord, saying what to do, if it is not one."""
+    try:
+        return kind.from_json(value)
+    except ContractError as error:
+        which = f"version {version} of " if version is not None else ""
+        writer = "train" if "/train/" in name else "serve"
+        raise DamagedRecord(
+            f"{which}parameter {name} in {params.describe()} is not a {kind.__name__} ({error}): a run of the "
+            f"{writer} pipeline writes a new version; or put back a good one (the parameter keeps every version)"
+        ) from error
+
+
 def read_record(params: ParameterStore, name: str, kind: type[R]) -> R | None:
     """The record in parameter ``name``; None when no run has written it yet."""
     value = params.get_optional(name)
-    if value is None or json.loads(value) == json.loads(NO_RECORD):
+    if value is None or is_no_record(value):
         return None
-    return kind.from_json(value)
+    return parse_record(params, name, value, kind)
 
 
 def _started(record: TrainRecord) -> tuple[datetime, str]:

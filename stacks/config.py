@@ -132,7 +132,8 @@ class DeploymentConfig:
                 kwargs[name] = _job_resources(name, default, value)
             elif isinstance(default, bool) and not isinstance(value, bool):
                 raise ConfigError(f"{name} must be true or false, got {value!r}")
-            elif isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
+            elif isinstance(default, int) and not isinstance(default, bool) and (
+                    not isinstance(value, int) or isinstance(value, bool)):
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
             else:
                 kwargs[name] = value

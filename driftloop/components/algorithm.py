@@ -26,6 +26,7 @@ import numpy as np
 from driftloop.components.entrypoint import Invocation, read_settings, run_component
 from driftloop.config import TrainingConfig
 from driftloop.errors import UserError
+from driftloop.files import NAME_ENCODING, NAME_ERRORS
 from driftloop.ml.accuracy_estimate import CALIBRATION_FILE, calibrate
 from driftloop.ml.model_io import (
     PREDICT_BATCH,
@@ -302,7 +303,9 @@ def run_serve(invocation: Invocation) -> dict[str, Any]:
 
     out.mkdir(parents=True, exist_ok=True)
     n = 0
-    with (out / hosts.part_name(PREDICTIONS_FILE)).open("w", newline="") as handle:
+    # A file name that is not valid UTF-8 is written byte for byte, as in the processing's manifest.
+    with (out / hosts.part_name(PREDICTIONS_FILE)).open("w", newline="", encoding=NAME_ENCODING,
+                                                        errors=NAME_ERRORS) as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "predicted_class", "confidence", *(f"p_{name}" for name in classes)])
         for shard, labels, probabilities in _predicted(loaded, data_dir):

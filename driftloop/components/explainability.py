@@ -23,6 +23,7 @@ import numpy as np
 from driftloop.components.entrypoint import Invocation, read_settings, run_component
 from driftloop.config import ExplainConfig
 from driftloop.errors import UserError
+from driftloop.files import NAME_ENCODING, NAME_ERRORS
 from driftloop.hosts import part_files
 from driftloop.ml.explain import (
     expected_gradients,
@@ -125,7 +126,7 @@ def _read_predictions(folder: Path) -> dict[str, tuple[str, float]]:
         raise UserError(f"no {PREDICTIONS_FILE} in {folder}: run the algorithm component (serve) first")
     predictions: dict[str, tuple[str, float]] = {}
     for path in paths:
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding=NAME_ENCODING, errors=NAME_ERRORS) as handle:
             predictions.update((row["file"], (row["predicted_class"], float(row["confidence"])))
                                for row in csv.DictReader(handle))
     return predictions

@@ -46,7 +46,7 @@ from pathlib import Path, PurePosixPath
 from driftloop.components.entrypoint import Invocation, read_settings, run_component
 from driftloop.config import ProcessingConfig
 from driftloop.errors import UserError
-from driftloop.files import NOT_IMPORTED_FILE, read_not_imported, walk
+from driftloop.files import NAME_ENCODING, NAME_ERRORS, NOT_IMPORTED_FILE, read_not_imported, walk
 from driftloop.hosts import Hosts, is_part, own_cores
 from driftloop.layout import READY_MARKER
 from driftloop.ml.images import Decoded, SkipCode, decode_file, screen_name, skip_code, skip_reason
@@ -211,9 +211,9 @@ def process_folder(
     skipped: Counter[str] = Counter()
     per_class: Counter[str] = Counter()
     manifest_path = out_dir / hosts.part_name(MANIFEST_FILE)
-    # surrogateescape: a file name that is not valid UTF-8 is still written, byte for byte.
+    # A file name that is not valid UTF-8 is still written, byte for byte.
     with (
-        manifest_path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle,
+        manifest_path.open("w", newline="", encoding=NAME_ENCODING, errors=NAME_ERRORS) as handle,
         _decoder(config, workers) as decode,
     ):
         manifest = csv.writer(handle)

@@ -16,7 +16,7 @@ from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from driftloop.local.console import LOG_FILE, route_output
+from driftloop.local.console import LOG_FILE, make_workdir, route_output
 
 if TYPE_CHECKING:
     from driftloop.config import Settings
@@ -116,17 +116,18 @@ def load_settings(path: Path | None) -> Settings:
     if unknown:
         raise ValueError(f"settings file {path}: unknown key(s) {unknown}; expected {sorted(known)}")
     try:
-        return Settings.from_overrides(given.get("settings", {}), given.get("decision", {}), given.get("instances"))
+        return Settings.from_overrides(given.get("settings", {}), given.get("decision", {}), given.get("instances", {}))
     except (TypeError, ValueError) as error:
         raise ValueError(f"settings file {path}: {error}") from error
 
 
 def _same_content(system: LocalSystem, folder: Path, prefix: str) -> bool:
     """Whether ``prefix`` in the store holds exactly the files an import of ``folder`` would put there."""
-    from driftloop.files import NOT_IMPORTED_FILE, walk
+    from driftloop.files import NOT_IMPORTED_FILE, image_name_reason
+    from driftloop.stores.objects import files_to_upload
 
     stored = [key for key in system.objects.list(prefix) if key != f"{prefix}/{NOT_IMPORTED_FILE}"]
-    local = [found.relative for found in walk(folder) if found.readable] if folder.is_dir() else []
+    local = files_to_upload(folder, prefix, image_name_reason)[0] if folder.is_dir() else []
     if stored != sorted(f"{prefix}/{relative.as_posix()}" for relative in local):
         return False
     return all(system.objects.get_bytes(f"{prefix}/{relative.as_posix()}") == (folder / relative).read_bytes()
@@ -246,7 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workdir = PRODUCTION_WORKDIR if args.production else DEFAULT_WORKDIR
     # status only reads: it writes no log into the folder it is shown (nor makes a typo'd one).
     workdir: Path | None = getattr(args, "workdir", None) if args.command not in ("data", "status") else None
-    log_file = workdir / LOG_FILE if workdir is not None else None
+    try:
+        log_file = make_workdir(workdir) / LOG_FILE if workdir is not None else None
+    except UserError as error:
+        print(f"driftloop: {error}", file=sys.stderr)
+        return 2
     route_output(log_file, verbose=args.verbose, fresh=args.command == "simulate")
     log.info("driftloop %s", " ".join(sys.argv[1:] if argv is None else argv))
     where = f" (the log: {log_file})" if log_file else ""

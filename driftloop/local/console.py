@@ -12,6 +12,24 @@ from typing import Final
 LOG_FILE: Final = "driftloop.log"
 
 
+def make_workdir(workdir: Path) -> Path:
+    """``workdir``, made if missing; UserError, saying what to do, if it is a file or cannot be written."""
+    from driftloop.errors import UserError
+
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"the work folder {workdir} is a file, not a folder: give --workdir a folder "
+                        "(it is made if missing)")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot make the work folder {workdir} ({error.strerror}): give --workdir a folder "
+                        "you can write to") from error
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        raise UserError(f"the work folder {workdir} is read-only: give --workdir a folder you can write to, "
+                        "or make this one writable")
+    return workdir
+
+
 class _ConsoleHandler(logging.Handler):
     """Log lines on the console through tqdm, so that they never tear the progress bar."""
 

@@ -41,8 +41,10 @@ from driftloop.config import Settings
 from driftloop.decision import RetrainDecision
 from driftloop.drift_report import DriftReport
 from driftloop.errors import UserError
+from driftloop.files import image_name_reason
 from driftloop.hosts import Hosts, core_shares, shard_by_key
 from driftloop.layout import SPLITS, ParameterNames, PipelineName, batch_prefix, data_prefix, make_run_id
+from driftloop.local.console import make_workdir
 from driftloop.local.timings import Stopwatch
 from driftloop.pipelines import BATCH_START_FIELD, SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
 from driftloop.records import ServeRecord, TrainRecord, read_record
@@ -176,8 +178,7 @@ class LocalSystem:
         stopwatch: Stopwatch | None = None,
         run_ids: RunIds = make_run_id,
     ) -> None:
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = make_workdir(Path(workdir))
         self.settings = settings or Settings()
         self.objects = objects or LocalObjectStore(self.workdir / "store")
         self.params = params or SqliteParameterStore(self.workdir / "parameters.sqlite")
@@ -189,25 +190,26 @@ class LocalSystem:
 
     # ----------------------------------------------------------------- data
     def import_dataset(self, folder: Path, name: str) -> dict[str, str]:
-        """Copy ``folder/{train,val,test}`` into the store as ``data/<name>/<split>``."""
+        """Copy the images of ``folder/{train,val,test}`` into the store as ``data/<name>/<split>``
+        (what is not an image is listed, not copied: ``ObjectStore.upload_dir``)."""
         keys = {}
         for split in SPLITS:
             if (folder / split).is_dir():
                 keys[split] = data_prefix(name, split)
                 if not self.objects.list(keys[split]):
-                    self.objects.upload_dir(folder / split, keys[split])
+                    self.objects.upload_dir(folder / split, keys[split], screen=image_name_reason)
         if not keys:
             raise UserError(f"{folder} has none of {SPLITS}: expected {folder}/train/<class>/<image>")
         return keys
 
     def import_batch(self, folder: Path, name: str) -> str:
-        """Copy ``folder`` into the store as ``batches/<name>``, a prefix that must be empty (a serve run
+        """Copy the images of ``folder`` into the store as ``batches/<name>``, a prefix that must be empty (a serve run
         names its batch after its own claimed run id, so no other run writes there)."""
         key = batch_prefix(name)
         if self.objects.list(key):
             raise UserError(f"cannot import {folder} as {self.objects.uri(key)}: that batch already holds files "
                             "(from another run); import it under a new name")
-        self.objects.upload_dir(folder, key)
+        self.objects.upload_dir(folder, key, screen=image_name_reason)
         return key
 
     # ------------------------------------------------------------- pipelines

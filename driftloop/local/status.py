@@ -8,7 +8,6 @@ version history of ``serve/latest``). A missing record gives one line that says 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from driftloop.layout import STAGE_NAMES, ParameterNames
-from driftloop.records import NO_RECORD, ServeRecord, TrainRecord, last_train_attempt, read_record
+from driftloop.records import ServeRecord, TrainRecord, is_no_record, last_train_attempt, parse_record, read_record
 from driftloop.stores.params import ParameterStore, SqliteParameterStore, SsmParameterStore
 
 DEFAULT_RUNS: Final = 5
@@ -107,19 +106,14 @@ def _input(record: ServeRecord) -> str:
 
 
 def serve_history(params: ParameterStore, names: ParameterNames, runs: int) -> list[ServeRecord]:
-    """The last ``runs`` serve records, oldest first (the versions of ``serve/latest``; the sentinel skipped)."""
-    if params.get_optional(names.serve_latest) is None:
+    """The last ``runs`` serve records, oldest first (the versions of ``serve/latest``; the sentinel skipped).
+
+    Only those versions are read as records: a damaged older one does not hide the runs after it.
+    """
+    if runs <= 0 or params.get_optional(names.serve_latest) is None:
         return []
-    records = [ServeRecord.from_json(version.value) for version in params.history(names.serve_latest)
-               if not _is_sentinel(version.value)]
-    return records[-runs:] if runs > 0 else []
-
-
-def _is_sentinel(value: str) -> bool:
-    try:
-        return bool(json.loads(value) == json.loads(NO_RECORD))
-    except json.JSONDecodeError:
-        return False
+    shown = [version for version in params.history(names.serve_latest) if not is_no_record(version.value)][-runs:]
+    return [parse_record(params, names.serve_latest, version.value, ServeRecord, version.version) for version in shown]
 
 
 def status_lines(params: ParameterStore, names: ParameterNames, hints: Hints, *,
@@ -155,7 +149,7 @@ def local_source(workdir: Path) -> Source:
         raise StatusError(f"no driftloop state in {workdir} ({path} does not exist): "
                           f"run `driftloop train --data DIR --workdir {workdir}` first")
     return Source(
-        params=SqliteParameterStore(path), names=ParameterNames(), where=f"work folder {workdir}",
+        params=SqliteParameterStore(path, read_only=True), names=ParameterNames(), where=f"work folder {workdir}",
         hints=Hints(train=f"run `driftloop train --data DIR --workdir {workdir}` first",
                     serve=f"run `driftloop serve --input DIR --workdir {workdir}` first"),
     )

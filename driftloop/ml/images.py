@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_EXTENSIONS = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
+from driftloop.files import HIDDEN, NOT_IMAGE, image_name_reason
+
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _WIDE_INTEGER_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _WHITE = (255, 255, 255, 255)
@@ -42,8 +43,8 @@ DRAFT_GAP = 2
 class SkipCode(StrEnum):
     """Why a file was not used; the first word of every skip reason."""
 
-    HIDDEN = "hidden"
-    NOT_IMAGE = "not_image"
+    HIDDEN = HIDDEN
+    NOT_IMAGE = NOT_IMAGE
     EMPTY = "empty"
     TOO_LARGE = "too_large"
     UNREADABLE = "unreadable"
@@ -69,13 +70,7 @@ class Decoded:
 
 def screen_name(relative: Path) -> str:
     """A skip reason from the path alone (hidden, wrong extension), or ``""`` if worth decoding."""
-    if any(part.startswith(".") for part in relative.parts):
-        return skip_reason(SkipCode.HIDDEN, "hidden file or folder")
-    suffix = relative.suffix.lower()
-    if suffix not in IMAGE_EXTENSIONS:
-        shown = suffix or "no extension"
-        return skip_reason(SkipCode.NOT_IMAGE, f"{shown} is not one of {' '.join(sorted(IMAGE_EXTENSIONS))}")
-    return ""
+    return image_name_reason(PurePosixPath(relative))
 
 
 def decode_file(path: Path, image_size: int, max_pixels: int, *, draft_gap: int | None = DRAFT_GAP) -> Decoded:

@@ -19,8 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from driftloop.errors import UserError
 from driftloop.layout import SAGEMAKER_ARCHIVE
 from driftloop.ml.accuracy_estimate import CALIBRATION_FILE, AccuracyCalibration
+from driftloop.pipelines import TRAIN_METRICS_FILE
+from driftloop.scores import TrainMetrics
 
 MODEL_FILE = "model.keras"
 CLASSES_FILE = "classes.json"
@@ -33,6 +36,14 @@ PREDICT_BATCH = 256
 
 class ModelNotFound(FileNotFoundError):
     pass
+
+
+class ModelUnreadable(UserError):
+    """A model folder that is there but cannot be used as it is (a damaged file, classes that disagree)."""
+
+
+# What to do about a damaged model folder.
+_REDO = "train a model again (driftloop train, or the train pipeline) or put back the folder as its training wrote it"
 
 
 @dataclass(frozen=True)
@@ -72,12 +83,44 @@ def resolve_model_dir(model_dir: Path) -> Path:
 
 
 def load_model(model_dir: Path) -> LoadedModel:
+    """The model and its classes; ModelUnreadable, naming the file and what to do, for a damaged folder.
+
+    ``classes.json`` must name the classes ``metrics.json`` (when the folder has one) says the model
+    was trained on, in the same order: a model read with its classes reordered predicts wrong names.
+    """
     import tensorflow as tf
 
     folder = resolve_model_dir(model_dir)
-    model = tf.keras.models.load_model(folder / MODEL_FILE)
-    classes = json.loads((folder / CLASSES_FILE).read_text())
+    classes = _read_classes(folder)
+    try:
+        model = tf.keras.models.load_model(folder / MODEL_FILE)
+    except Exception as error:  # Keras raises OSError, ValueError or zipfile's errors for a damaged file
+        raise ModelUnreadable(f"cannot load the model {folder / MODEL_FILE} ({type(error).__name__}: {error}): "
+                              f"the file is damaged or incomplete; {_REDO}") from error
     return LoadedModel(model=model, classes=classes)
+
+
+def _read_classes(folder: Path) -> list[str]:
+    """``classes.json``, checked against the classes in ``metrics.json`` (when there is one)."""
+    path = folder / CLASSES_FILE
+    try:
+        classes = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelUnreadable(f"cannot read the model's classes {path}: {error}; {_REDO}") from error
+    if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
+        raise ModelUnreadable(f"{path} is not a list of class names: {classes!r}; {_REDO}")
+    metrics = folder / TRAIN_METRICS_FILE
+    if metrics.is_file():
+        try:
+            trained = TrainMetrics.from_json(metrics.read_bytes()).classes
+        except (OSError, ValueError) as error:
+            raise ModelUnreadable(f"cannot read the model's metrics {metrics}: {error}; {_REDO}") from error
+        if trained != classes:
+            raise ModelUnreadable(
+                f"{path} names the classes {classes} but the model was trained on {trained} ({metrics}): "
+                f"a model read with the wrong classes predicts wrong names; put back the {CLASSES_FILE} "
+                f"its training wrote (the classes of {TRAIN_METRICS_FILE}), or {_REDO}")
+    return classes
 
 
 def read_calibration(model_dir: Path) -> AccuracyCalibration | None:

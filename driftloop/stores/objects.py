@@ -23,6 +23,7 @@ from typing import IO, Any, Final
 
 from botocore.exceptions import ClientError
 
+from driftloop.errors import UserError
 from driftloop.files import NOT_IMPORTED_FILE, Found, not_imported_csv, walk
 
 # Local writes go to a hidden temp file first; no valid key can start with this, so list() can skip them.
@@ -69,6 +70,34 @@ def _folder(prefix: str) -> str:
         return ""
     check_key(prefix)
     return prefix + "/"
+
+
+# A reason not to copy a file of an imported folder, by its relative path ("": copy it).
+Screen = Callable[[PurePosixPath], str]
+
+
+class NothingToImport(UserError):
+    """An imported folder that holds no file to import (the message says what it holds)."""
+
+
+def files_to_upload(local_dir: Path, prefix: str, screen: Screen | None = None) -> tuple[list[PurePosixPath],
+                                                                                        list[Found]]:
+    """What ``upload_dir`` copies from ``local_dir`` to ``prefix``, and what it does not with why."""
+    folder = _folder(prefix)
+    files: list[PurePosixPath] = []
+    refused: list[Found] = []
+    for item in walk(local_dir):
+        if item.relative == PurePosixPath(NOT_IMPORTED_FILE):
+            continue  # the store's own record of an earlier import
+        reason = item.reason or (screen(item.relative) if screen is not None else "")
+        if not reason and not _is_key(folder + item.relative.as_posix()):
+            reason = ("bad_name: a name no object key may have (a backslash, or the store's temporary prefix "
+                      f"{_TEMP_PREFIX!r})")
+        if reason:
+            refused.append(Found(item.relative, reason))
+        else:
+            files.append(item.relative)
+    return files, refused
 
 
 class ObjectStore(ABC):
@@ -125,30 +154,28 @@ class ObjectStore(ABC):
     def key_from_uri(self, uri: str) -> str:
         """The inverse of ``uri``; ValueError for a URI outside this store."""
 
-    def upload_dir(self, local_dir: Path, prefix: str) -> int:
+    def upload_dir(self, local_dir: Path, prefix: str, *, screen: Screen | None = None) -> int:
         """Put every file under ``local_dir`` at ``prefix/<relative path>``; returns the file count.
 
         Nothing outside ``local_dir`` is read (``driftloop.files.walk``): links that leave it,
-        broken links, links to folders and special files are not copied, nor files whose names
-        cannot be keys, and neither can an empty folder named like a file be; those are listed in
-        ``prefix/NOT_IMPORTED_FILE``, which the processing component turns into manifest lines.
+        broken links, links to folders, special files and unreadable files are not copied, nor files
+        whose names cannot be keys, and neither can an empty folder named like a file be; those are
+        listed in ``prefix/NOT_IMPORTED_FILE``, which the processing component turns into manifest lines.
+
+        ``screen`` (an import of a user's folder, e.g. ``driftloop.files.image_name_reason``) gives a
+        reason not to copy a file by its path; a folder with no file it lets through is refused
+        (``NothingToImport``) before anything is copied.
         """
         local_dir = Path(local_dir)
         if not local_dir.is_dir():
             raise NotADirectoryError(f"cannot upload {local_dir}: not a directory")
         folder = _folder(prefix)
-        files: list[PurePosixPath] = []
-        refused: list[Found] = []
-        for item in walk(local_dir):
-            if not item.readable:
-                refused.append(item)
-            elif item.relative == PurePosixPath(NOT_IMPORTED_FILE):
-                continue  # the store's own record of an earlier import
-            elif not _is_key(folder + item.relative.as_posix()):
-                refused.append(Found(item.relative, "bad_name: a name no object key may have (a backslash, or the "
-                                                    f"store's temporary prefix {_TEMP_PREFIX!r})"))
-            else:
-                files.append(item.relative)
+        files, refused = files_to_upload(local_dir, prefix, screen)
+        if screen is not None and not files:
+            first = f"; e.g. {refused[0].relative}: {refused[0].reason}" if refused else ""
+            raise NothingToImport(f"no images in {local_dir}, nothing was copied: of its {len(refused)} entr"
+                                  f"{'y' if len(refused) == 1 else 'ies'} none is an image file this process may "
+                                  f"read{first}")
         for relative in files:
             self.put_file(folder + relative.as_posix(), local_dir / relative)
         if refused:

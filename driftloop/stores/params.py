@@ -10,13 +10,16 @@ import json
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
+
+from driftloop.errors import UserError
 
 STANDARD_TIER_MAX_BYTES: Final = 4096
 MAX_VALUE_BYTES: Final = 8192  # SSM's advanced tier; nothing larger can be stored
@@ -105,16 +108,48 @@ class ParameterStore(ABC):
         return ParameterNotFound(f"no parameter {name} in {self.describe()}: {_hint(name)}")
 
 
-class SqliteParameterStore(ParameterStore):
-    """One SQLite file; each call is its own transaction, so several processes can share the file."""
+# What to do about an SQLite error, by a phrase of its message (the first that matches).
+_SQLITE_ADVICE: Final = (
+    ("disk is full", "free space on the disk that holds it (or use a work folder on another disk), then run again"),
+    ("not a database", "it is not a parameter store (damaged, or another file): move it away, or use another "
+                       "work folder"),
+    ("readonly", "make the file and its folder writable, or use another work folder"),
+    ("unable to open", "check that its folder exists and is readable and writable, or use another work folder"),
+    ("locked", "another driftloop process holds it: wait for that run to end, then run again"),
+)
 
-    def __init__(self, path: Path) -> None:
+
+class ParameterStoreError(UserError):
+    """The parameter store's file cannot be read or written; names the file, the cause and what to do."""
+
+
+class SqliteParameterStore(ParameterStore):
+    """One SQLite file; each call is its own transaction, so several processes can share the file.
+
+    ``read_only``: open the file read-only and never create it (``driftloop status``); a file with no
+    parameters yet reads as empty.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
 
     def describe(self) -> str:
         return f"SQLite file {self.path}"
 
+    @contextmanager
+    def _database(self) -> Iterator[sqlite3.Connection]:
+        """A connection, closed after use; SQLite's errors become a ParameterStoreError that names the file."""
+        try:
+            with closing(self._connect()) as db:
+                yield db
+        except sqlite3.Error as error:
+            advice = next((what for phrase, what in _SQLITE_ADVICE if phrase in str(error)), "see the error")
+            raise ParameterStoreError(f"parameter store {self.path}: {error}: {advice}") from error
+
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE below, nothing implicit.
         connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -125,15 +160,21 @@ class SqliteParameterStore(ParameterStore):
         )
         return connection
 
+    def _rows(self, query: str, name: str) -> list[tuple[Any, ...]]:
+        with self._database() as db:
+            tables = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'parameter_versions'").fetchall()
+            if not tables:  # read-only, and nothing was ever put: no table to read
+                return []
+            return list(db.execute(query, (name,)).fetchall())
+
     def _latest(self, name: str) -> str | None:
-        with closing(self._connect()) as db:
-            row = db.execute(
-                "SELECT value FROM parameter_versions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
-            ).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._rows("SELECT value FROM parameter_versions WHERE name = ? ORDER BY version DESC LIMIT 1", name)
+        return str(rows[0][0]) if rows else None
 
     def _put(self, name: str, value: str) -> None:
-        with closing(self._connect()) as db:
+        if self.read_only:
+            raise ParameterStoreError(f"parameter store {self.path} is open read-only: {name} cannot be written")
+        with self._database() as db:
             # IMMEDIATE takes the write lock before reading the last version: no two writers get the same.
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -145,15 +186,15 @@ class SqliteParameterStore(ParameterStore):
                     (name, last + 1, value, datetime.now(UTC).isoformat()),
                 )
             except BaseException:
-                db.execute("ROLLBACK")
+                # SQLite ends the transaction itself on some errors (a full disk): its error is the one to see.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
 
     def _history(self, name: str) -> list[ParameterVersion]:
-        with closing(self._connect()) as db:
-            rows = db.execute(
-                "SELECT version, value, modified FROM parameter_versions WHERE name = ? ORDER BY version", (name,)
-            ).fetchall()
+        rows = self._rows("SELECT version, value, modified FROM parameter_versions WHERE name = ? ORDER BY version",
+                          name)
         return [ParameterVersion(int(v), str(value), datetime.fromisoformat(m)) for v, value, m in rows]
 
 

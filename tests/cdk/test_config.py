@@ -44,7 +44,7 @@ def test_dotted_overrides_change_one_field() -> None:
         ("driftloop.training.instance_typ", "ml.m5.large", "unknown setting"),
         ("driftloop.processing.instance_type", "m5.large", "ml.m5.large"),
         ("driftloop.training.instance_count", "2", "unknown setting(s) ['instance_count'] in training"),
-        ("driftloop.instances.predict", "0", "instances.predict must be an integer 1..100"),
+        ("driftloop.instances.predict", "0", "instances.predict must be in [1, 100], got 0"),
         ("driftloop.instances.explain", "2", "unknown setting(s) ['explain']"),
         ("driftloop.settings.drift.pval", "0.1", "pval"),
         ("driftloop.settings.trainer", "{}", "unknown component"),

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from driftloop.drift_report import EstimatedAccuracy
+from driftloop.errors import UserError
 from driftloop.layout import ParameterNames
 from driftloop.local.status import (
     DEFAULT_STACK,
@@ -277,3 +278,23 @@ def test_no_credentials_is_a_clear_error(tmp_path: Path) -> None:
         done = driftloop("status", "--aws", *region, cwd=tmp_path, env={**env, "AWS_REGION": "us-east-1"})
         assert done.returncode == 2
         assert done.stderr.startswith("driftloop: no AWS credentials found"), done.stderr
+
+
+def test_a_damaged_old_serve_record_does_not_hide_the_newer_runs(workdir: Path) -> None:
+    params, names = SqliteParameterStore(workdir / "parameters.sqlite"), ParameterNames()
+    params.put(names.serve_latest, "{garbage")  # an old version that is not a record
+    params.put(names.serve_latest, SERVED[-1].to_json())
+    assert read_status(local_source(workdir), runs=1)[-1] == EXPECTED[-1]
+    with pytest.raises(UserError, match=r"^version 7 of parameter /driftloop/serve/latest in SQLite file .* is not "
+                                        r"a ServeRecord .*: a run of the serve pipeline writes a new version"):
+        read_status(local_source(workdir), runs=2)
+
+
+def test_status_only_reads_a_parameter_file_even_an_empty_one(tmp_path: Path) -> None:
+    (tmp_path / "W").mkdir()
+    empty = tmp_path / "W" / "parameters.sqlite"
+    empty.touch()
+    assert read_status(local_source(tmp_path / "W")) == [
+        f"work folder {tmp_path / 'W'}",
+        f"no train run has finished yet: run `driftloop train --data DIR --workdir {tmp_path / 'W'}` first"]
+    assert empty.stat().st_size == 0 and sorted(p.name for p in empty.parent.iterdir()) == ["parameters.sqlite"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import subprocess
 import sys
 import tarfile
@@ -280,6 +281,23 @@ def test_unlabelled_input_gets_predictions_and_no_evaluation(hand_model: Path, t
     assert not (tmp_path / "out" / EVALUATION_FILE).exists()
     assert result["n"] == 3 and "evaluation" not in result
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["n"] == 3
+
+
+def test_a_file_name_that_is_not_utf8_is_predicted_and_written_byte_for_byte(hand_model: Path, tmp_path: Path) -> None:
+    """One such name must not fail the batch: predictions.csv keeps its bytes, and its readers read it back."""
+    from driftloop.components.explainability import _read_predictions
+    from driftloop.files import NAME_ENCODING, NAME_ERRORS
+    from driftloop.labels import read_predictions
+
+    name = os.fsdecode(b"caf\xe9.png")  # as Python lists it: "caf\udce9.png"
+    items = [(np.full((4, 4, 3), COLOURS["red"], np.uint8), UNKNOWN_LABEL, name),
+             (np.full((4, 4, 3), COLOURS["blue"], np.uint8), UNKNOWN_LABEL, "ok.png")]
+    write_shards(tmp_path / "data", items, shard_size=3, image_size=4, classes=[])
+    assert _serve(tmp_path / "data", hand_model, tmp_path / "out")["n"] == 2
+    written = (tmp_path / "out" / PREDICTIONS_FILE).read_bytes()
+    assert b"\ncaf\xe9.png,red," in written
+    assert _read_predictions(tmp_path / "out")[name][0] == "red"
+    assert read_predictions(written.decode(NAME_ENCODING, NAME_ERRORS)).predicted == {name: "red", "ok.png": "blue"}
 
 
 def test_sagemaker_model_archive_is_accepted(hand_model: Path, tmp_path: Path) -> None:

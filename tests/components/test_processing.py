@@ -62,7 +62,7 @@ def reason(path: Path, max_pixels: int = 40_000_000) -> str:
 
 
 def manifest(folder: Path) -> list[dict[str, str]]:
-    with (folder / MANIFEST_FILE).open(newline="", encoding="utf-8") as handle:
+    with (folder / MANIFEST_FILE).open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -299,6 +299,42 @@ def test_a_file_whose_name_cannot_be_an_object_key_is_listed_not_imported(tmp_pa
     store.download_dir("batches/b1", tmp_path / "copy")
     processing.process_folder(tmp_path / "copy", tmp_path / "out", config(), None, workers=1)
     assert codes(manifest(tmp_path / "out")) == {"back\\slash.png": "bad_name", "good.png": "ok"}
+
+
+def test_an_import_copies_only_images_and_lists_the_rest(tmp_path: Path) -> None:
+    """A user's folder as ``driftloop serve --input`` imports it: a name that is not UTF-8 is an image too."""
+    from driftloop.files import image_name_reason
+    from driftloop.stores.objects import LocalObjectStore
+
+    batch = tmp_path / "batch"
+    write(batch / "good.png", noise(1))
+    write(Path(os.fsdecode(bytes(batch) + b"/caf\xe9.png")), noise(2))
+    (batch / "notes.txt").write_text("not an image")
+    write(batch / ".hidden.png", noise(3))
+    store = LocalObjectStore(tmp_path / "store")
+    assert store.upload_dir(batch, "batches/b1", screen=image_name_reason) == 2
+    store.download_dir("batches/b1", tmp_path / "copy")
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == [".driftloop-not-imported.csv", "caf\udce9.png",
+                                                                     "good.png"]
+    processing.process_folder(tmp_path / "copy", tmp_path / "out", config(), None, workers=1)
+    assert codes(manifest(tmp_path / "out")) == {".hidden.png": "hidden", "caf\udce9.png": "ok", "good.png": "ok",
+                                                 "notes.txt": "not_image"}
+
+
+def test_an_import_of_a_folder_without_images_copies_nothing(tmp_path: Path) -> None:
+    """``driftloop serve --input /etc``: refused before a single file is copied into the store."""
+    from driftloop.files import image_name_reason
+    from driftloop.stores.objects import LocalObjectStore, NothingToImport
+
+    etc = tmp_path / "etc"
+    (etc / "ssh").mkdir(parents=True)
+    for name in ("passwd", "shadow", "ssh/ssh_host_rsa_key", "hosts.conf"):
+        (etc / name).write_text("secret")
+    store = LocalObjectStore(tmp_path / "store")
+    with pytest.raises(NothingToImport, match=f"^no images in {etc}, nothing was copied: of its 4 entries none is "
+                                              "an image file"):
+        store.upload_dir(etc, "batches/b1", screen=image_name_reason)
+    assert not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
 
 
 # --- modes and exit codes -----------------------------------------------------------------------

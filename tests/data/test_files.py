@@ -7,7 +7,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from driftloop.files import Found, not_imported_csv, read_not_imported, walk
+from driftloop.files import Found, image_name_reason, not_imported_csv, read_not_imported, walk
 
 
 def reasons(root: Path) -> dict[str, str]:
@@ -90,3 +90,35 @@ def test_the_not_imported_record_round_trips_and_ignores_paths_that_leave_the_fo
     assert read_not_imported(path) == [entries[0]]
     path.write_text("path,reason\n../evil.png,outside_root: x\n/abs.png,outside_root: x\nok.png,\n")
     assert read_not_imported(path) == []
+
+
+def test_a_link_that_cannot_be_resolved_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    try:
+        os.readlink("/proc/1/cwd")
+    except PermissionError:
+        pass
+    else:
+        pytest.skip("this process may resolve /proc/1/cwd")
+    root = tmp_path / "batch"
+    root.mkdir()
+    (root / "a.png").write_bytes(b"x")
+    (root / "host.png").symlink_to("/proc/1/cwd/etc/hostname")
+    assert reasons(root) == {"a.png": "",
+                             "host.png": "unreadable: cannot resolve the symbolic link: Permission denied"}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may read any file")
+def test_a_file_this_process_may_not_read_is_unreadable(tmp_path: Path) -> None:
+    root = tmp_path / "batch"
+    root.mkdir()
+    (root / "shadow.png").write_bytes(b"x")
+    (root / "shadow.png").chmod(0)
+    (root / "link.png").symlink_to(root / "shadow.png")
+    assert reasons(root) == {"link.png": "unreadable: no permission to read the file it links to",
+                             "shadow.png": "unreadable: no permission to read the file"}
+
+
+def test_an_image_candidate_is_a_visible_file_with_an_image_extension() -> None:
+    assert image_name_reason(PurePosixPath("cats/a.JPG")) == ""
+    assert image_name_reason(PurePosixPath("cats/.a.png")) == "hidden: hidden file or folder"
+    assert image_name_reason(PurePosixPath("shadow")).startswith("not_image: no extension is not one of .bmp")
