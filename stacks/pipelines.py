@@ -452,9 +452,9 @@ class PipelineStateMachines(Construct):
         """Start a train run on the decision's data (not waiting for it), named by the lease's run id: the
         train run's id is its execution name, so the run that holds the lease is the one that lets it go.
 
-        A start that fails leaves the lease held (the run may have started after all: StartExecution is
-        idempotent by name, so the same run would be started twice only from here); it expires with the
-        train state machine's timeout.
+        A start that fails fails the serve run and leaves the lease held until it expires (the train state
+        machine's timeout): the execution may have started all the same (a lost response), and letting
+        the lease go then could let a second retrain run beside it.
         """
         start_train = tasks.StepFunctionsStartExecution(
             states.scope,
