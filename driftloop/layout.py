@@ -115,17 +115,22 @@ def run_claim_key(pipeline: PipelineName, run_id: str) -> str:
     return f"{run_prefix(pipeline, run_id)}/claim.json"
 
 
+# A lease generation's object, and the marker that its holder let it go: ``<generation><suffix>``.
+LEASE_SUFFIX: Final = ".json"
+LEASE_RELEASED_SUFFIX: Final = ".released"
+
+
 def lease_prefix(name: str) -> str:
     return f"leases/{name}"
 
 
 def lease_key(name: str, generation: int) -> str:
     """Generation ``generation`` of lease ``name``; zero-padded so that the keys sort by generation."""
-    return f"{lease_prefix(name)}/{generation:012d}.json"
+    return f"{lease_prefix(name)}/{generation:012d}{LEASE_SUFFIX}"
 
 
 def lease_release_key(name: str, generation: int) -> str:
-    return f"{lease_prefix(name)}/{generation:012d}.released"
+    return f"{lease_prefix(name)}/{generation:012d}{LEASE_RELEASED_SUFFIX}"
 
 
 def artifact_prefix(pipeline: PipelineName, run_id: str, artifact: str) -> str:

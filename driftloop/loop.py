@@ -29,6 +29,7 @@ from driftloop.decision import RetrainDecision, decide_promotion, decide_retrain
 from driftloop.drift_report import DriftReport
 from driftloop.hosts import is_part
 from driftloop.layout import (
+    LEASE_SUFFIX,
     SAGEMAKER_ARCHIVE,
     STAGE_NAMES,
     ParameterNames,
@@ -99,7 +100,7 @@ class RunPlan(Contract):
 
 @dataclass(frozen=True)
 class RetrainOutcome(Contract):
-    """What became of a serve run's retrain decision (on AWS the state machine adds "skipped")."""
+    """What became of a serve run's retrain decision: none, started, or skipped (``take_retrain_lease``)."""
 
     started: bool
     reason: str
@@ -377,7 +378,8 @@ class LeaseResult(Contract):
 
 def _lease_generations(stores: Stores, name: str) -> list[int]:
     prefix = lease_prefix(name) + "/"
-    stems = (key[len(prefix):].removesuffix(".json") for key in stores.objects.list(prefix) if key.endswith(".json"))
+    stems = (key[len(prefix):].removesuffix(LEASE_SUFFIX) for key in stores.objects.list(prefix)
+             if key.endswith(LEASE_SUFFIX))
     return sorted(int(stem) for stem in stems if stem.isdigit())
 
 

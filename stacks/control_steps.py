@@ -1,9 +1,12 @@
-"""The control steps' Lambdas (``lambdas/control_steps``: claim, plan, decide, record), each with its own role.
+"""The control steps' Lambdas (``lambdas/control_steps``: claim, plan, decide, record, the retrain lease),
+each with its own role.
 
 Each role reads and writes only the key patterns its step touches (``driftloop.layout`` names them):
 the claim lists ``batches/`` and the ledger and creates ledger entries (create-only); the decision
 reads the labels, the ledger, the served batches, the serve runs' predictions and the run records,
-and writes joins, label requests and retrain sets; each record step writes its run's record.
+and writes joins, label requests and retrain sets; each record step writes its run's record; the
+retrain lease's two steps list and read its generations and create (never replace) a generation or
+its release marker.
 
 The code asset is the repository root reduced to an allow-list: the handlers plus the
 ``driftloop`` package, whose modules the handlers import are pure Python (no numpy, no TF).
@@ -36,6 +39,8 @@ from driftloop.layout import (
     DATA_ROOT,
     LABEL_REQUESTS,
     LABELS,
+    LEASE_RELEASED_SUFFIX,
+    LEASE_SUFFIX,
     LEDGER_LABELLED,
     LEDGER_SERVED,
     LEDGER_SERVED_AGAIN,
@@ -43,10 +48,14 @@ from driftloop.layout import (
     RUN_RECORD_FILE,
     PipelineName,
     artifact_prefix,
+    lease_prefix,
     run_prefix,
 )
+from driftloop.loop import RETRAIN_LEASE
+from driftloop.pipelines import TRAIN_PIPELINE
 from stacks import checkov, nag
 from stacks.config import DeploymentConfig
+from stacks.jobs import state_machine_timeout
 from stacks.logs import log_group
 from stacks.parameters import RunParameters, allow
 
@@ -114,6 +123,10 @@ LABEL_REQUEST_OBJECTS: Final = f"{LABEL_REQUESTS}/*"
 DATA_OBJECTS: Final = f"{DATA_ROOT}/*"
 RETRAIN_SET_OBJECTS: Final = f"{DATA_ROOT}/{RETRAIN_SET}-*/*"
 LINEAGE_OBJECTS: Final = f"{DATA_ROOT}/*/lineage.json"
+# The retrain lease (driftloop.loop): its generations, and their release markers.
+RETRAIN_LEASE_OBJECTS: Final = f"{lease_prefix(RETRAIN_LEASE)}/*"
+RETRAIN_LEASE_GENERATIONS: Final = f"{lease_prefix(RETRAIN_LEASE)}/*{LEASE_SUFFIX}"
+RETRAIN_LEASE_RELEASES: Final = f"{lease_prefix(RETRAIN_LEASE)}/*{LEASE_RELEASED_SUFFIX}"
 
 # Why a Lambda may read objects under a wildcard (cdk-nag IAM5): the run id in their keys.
 DRIFT_REPORTS_ONLY: Final = (
@@ -144,6 +157,11 @@ WRITES_ITS_RUN_RECORD: Final = (
 READS_LINEAGE: Final = (
     "Reads only a retrain set's lineage.json beside the data set the train run started on "
     "(data/<data set>/lineage.json; data set names are made at run time)."
+)
+HOLDS_THE_RETRAIN_LEASE: Final = (
+    "The retrain lease's generations (leases/retrain/<n>.json) and release markers (<n>.released) are "
+    "numbered at run time; the steps list and read them, and the PutObject grant requires If-None-Match, "
+    "so a generation or marker is created, never replaced (that is what makes the lease hold)."
 )
 # Why the handlers run on the Python the project pins (cdk-nag L1: not the newest runtime).
 TESTED_RUNTIME: Final = (
@@ -187,29 +205,40 @@ class ControlStepFunctions(Construct):
         self.decide = self._decide(parameters)
         self.record_serve = self._record_serve(parameters)
         self.record_train = self._record_train(parameters)
+        self.take_retrain_lease = self._take_retrain_lease()
+        self.release_retrain_lease = self._release_retrain_lease()
         self.next_batch = self._next_batch(parameters) if config.simulation else None
         self.claim_batch = None if config.simulation else self._claim_batch()
 
     def all(self) -> list[lambda_.Function]:
         return [f for f in (self.claim_batch, self.plan, self.decide, self.record_serve, self.record_train,
-                            self.next_batch) if f]
+                            self.take_retrain_lease, self.release_retrain_lease, self.next_batch) if f]
 
     def _claim_batch(self) -> lambda_.Function:
         """Production: lists the batches and the ledger; creates the serve's ledger entry (create-only)."""
         claim = self._function("ClaimBatch", "claim_batch", "production intake: the batch a serve run serves")
         self._lists(claim, BATCH_OBJECTS, *LEDGER_SERVED_OBJECTS)
-        claim.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject"],
-                resources=[self.bucket.arn_for_objects(pattern) for pattern in LEDGER_SERVED_OBJECTS],
-                # Only a conditional write (If-None-Match: *): an entry is created, never replaced.
-                conditions={"Null": {"s3:if-none-match": "false"}},
-            )
-        )
-        assert claim.role is not None
-        nag.wildcards(claim.role, CLAIMS_BATCHES,
-                      resources=tuple(nag.objects(self.bucket, p) for p in LEDGER_SERVED_OBJECTS))
+        self._creates(claim, CLAIMS_BATCHES, *LEDGER_SERVED_OBJECTS)
         return claim
+
+    def _take_retrain_lease(self) -> lambda_.Function:
+        """Before a retrain: creates the lease's next generation, for as long as a train run can last."""
+        take = self._function("TakeRetrainLease", "take_retrain_lease", "the retrain lease, before a retrain")
+        seconds = state_machine_timeout(self.config, TRAIN_PIPELINE).to_seconds()
+        take.add_environment("RETRAIN_LEASE_SECONDS", str(int(seconds)))
+        self._lists(take, RETRAIN_LEASE_OBJECTS)
+        self._reads(take, HOLDS_THE_RETRAIN_LEASE, RETRAIN_LEASE_OBJECTS)
+        self._creates(take, HOLDS_THE_RETRAIN_LEASE, RETRAIN_LEASE_GENERATIONS)
+        return take
+
+    def _release_retrain_lease(self) -> lambda_.Function:
+        """When a train run ends: creates its lease generation's release marker (if it holds the lease)."""
+        release = self._function("ReleaseRetrainLease", "release_retrain_lease",
+                                 "the retrain lease let go, when a train run ends")
+        self._lists(release, RETRAIN_LEASE_OBJECTS)
+        self._reads(release, HOLDS_THE_RETRAIN_LEASE, RETRAIN_LEASE_GENERATIONS)
+        self._creates(release, HOLDS_THE_RETRAIN_LEASE, RETRAIN_LEASE_RELEASES)
+        return release
 
     def _plan(self, parameters: RunParameters) -> lambda_.Function:
         """Reads the current train record; names every artifact of the run (writes nothing)."""
@@ -303,6 +332,19 @@ class ControlStepFunctions(Construct):
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(pattern) for pattern in patterns]
+            )
+        )
+        assert function.role is not None
+        nag.wildcards(function.role, reason, resources=tuple(nag.objects(self.bucket, p) for p in patterns))
+
+    def _creates(self, function: lambda_.Function, reason: str, *patterns: str) -> None:
+        """Lets the function create (never replace) objects under these key patterns: a conditional
+        write only (If-None-Match: *); ``reason`` says why their wildcards are safe."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(pattern) for pattern in patterns],
+                conditions={"Null": {"s3:if-none-match": "false"}},
             )
         )
         assert function.role is not None

@@ -54,7 +54,7 @@ API_ERROR: Final = "SageMaker.AmazonSageMakerException"
 THROTTLING_PATTERNS: Final = ("*ThrottlingException*", "*Rate exceeded*")
 THROTTLING_WAIT_S: Final = 30
 CAPACITY_ERROR_PATTERN: Final = "*CapacityError*"
-# Lambda states and their retries, the overlap guard and notifications: a generous allowance.
+# Lambda states and their retries, the retrain lease and notifications: a generous allowance.
 CONTROL_ALLOWANCE_MINUTES: Final = 30
 PROCESSING_EVENTS_RULE: Final = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
 UUID_LENGTH: Final = 36
@@ -172,7 +172,7 @@ class JobStates:
         self.config = config
         self.images = images
         self.role = role
-        self.one_job = pipeline.on_one_host(config.runtime_settings.instances)
+        self.one_job = runs_as_one_job(config, pipeline)
 
     def job(self, step: Step, without: tuple[str, ...] = ()) -> sfn.CustomState:
         """The step's job state; ``without`` names optional input channels it starts without.
@@ -350,15 +350,22 @@ def worst_case_minutes(config: DeploymentConfig, resources: JobResources) -> int
     return -(-(limit * 60 * (1 + config.capacity_retries) + pauses_s + quota_retry_seconds()) // 60)
 
 
-def state_machine_timeout_minutes(config: DeploymentConfig, pipeline: Pipeline, *, one_job: bool) -> int:
+def runs_as_one_job(config: DeploymentConfig, pipeline: Pipeline) -> bool:
+    """Every step on one instance: the run is one whole-pipeline job (else a job a step)."""
+    return pipeline.on_one_host(config.runtime_settings.instances)
+
+
+def state_machine_timeout(config: DeploymentConfig, pipeline: Pipeline) -> Duration:
     """Above the sum of every job's worst case: a run is stopped only when something hangs.
 
     An execution timeout cannot be caught inside the state machine, so it must never cut short a run
-    that SageMaker would still finish.
+    that SageMaker would still finish. The retrain lease lasts as long (``RETRAIN_LEASE_SECONDS``):
+    a train run that never let it go has surely ended when it expires.
     """
-    jobs = ([pipeline_resources(config, pipeline)] if one_job
+    jobs = ([pipeline_resources(config, pipeline)] if runs_as_one_job(config, pipeline)
             else [resources_for(config, pipeline, step) for step in pipeline.steps])
-    return sum(worst_case_minutes(config, resources) for resources in jobs) + CONTROL_ALLOWANCE_MINUTES
+    return Duration.minutes(sum(worst_case_minutes(config, resources) for resources in jobs)
+                            + CONTROL_ALLOWANCE_MINUTES)
 
 
 def add_error_handling(

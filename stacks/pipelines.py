@@ -7,14 +7,21 @@ Train (input ``{"train_data": "data/<stage>/train", "val_data": "data/<stage>/va
 
     plan Lambda (checks the input, reads train/latest, names every artifact) -> one job running
     every step (evaluate_champion only when there is a champion) -> record_train Lambda (writes
-    train/last-attempt, and train/latest when promoted) -> notify
+    train/last-attempt, and train/latest when promoted) -> release_retrain_lease Lambda -> notify;
+    on the failure path too, the run lets its retrain lease go before it notifies and fails
 
 Serve (input ``{}`` for a scheduled run, or ``{"batch": "<key prefix>"}`` to serve a batch by name)::
 
     next_batch Lambda (simulation) | claim_batch Lambda (production: no batch -> "nothing to serve",
     Succeed, no job) -> plan Lambda (no model: fail, "run the train pipeline first") -> jobs ->
-    decide Lambda -> retrain? -> overlap guard -> start the train state machine | "skipped" ->
-    record_serve Lambda (writes serve/latest, last) -> notify on drift
+    decide Lambda -> retrain? -> take_retrain_lease Lambda -> taken: start the train state machine,
+    the execution named by the lease's run id | held by another retrain: "skipped" -> record_serve
+    Lambda (writes serve/latest, last) -> notify on drift
+
+The retrain lease (``driftloop.loop.take_retrain_lease``, an object created only if absent) is the one
+overlap guard, the local runner's too: of two serve runs that both decide to retrain, exactly one
+starts a train run. The train run lets it go when it ends, recorded or failed; a run that never does
+(its execution timed out) holds it no longer than the train state machine's timeout.
 
 The jobs: when every step runs on one instance (the default; the train pipeline always), the run is
 one processing job, ``python -m driftloop.components.pipeline`` running the steps in-process and
@@ -32,7 +39,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_cdk import Duration
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -53,7 +59,7 @@ from stacks.jobs import (
     add_error_handling,
     artifact_path,
     catch_all,
-    state_machine_timeout_minutes,
+    state_machine_timeout,
     state_name,
 )
 from stacks.logs import log_group
@@ -160,7 +166,7 @@ class PipelineStateMachines(Construct):
             self,
             pipeline.name.title(),
             definition_body=sfn.DefinitionBody.from_chainable(start),
-            timeout=Duration.minutes(state_machine_timeout_minutes(self.config, pipeline, one_job=states.jobs.one_job)),
+            timeout=state_machine_timeout(self.config, pipeline),
             tracing_enabled=self.config.tracing,
             logs=sfn.LogOptions(destination=logs, level=sfn.LogLevel.ALL, include_execution_data=True),
             comment=f"driftloop {pipeline.name} pipeline (rendered from driftloop.pipelines)",
@@ -302,9 +308,13 @@ class PipelineStateMachines(Construct):
 
     def _train_state_machine(self) -> sfn.StateMachine:
         states = self._states(TRAIN_PIPELINE)
+        states.failure = self._release_lease_on_failure(states)
         scope = states.scope
         record = states.lambda_state(
             "RecordTrain", self.functions.record_train, payload(loop.RecordTrainEvent), result_path="$.outcome"
+        )
+        release = states.lambda_state(
+            "ReleaseRetrainLease", self.functions.release_retrain_lease, self._release_event(), result_path="$.lease"
         )
         notify = tasks.SnsPublish(
             scope,
@@ -314,10 +324,28 @@ class PipelineStateMachines(Construct):
             message=sfn.TaskInput.from_json_path_at("$.outcome.summary"),
             result_path=sfn.JsonPath.DISCARD,
         )
-        tail = record.next(notify).next(sfn.Succeed(scope, "Done"))
+        tail = record.next(release).next(notify).next(sfn.Succeed(scope, "Done"))
         plan = self._plan(states)
         plan.next(self._steps(states, tail))
         return self._state_machine(states, plan)
+
+    @staticmethod
+    def _release_event() -> sfn.TaskInput:
+        """The train run's id is its execution name (a retrain's: the lease's run id, ``_start_retrain``)."""
+        return payload(loop.ReleaseRetrainLeaseEvent, run_id=sfn.JsonPath.execution_name)
+
+    def _release_lease_on_failure(self, states: PipelineStates) -> sfn.IChainable:
+        """The train run's failure path, entered by letting its retrain lease go, so that a failed retrain
+        holds up no other. A release that fails here is passed over (its error discarded): the run still
+        notifies and fails with its own error, and the lease expires with the state machine's timeout."""
+        function = self.functions.release_retrain_lease
+        states.invoked.append(function)
+        release = tasks.LambdaInvoke(
+            states.scope, "ReleaseRetrainLeaseOnFailure", lambda_function=function, payload=self._release_event(),
+            payload_response_only=True, result_path=sfn.JsonPath.DISCARD,
+        )
+        release.add_catch(states.failure, errors=[sfn.Errors.ALL], result_path=sfn.JsonPath.DISCARD)
+        return release.next(states.failure)
 
     # ------------------------------------------------------------------ serve
 
@@ -393,72 +421,56 @@ class PipelineStateMachines(Construct):
         )
 
     def _retrain(self, states: PipelineStates, train: sfn.StateMachine, record: sfn.IChainable) -> sfn.IChainable:
-        """On the decision to retrain, start the train state machine unless a train run is already running."""
+        """On the decision to retrain, take the retrain lease; start the train state machine only if taken.
+
+        Either way the outcome recorded is the one the lease step returns (``loop.take_retrain_lease``),
+        the same the local runner records: started, with the train run's id, or skipped, naming the
+        retrain that holds the lease.
+        """
         scope = states.scope
-        skipped = outcome_state(
-            scope,
-            "RetrainSkipped",
-            started=False,
-            reason=sfn.JsonPath.format(
-                "skipped: a retrain is already running ({}); {}",
-                sfn.JsonPath.string_at("$.guard.running[0].Name"),
-                sfn.JsonPath.string_at("$.decision.reason"),
-            ),
-        ).next(record)
-        guard = tasks.CallAwsService(
-            scope,
-            "TrainRunning?",
-            service="sfn",
-            action="listExecutions",
-            parameters={"StateMachineArn": train.state_machine_arn, "StatusFilter": "RUNNING", "MaxResults": 1},
-            iam_resources=[train.state_machine_arn],
-            iam_action="states:ListExecutions",
-            result_selector={"running": sfn.JsonPath.object_at("$.Executions")},
-            result_path="$.guard",
+        skipped = sfn.Pass(scope, "RetrainSkipped", input_path="$.lease.outcome", result_path="$.outcome")
+        take = states.lambda_state(
+            "TakeRetrainLease", self.functions.take_retrain_lease, payload(loop.TakeRetrainLeaseEvent),
+            result_path="$.lease",
         )
-        catch_all(guard, states.failure)
-        guard.next(
-            sfn.Choice(scope, "AlreadyTraining?")
-            .when(sfn.Condition.is_present("$.guard.running[0]"), skipped)
-            .otherwise(self._start_retrain(states, train, record))
+        take.next(
+            sfn.Choice(scope, "LeaseTaken?")
+            .when(sfn.Condition.boolean_equals("$.lease.taken", True), self._start_retrain(states, train, record))
+            .otherwise(skipped.next(record))
         )
         no_retrain = outcome_state(
             scope, "NoRetrain", started=False, reason=sfn.JsonPath.string_at("$.decision.reason")
         ).next(record)
         return (
             sfn.Choice(scope, "Retrain?")
-            .when(sfn.Condition.boolean_equals("$.decision.retrain", True), guard)
+            .when(sfn.Condition.boolean_equals("$.decision.retrain", True), take)
             .otherwise(no_retrain)
         )
 
     def _start_retrain(self, states: PipelineStates, train: sfn.StateMachine, record: sfn.IChainable
                        ) -> sfn.IChainable:
-        """Start a train run on the decision's data (not waiting for it); its run id goes into the outcome."""
+        """Start a train run on the decision's data (not waiting for it), named by the lease's run id: the
+        train run's id is its execution name, so the run that holds the lease is the one that lets it go.
+
+        A start that fails fails the serve run and leaves the lease held until it expires (the train state
+        machine's timeout): the execution may have started all the same (a lost response), and letting
+        the lease go then could let a second retrain run beside it.
+        """
         start_train = tasks.StepFunctionsStartExecution(
             states.scope,
             "StartRetrain",
             state_machine=train,
             integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
             associate_with_parent=True,
+            name=sfn.JsonPath.string_at("$.lease.run_id"),
             input=sfn.TaskInput.from_object(
                 {name: sfn.JsonPath.string_at(f"$.decision.{name}") for name in TRAIN_PIPELINE.start_inputs()}
             ),
-            result_selector={
-                # arn:<partition>:states:<region>:<account>:execution:<state machine>:<execution name>
-                "run_id": sfn.JsonPath.array_get_item(
-                    sfn.JsonPath.string_split(sfn.JsonPath.string_at("$.ExecutionArn"), ":"), 7
-                )
-            },
+            result_selector={"execution": sfn.JsonPath.string_at("$.ExecutionArn")},
             result_path="$.retrain",
         )
         catch_all(start_train, states.failure)
-        started = outcome_state(
-            states.scope,
-            "RetrainStarted",
-            started=True,
-            reason=sfn.JsonPath.string_at("$.decision.reason"),
-            run_id=sfn.JsonPath.string_at("$.retrain.run_id"),
-        )
+        started = sfn.Pass(states.scope, "RetrainStarted", input_path="$.lease.outcome", result_path="$.outcome")
         return start_train.next(started.next(record))
 
     def _next_batch(self, states: PipelineStates, plan: sfn.IChainable) -> sfn.IChainable:

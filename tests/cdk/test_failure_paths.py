@@ -1,6 +1,8 @@
 """The failure path of both state machines, run by Step Functions (moto's interpreter) on the
 error shapes a Catch really hands it: ``Error`` with ``Cause`` (a failed job or Lambda) and
-``Error`` alone (e.g. ``States.Timeout``, or the capacity Choice's no-cause branch)."""
+``Error`` alone (e.g. ``States.Timeout``, or the capacity Choice's no-cause branch). The train
+run's path first lets its retrain lease go; a release that fails does not keep the run's own
+failure from being told."""
 
 from __future__ import annotations
 
@@ -25,14 +27,21 @@ ERRORS = {
 }
 
 
+# A Lambda that does not exist: a call of it fails (the train run's release of its retrain lease, here).
+MISSING_FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:driftloop-missing"
+
+
 def failure_machine(definition: dict[str, Any], error: dict[str, str], topic: str) -> dict[str, Any]:
-    """The states from a Catch's target on, entered with ``$.error`` as a Catch would set it."""
+    """The states from a Catch's target on, entered with ``$.error`` as a Catch would set it; each
+    Lambda they call (the train run lets its retrain lease go first) is one that fails."""
     entry = definition["States"]["Plan"]["Catch"][-1]["Next"]
     states = {name: definition["States"][name] for name in reachable(definition, entry)}
     text = json.dumps(states)
     for state in states.values():
         if "TopicArn" in state.get("Parameters", {}):
             text = text.replace(json.dumps(state["Parameters"]["TopicArn"]), json.dumps(topic))
+        if ":resource/Lambdas" in state.get("Resource", ""):
+            text = text.replace(json.dumps(state["Resource"]), json.dumps(MISSING_FUNCTION))
     caught = {"Type": "Pass", "Result": error, "ResultPath": "$.error", "Next": entry}
     return {"StartAt": "Caught", "States": {"Caught": caught, **json.loads(text)}}
 
@@ -58,7 +67,10 @@ def test_a_caught_error_is_notified_and_fails_the_run(
         ended = wait_until(lambda: (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d,
                            timeout=30, what="the failure path ends")
         messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        history = sfn.get_execution_history(executionArn=execution)["events"]
     assert ended["status"] == "FAILED"
+    failed_calls = [e["type"] for e in history if e["type"] in ("LambdaFunctionFailed", "TaskFailed")]
+    assert bool(failed_calls) == (pipeline == "train"), history  # the release was tried, and failed
     assert ended["error"] == error["Error"]
     assert ended["cause"] == error.get("Cause", "Step Functions gave no cause")
     (message,) = [json.loads(m["Body"])["Message"] for m in messages]

@@ -51,6 +51,30 @@ def test_the_claim_lists_batches_and_the_ledger_and_only_creates_ledger_entries(
     assert put["Condition"] == {"Null": {"s3:if-none-match": "false"}}
 
 
+@pytest.mark.parametrize("variant", ["development", "production"])
+def test_the_lease_steps_create_only_lease_generations_and_their_release_markers(
+    synthesized: Synthesized, variant: str
+) -> None:
+    """Taking the retrain lease creates its next generation; letting it go, that generation's release marker."""
+    stack = getattr(synthesized, variant)
+    template = Template.from_stack(stack)
+    functions = stack.functions
+    assert s3_access(template, stack, functions.take_retrain_lease.role) == {
+        "s3:GetObject": ["leases/retrain/*"],
+        "s3:ListBucket": ["leases/retrain/*"],
+        "s3:PutObject": ["leases/retrain/*.json"],
+    }
+    assert s3_access(template, stack, functions.release_retrain_lease.role) == {
+        "s3:GetObject": ["leases/retrain/*.json"],
+        "s3:ListBucket": ["leases/retrain/*"],
+        "s3:PutObject": ["leases/retrain/*.released"],
+    }
+    for function in (functions.take_retrain_lease, functions.release_retrain_lease):
+        (put,) = [s for s in statements_of(template, function.role) if s["Action"] == "s3:PutObject"]
+        # A conditional write only (If-None-Match: *): a generation or marker is created, never replaced.
+        assert put["Condition"] == {"Null": {"s3:if-none-match": "false"}}
+
+
 def test_simulation_has_no_claim_step(synthesized: Synthesized) -> None:
     assert synthesized.development.functions.claim_batch is None
     assert synthesized.production.functions.next_batch is None

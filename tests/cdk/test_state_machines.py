@@ -17,6 +17,7 @@ import pytest
 
 from driftloop.components.pipeline import artifact_channel
 from driftloop.pipelines import PLAN_SETTINGS_ENV, SERVE_PIPELINE, TRAIN_PIPELINE, Pipeline, container_path
+from tools.cfn_template import resolve
 
 from .conftest import REPO_ROOT, Synthesized
 from .definitions import definition_of, happy_path, job_paths, reachable, sagemaker_jobs
@@ -57,6 +58,14 @@ def all_definitions(definitions: dict[str, Any], per_step_definitions: dict[str,
 
 
 PIPELINES = {"train": TRAIN_PIPELINE, "serve": SERVE_PIPELINE}
+
+
+def function_resource(function: Any) -> str:
+    """How a Lambda state that returns the payload only names its function (its ``Arn``, resolved as
+    ``definitions.definition_of`` resolves every token)."""
+    from aws_cdk import Stack
+
+    return resolve({"Fn::GetAtt": [Stack.of(function).resolve(function.node.default_child.logical_id), "Arn"]})
 RECORD_STATES = {"train": "RecordTrain", "serve": "RecordServe"}
 
 
@@ -228,30 +237,65 @@ def test_serve_without_a_trained_model_fails_fast_without_a_failure_notice(defin
     assert "NotifyFailure" in reachable(definitions["serve"], catches[-1]["Next"])
 
 
-def test_retrain_branch_starts_the_train_state_machine_unless_one_is_running(
+def test_retrain_branch_takes_the_lease_and_starts_the_train_state_machine_only_if_taken(
     synthesized: Synthesized, definitions: dict[str, Any]
 ) -> None:
     from aws_cdk import Stack
 
-    train = synthesized.development.pipelines.train
+    stack = synthesized.development
+    train = stack.pipelines.train
     train_ref = f"ref-{Stack.of(train).resolve(train.node.default_child.logical_id)}"
     definition = definitions["serve"]
     states = definition["States"]
     retrain = states["Retrain?"]
     assert retrain["Choices"][0]["Variable"] == "$.decision.retrain"
-    guard = states[retrain["Choices"][0]["Next"]]
-    assert guard["Resource"].endswith(":aws-sdk:sfn:listExecutions")
-    assert guard["Parameters"] == {"StateMachineArn": train_ref, "StatusFilter": "RUNNING", "MaxResults": 1}
-    already = states[guard["Next"]]
-    skipped, start = already["Choices"][0]["Next"], already["Default"]
-    assert states[start]["Resource"].endswith(":states:startExecution")
-    assert states[start]["Parameters"]["StateMachineArn"] == train_ref
-    assert states[start]["Parameters"]["Input"]["train_data.$"] == "$.decision.train_data"
-    assert "skipped: a retrain is already running" in states[skipped]["Parameters"]["reason.$"]
-    # Both outcomes, and no retrain at all, are recorded in serve/latest.
-    for branch in (skipped, start, retrain["Default"]):
+    take = states[retrain["Choices"][0]["Next"]]
+    assert take["Resource"] == function_resource(stack.functions.take_retrain_lease)
+    assert take["Parameters"] == {"decision.$": "$.decision"} and take["ResultPath"] == "$.lease"
+    taken = states[take["Next"]]
+    assert taken["Choices"] == [{"Variable": "$.lease.taken", "BooleanEquals": True, "Next": "StartRetrain"}]
+    start, skipped = states["StartRetrain"], states[taken["Default"]]
+    # The lease step comes before every start of a train run; nothing else reads the train runs.
+    assert "StartRetrain" not in reachable(definition, definition["StartAt"], stop=frozenset({"TakeRetrainLease"}))
+    assert not any(":sfn:listExecutions" in str(state.get("Resource")) for state in states.values())
+    assert start["Resource"].endswith(":states:startExecution")
+    assert start["Parameters"]["StateMachineArn"] == train_ref
+    assert start["Parameters"]["Name.$"] == "$.lease.run_id"  # the train run's id is the lease holder's
+    assert start["Parameters"]["Input"]["train_data.$"] == "$.decision.train_data"
+    # Started or skipped, the outcome recorded is the lease step's (as the local runner records it).
+    for outcome in (states[start["Next"]], skipped):
+        assert (outcome["Type"], outcome["InputPath"], outcome["ResultPath"]) == ("Pass", "$.lease.outcome",
+                                                                                  "$.outcome")
+    for branch in (taken["Default"], "StartRetrain", retrain["Default"]):
         assert "RecordServe" in reachable(definition, branch, follow_catch=False)
-    assert start not in reachable(definition, retrain["Default"])
+    assert "StartRetrain" not in reachable(definition, retrain["Default"])
+    assert "StartRetrain" not in reachable(definition, taken["Default"])
+
+
+def test_a_train_run_lets_its_retrain_lease_go_whether_it_is_recorded_or_fails(
+    synthesized: Synthesized, definitions: dict[str, Any]
+) -> None:
+    release = function_resource(synthesized.development.functions.release_retrain_lease)
+    definition = definitions["train"]
+    states = definition["States"]
+    releases = {name for name, state in states.items() if state.get("Resource") == release}
+    assert releases == {"ReleaseRetrainLease", "ReleaseRetrainLeaseOnFailure"}
+    for name in releases:
+        assert states[name]["Parameters"] == {"run_id.$": "$$.Execution.Name"}
+    # Recorded: released after the record, before the run's result is told.
+    path = list(happy_path(definition))
+    assert path.index("RecordTrain") < path.index("ReleaseRetrainLease") < path.index("NotifyTrainResult")
+    # Failed: the failure path (the notice, the Fail state) is entered by the release only, and a release
+    # that fails there still reaches the notice and the Fail state, with the run's own error (its own
+    # error is discarded).
+    on_failure = states["ReleaseRetrainLeaseOnFailure"]
+    before = reachable(definition, definition["StartAt"], stop=frozenset({"ReleaseRetrainLeaseOnFailure"}))
+    assert "ReleaseRetrainLeaseOnFailure" in before and not {"NotifyFailure", "Failed"} & before
+    assert states["Plan"]["Catch"][-1]["Next"] == "ReleaseRetrainLeaseOnFailure"
+    (caught,) = on_failure["Catch"]
+    assert caught["ErrorEquals"] == ["States.ALL"] and caught["ResultPath"] is None
+    assert caught["Next"] == on_failure["Next"] and on_failure["ResultPath"] is None
+    assert {"NotifyFailure", "Failed"} <= reachable(definition, on_failure["Next"])
 
 
 def test_each_lambda_payload_has_exactly_its_contracts_fields(definitions: dict[str, Any]) -> None:
@@ -259,16 +303,19 @@ def test_each_lambda_payload_has_exactly_its_contracts_fields(definitions: dict[
     from driftloop.contracts import field_names
 
     events = {"Plan": loop.PlanEvent, "Decide": loop.DecideEvent, "RecordServe": loop.RecordServeEvent,
-              "RecordTrain": loop.RecordTrainEvent, "NextSimulationBatch": loop.NextBatchEvent}
+              "RecordTrain": loop.RecordTrainEvent, "NextSimulationBatch": loop.NextBatchEvent,
+              "TakeRetrainLease": loop.TakeRetrainLeaseEvent, "ReleaseRetrainLease": loop.ReleaseRetrainLeaseEvent,
+              "ReleaseRetrainLeaseOnFailure": loop.ReleaseRetrainLeaseEvent}
+    seen = set()
     for definition in definitions.values():
         for state, event in events.items():
             if state in definition["States"]:
+                seen.add(state)
                 payload = definition["States"][state]["Parameters"]
                 assert {key.removesuffix(".$") for key in payload} == set(field_names(event)), state
-    outcomes = [definitions["serve"]["States"][s]["Parameters"] for s in ("NoRetrain", "RetrainSkipped",
-                                                                          "RetrainStarted")]
-    for outcome in outcomes:
-        assert {key.removesuffix(".$") for key in outcome} <= set(field_names(loop.RetrainOutcome))
+    assert seen == set(events)
+    outcome = definitions["serve"]["States"]["NoRetrain"]["Parameters"]
+    assert {key.removesuffix(".$") for key in outcome} <= set(field_names(loop.RetrainOutcome))
 
 
 def test_serve_record_is_written_last(definitions: dict[str, Any]) -> None:
@@ -315,6 +362,18 @@ def test_the_execution_timeout_outlasts_every_attempt_of_every_job_and_its_pause
             cost = parameters["StoppingCondition"]["MaxRuntimeInSeconds"] * (1 + retries) + pause * retries
             worst[name] = max(worst.get(name, 0), cost)
         assert definition["TimeoutSeconds"] > sum(worst.values())
+
+
+@pytest.mark.parametrize("variant", ["development", "production", "per_step"])
+def test_the_retrain_lease_lasts_as_long_as_a_train_run_can(synthesized: Synthesized, variant: str) -> None:
+    """A train run that never lets its lease go (its execution timed out) has ended when the lease expires."""
+    stack = getattr(synthesized, variant)
+    train = _definitions(synthesized, stack)["train"]
+    from aws_cdk import Stack
+
+    take = stack.functions.take_retrain_lease
+    take = synthesized.template_json(stack)["Resources"][Stack.of(take).resolve(take.node.default_child.logical_id)]
+    assert int(take["Properties"]["Environment"]["Variables"]["RETRAIN_LEASE_SECONDS"]) == train["TimeoutSeconds"]
 
 
 def test_throttling_and_capacity_start_the_job_again_but_a_rejected_request_fails_the_run(

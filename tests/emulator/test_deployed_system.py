@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from support.aws_emulation import JobRecord
 from support.deployed_system import DeployedSystem, wait_until
 
-from driftloop.pipelines import TRAIN_METRICS_FILE, TRAIN_PIPELINE
+from driftloop.pipelines import TRAIN_METRICS_FILE
 
 pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 
@@ -62,18 +62,29 @@ class Inbox:
         return list(self.received)
 
 
-def serve(system: DeployedSystem, name: str, batch: str) -> Run:
-    """Run the serve pipeline on ``batch``; the record is the one the execution wrote."""
-    execution = system.start(system.serve_machine, name, {"batch": batch})
+def finished(system: DeployedSystem, name: str, execution: str) -> Run:
+    """The serve run ``execution``, once ended; the record is the one the execution wrote."""
     description = system.wait(execution)
     output = json.loads(description.get("output") or "{}")
     return Run(name, description, output.get("record", {}))
 
 
-def is_last_train_step(job: JobRecord) -> bool:
-    """The job of the train pipeline's last step (the stack tags each job with its pipeline and step)."""
+def serve(system: DeployedSystem, name: str, batch: str) -> Run:
+    """Run the serve pipeline on ``batch``."""
+    return finished(system, name, system.start(system.serve_machine, name, {"batch": batch}))
+
+
+def is_a_train_job(job: JobRecord) -> bool:
+    """A job of the train pipeline (the stack tags each job with its pipeline and step: the step is
+    ``run`` for the whole-pipeline job, the train pipeline's only form)."""
     tags = {tag["Key"]: tag["Value"] for tag in job.request.get("Tags", [])}
-    return tags == {"driftloop:pipeline": "train", "driftloop:step": TRAIN_PIPELINE.steps[-1].name}
+    return tags.get("driftloop:pipeline") == "train"
+
+
+def entered(system: DeployedSystem, run: Run) -> list[str]:
+    """The states the run's execution entered, in order."""
+    history = system.history(run.description["executionArn"])
+    return [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
 
 
 def train_runs(system: DeployedSystem) -> list[dict[str, Any]]:
@@ -111,30 +122,36 @@ def serve_original(deployed: DeployedSystem, first_train: Run, uploaded: dict[st
 
 @dataclass(frozen=True)
 class DriftingServes:
-    first: Run  # drift: starts the retrain
-    second: Run  # drift while that retrain still runs
+    runs: list[Run]  # both serve runs on the drifting stage, started together
+    first: Run  # the one that took the retrain lease and started the retrain
+    second: Run  # the other one: it found the lease held
     retrain: Run  # the retrain, finished
     train_runs_meanwhile: list[dict[str, Any]]  # train executions while the retrain was running
 
 
 @pytest.fixture(scope="module")
 def drifting(deployed: DeployedSystem, serve_original: Run, uploaded: dict[str, str]) -> DriftingServes:
-    """Two serve runs on the drifting stage, the second while the first one's retrain is running.
+    """Two serve runs on the drifting stage started together: both see drift and decide to retrain,
+    and the retrain lease lets one of them start a train run (which one is up to the race).
 
-    The retrain's last job is held (kept InProgress) until both serve runs have finished: a slow
-    job, on demand, so the second run meets a running retrain every time (and the retrain's
-    other jobs still run alongside the second serve run).
+    The retrain's job is held (kept InProgress) until both serve runs have finished: a slow job, on
+    demand, so the retrain is still running when the second serve run reaches its lease step.
     """
     batch = f"{uploaded['drifting']}/test"
-    with deployed.emulation.holding(is_last_train_step):
-        first = serve(deployed, "serve-drift-1", batch)
-        second = serve(deployed, "serve-drift-2", batch)
+    with deployed.emulation.holding(is_a_train_job):
+        names = ("serve-drift-1", "serve-drift-2")
+        executions = {name: deployed.start(deployed.serve_machine, name, {"batch": batch}) for name in names}
+        runs = [finished(deployed, name, execution) for name, execution in executions.items()]
         meanwhile = train_runs(deployed)
     started = {e["name"]: e["executionArn"] for e in meanwhile}
-    retrain_name = str(first.record.get("retrain_run_id"))
+    retrains = [r for r in runs if r.record.get("retrain_run_id")]
+    assert len(retrains) == 1, f"{len(retrains)} of the two serve runs started a retrain: {runs}"
+    (first,) = retrains
+    (second,) = [r for r in runs if r is not first]
+    retrain_name = str(first.record["retrain_run_id"])
     assert retrain_name in started, f"{first.name} started no train execution: {first.description}"
     retrain = Run(retrain_name, deployed.wait(started[retrain_name]), deployed.parameter("train/last-attempt"))
-    return DriftingServes(first, second, retrain, meanwhile)
+    return DriftingServes(runs, first, second, retrain, meanwhile)
 
 
 @pytest.fixture(scope="module")
@@ -202,13 +219,30 @@ def test_drift_makes_the_decision_lambda_start_a_retrain_on_that_stages_data(
     assert (started_with["train_data"], started_with["val_data"]) == (f"data/{DRIFTING}/train", f"data/{DRIFTING}/val")
 
 
-def test_a_second_drifting_run_during_the_retrain_starts_no_other_retrain(drifting: DriftingServes) -> None:
+def test_two_serve_runs_that_both_want_a_retrain_start_exactly_one(
+    deployed: DeployedSystem, drifting: DriftingServes
+) -> None:
+    """The retrain lease, not a look at the running executions: the loser records that it was skipped."""
+    assert [run.status for run in drifting.runs] == ["SUCCEEDED", "SUCCEEDED"], drifting.runs
     second = drifting.second
-    assert second.status == "SUCCEEDED", second.description
     assert second.record["is_drift"] is True and second.record["retrain"] is False
     assert second.record["retrain_run_id"] is None
-    assert second.record["retrain_reason"].startswith(f"{SKIPPED_RETRAIN} ({drifting.retrain.name})")
+    assert second.record["retrain_reason"].startswith(f"{SKIPPED_RETRAIN} ({drifting.retrain.name}, lease ")
     assert [e["name"] for e in drifting.train_runs_meanwhile] == ["train-original", drifting.retrain.name]
+    first, other = (entered(deployed, run) for run in (drifting.first, second))
+    assert "TakeRetrainLease" in first and "TakeRetrainLease" in other
+    assert "StartRetrain" in first and "StartRetrain" not in other
+
+
+def test_the_retrain_lets_its_lease_go_when_it_ends(deployed: DeployedSystem, drifting: DriftingServes) -> None:
+    """Generation 1 was the retrain's (the first train run was started by hand: it took no lease)."""
+    keys = deployed.keys(deployed.uri("leases/retrain/"))
+    assert keys == ["leases/retrain/000000000001.json", "leases/retrain/000000000001.released"]
+    s3 = deployed.client("s3")
+    lease = json.loads(s3.get_object(Bucket=deployed.bucket, Key=keys[0])["Body"].read())
+    assert lease["holder"] == drifting.retrain.name
+    output = json.loads(drifting.retrain.description["output"])
+    assert output["lease"] == {"released": True}
 
 
 def test_the_retrain_records_champion_against_challenger(deployed: DeployedSystem, drifting: DriftingServes) -> None:
@@ -230,12 +264,8 @@ def test_a_batch_without_images_fails_the_run_notifies_and_changes_no_pointer(
     assert run.status == "FAILED"
     assert run.description["error"] == "States.TaskFailed"
     assert "no usable images" in run.description["cause"]
-    entered = [
-        e["stateEnteredEventDetails"]["name"]
-        for e in deployed.history(run.description["executionArn"])
-        if "stateEnteredEventDetails" in e
-    ]
-    assert entered[-2:] == ["NotifyFailure", "Failed"] and "DetectDrift" not in entered
+    states = entered(deployed, run)
+    assert states[-2:] == ["NotifyFailure", "Failed"] and "DetectDrift" not in states
     (failure,) = [m for m in inbox.messages() if m["subject"] == "driftloop: serve run failed"]
     assert "serve-broken" in failure["message"] and "No parameter was changed" in failure["message"]
     for name, value in before.items():
