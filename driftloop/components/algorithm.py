@@ -34,6 +34,7 @@ from driftloop.ml.model_io import (
     ModelNotFound,
     forward_pass,
     load_model,
+    load_model_to_train,
     resolve_model_dir,
     save_model,
 )
@@ -218,7 +219,7 @@ def _initial_model(config: TrainingConfig, champion_dir: Path | None, classes: l
     if not config.warm_start or champion_dir is None or not champion_dir.exists():
         return fresh()
     try:
-        champion = load_model(champion_dir)
+        champion = load_model_to_train(champion_dir)
     except ModelNotFound:
         return fresh("no champion model in its channel")
     model = champion.model

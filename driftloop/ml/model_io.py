@@ -10,8 +10,10 @@ penultimate layer is named ``embedding`` so that monitoring can use it as a feat
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import tarfile
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,22 +84,57 @@ def resolve_model_dir(model_dir: Path) -> Path:
     )
 
 
+# Models this process loaded to serve, by content (``load_model``): a one-job serve run's steps (predict,
+# drift features, explanations) read one model folder, and the local runner's runs read the same champion
+# hour after hour. Two: a champion and its challenger.
+_LOADED: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()
+_LOADED_MAX = 2
+
+
 def load_model(model_dir: Path) -> LoadedModel:
-    """The model and its classes; ModelUnreadable, naming the file and what to do, for a damaged folder.
+    """The model and its classes, to predict with (never to train: it may be shared, ``load_model_to_train``).
+
+    A model file this process already loaded (the same bytes, the same classes) is not read again:
+    2 of a one-job serve run's 3 loads, measured in docs/benchmarks.md section 10.
+    ModelUnreadable, naming the file and what to do, for a damaged folder.
+    """
+    folder = resolve_model_dir(model_dir)
+    classes = _read_classes(folder)
+    key = (_digest(folder / MODEL_FILE), tuple(classes))
+    if key not in _LOADED:
+        _LOADED[key] = _read_keras(folder)
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.popitem(last=False)
+    _LOADED.move_to_end(key)
+    return LoadedModel(model=_LOADED[key], classes=classes)
+
+
+def load_model_to_train(model_dir: Path) -> LoadedModel:
+    """A private copy of the model and its classes, whose weights training may change.
 
     ``classes.json`` must name the classes ``metrics.json`` (when the folder has one) says the model
     was trained on, in the same order: a model read with its classes reordered predicts wrong names.
     """
-    import tensorflow as tf
-
     folder = resolve_model_dir(model_dir)
     classes = _read_classes(folder)
+    return LoadedModel(model=_read_keras(folder), classes=classes)
+
+
+def _digest(path: Path) -> str:
     try:
-        model = tf.keras.models.load_model(folder / MODEL_FILE)
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as error:
+        raise ModelUnreadable(f"cannot read the model {path}: {error}; {_REDO}") from error
+
+
+def _read_keras(folder: Path) -> Any:
+    import tensorflow as tf
+
+    try:
+        return tf.keras.models.load_model(folder / MODEL_FILE)
     except Exception as error:  # Keras raises OSError, ValueError or zipfile's errors for a damaged file
         raise ModelUnreadable(f"cannot load the model {folder / MODEL_FILE} ({type(error).__name__}: {error}): "
                               f"the file is damaged or incomplete; {_REDO}") from error
-    return LoadedModel(model=model, classes=classes)
 
 
 def _read_classes(folder: Path) -> list[str]:

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -17,7 +18,14 @@ import pytest
 from driftloop.components import algorithm
 from driftloop.components.entrypoint import Invocation
 from driftloop.errors import UserError
-from driftloop.ml.model_io import CLASSES_FILE, MODEL_FILE, SAGEMAKER_ARCHIVE, load_model, save_model
+from driftloop.ml.model_io import (
+    CLASSES_FILE,
+    MODEL_FILE,
+    SAGEMAKER_ARCHIVE,
+    load_model,
+    load_model_to_train,
+    save_model,
+)
 from driftloop.ml.shards import UNKNOWN_LABEL, write_shards
 from driftloop.pipelines import EVALUATION_FILE, PREDICTIONS_FILE, TRAIN_METRICS_FILE
 
@@ -166,6 +174,20 @@ def test_warm_start_fine_tunes_the_champion(trained: Path, shapes: Path, tmp_pat
     assert cold["initial_weights"] == "random" and cold["val_accuracy"] < 0.6
     # The champion's own folder is left as it was.
     assert json.loads((trained / TRAIN_METRICS_FILE).read_text()) == champion
+
+
+def test_a_model_file_is_read_once_to_serve_and_afresh_to_train(hand_model: Path, tmp_path: Path) -> None:
+    """The steps of a one-job serve run share one loaded model; a retrain gets its own copy to change."""
+    copy = tmp_path / "copy"
+    shutil.copytree(hand_model, copy)
+    served = load_model(hand_model).model
+    assert load_model(copy).model is served  # the same bytes and classes, wherever they lie
+    assert load_model_to_train(hand_model).model is not served
+    retrained = load_model_to_train(copy).model
+    retrained.get_layer("embedding").set_weights([np.eye(3, dtype=np.float32), np.zeros(3, np.float32)])
+    save_model(retrained, HAND_CLASSES, copy)
+    assert load_model(copy).model is not served  # a new model file is read
+    assert load_model(hand_model).model.get_layer("embedding").get_weights()[0][0, 0] == SCALE
 
 
 @pytest.mark.slow
