@@ -79,7 +79,7 @@ def configure_process() -> None:
 
     TensorFlow picks its CPU kernels by processor: oneDNN's on Intel CPUs with AVX-512 VNNI, Eigen's
     on others (the AMD EPYC the benchmarks name). Choosing oneDNN everywhere gives every machine the
-    same kernels, and on the AMD one 35 % less CPU for the production simulation (docs/benchmarks.md
+    same kernels, and on the AMD one 33 % less CPU for the production simulation (docs/benchmarks.md
     section 10).
     """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
