@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageOps
 
-from driftloop.files import HIDDEN, NOT_IMAGE, image_name_reason
+from driftloop.files import HIDDEN, NOT_IMAGE, UNREADABLE, image_name_reason
 
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _WIDE_INTEGER_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
@@ -47,7 +47,7 @@ class SkipCode(StrEnum):
     NOT_IMAGE = NOT_IMAGE
     EMPTY = "empty"
     TOO_LARGE = "too_large"
-    UNREADABLE = "unreadable"
+    UNREADABLE = UNREADABLE
     NO_CLASS_FOLDER = "no_class_folder"
 
 

@@ -110,11 +110,7 @@ def load_model(model_dir: Path) -> LoadedModel:
 
 
 def load_model_to_train(model_dir: Path) -> LoadedModel:
-    """A private copy of the model and its classes, whose weights training may change.
-
-    ``classes.json`` must name the classes ``metrics.json`` (when the folder has one) says the model
-    was trained on, in the same order: a model read with its classes reordered predicts wrong names.
-    """
+    """A private copy of the model and its classes, whose weights training may change."""
     folder = resolve_model_dir(model_dir)
     classes = _read_classes(folder)
     return LoadedModel(model=_read_keras(folder), classes=classes)
@@ -138,7 +134,11 @@ def _read_keras(folder: Path) -> Any:
 
 
 def _read_classes(folder: Path) -> list[str]:
-    """``classes.json``, checked against the classes in ``metrics.json`` (when there is one)."""
+    """``classes.json``, checked against the classes in ``metrics.json`` (when there is one).
+
+    They must be the same names in the same order: a model read with its classes reordered predicts
+    wrong names.
+    """
     path = folder / CLASSES_FILE
     try:
         classes = json.loads(path.read_text())
