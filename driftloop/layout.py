@@ -42,6 +42,12 @@ SAGEMAKER_ARCHIVE: Final = "model.tar.gz"
 DATA_ROOT: Final = "data"
 BATCHES_ROOT: Final = "batches"
 RUNS_ROOT: Final = "runs"
+# What a run may start on: the folders users upload to (the SageMaker jobs' role reads these and runs/).
+START_ROOTS: Final = (DATA_ROOT, BATCHES_ROOT)
+# The longest start prefix: at S3's and Step Functions' longest names (a 63-character bucket, an
+# 80-character run id) every record of a run on it fits Parameter Store's free Standard tier
+# (tests/test_records.py), although the record names the data up to four times.
+MAX_START_PREFIX: Final = 256
 
 
 class ParameterNames:
@@ -158,14 +164,15 @@ LABELS: Final = "labels"
 LABEL_REQUESTS: Final = "label-requests"
 # A batch id is one key segment that is also a safe file and folder name on every OS: letters,
 # digits, '.', '_', '-', starting with a letter or digit (so never '.', '..' or a hidden name).
-_BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_BATCH_ID: Final = 128
+_BATCH_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_BATCH_ID - 1}}}")
 
 
 def batch_id_problem(batch_id: str) -> str | None:
     """Why ``batch_id`` cannot name a batch, or None when it can."""
     if _BATCH_ID.fullmatch(batch_id):
         return None
-    return (f"bad batch id {batch_id!r}: use 1 to 128 letters, digits, '.', '_' or '-', "
+    return (f"bad batch id {batch_id!r}: use 1 to {MAX_BATCH_ID} letters, digits, '.', '_' or '-', "
             "starting with a letter or digit")
 
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -51,21 +50,22 @@ from driftloop.pipelines import (
     PIPELINES,
     TRAIN_METRICS_FILE,
     Pipeline,
-    RunFact,
+)
+from driftloop.plan_checks import (
+    InvalidInput,
+    check_job_environment,
+    check_run_id,
+    check_start,
+    data_name,
 )
 from driftloop.records import ServeRecord, TrainRecord, last_train_attempt, read_record
 from driftloop.scores import Evaluation, TrainMetrics
-from driftloop.stores.objects import ObjectStore, check_key
+from driftloop.stores.objects import ObjectStore
 from driftloop.stores.params import ParameterStore
 
 # Step Functions adds this to the input of an execution started by another one (the serve machine
 # starting a retrain with ``associate_with_parent``); it is not part of the run's start.
 STARTED_BY_KEY: Final = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
-RUN_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,80}")
-
-
-class InvalidInput(ValueError):
-    """A run's start input that names no usable data (the message shows the expected form)."""
 
 
 class NoModel(LookupError):
@@ -95,6 +95,7 @@ class RunPlan(Contract):
     start: dict[str, str]  # the start input: field -> object-key prefix
     uri: dict[str, str]  # artifact -> URI: the start's data, what was resolved, and what this run writes
     settings: dict[str, dict[str, str]]  # step -> the settings that differ per run
+    facts: dict[str, str]  # the run facts those settings are made from (``RunFact``): the one-job form's
     current: TrainRecord | None  # the train record resolved from (None: no model yet)
 
 
@@ -105,41 +106,6 @@ class RetrainOutcome(Contract):
     started: bool
     reason: str
     run_id: str | None = None  # the train run started
-
-
-def usage(pipeline: Pipeline) -> str:
-    fields = ", ".join(f'"{name}": "<key prefix>"' for name in pipeline.start_inputs())
-    return (
-        f"start the {pipeline.name} pipeline with {{{fields}}}: object-key prefixes in the data store, "
-        "without s3:// and without slashes at either end (e.g. data/<stage>/train)"
-    )
-
-
-def check_start(pipeline: Pipeline, start: dict[str, str]) -> None:
-    """The start input must have exactly the pipeline's fields, each an object-key prefix."""
-    expected = set(pipeline.start_inputs())
-    if set(start) != expected:
-        raise InvalidInput(f"got fields {sorted(start)}, expected {sorted(expected)}: {usage(pipeline)}")
-    for name, prefix in start.items():
-        try:
-            if not isinstance(prefix, str) or prefix.startswith("s3:"):
-                raise ValueError(prefix)
-            check_key(prefix)
-        except ValueError:
-            raise InvalidInput(f"{name}={prefix!r} is not an object-key prefix: {usage(pipeline)}") from None
-
-
-def data_name(objects: ObjectStore, prefix: str) -> str:
-    """The ``data_name`` run fact: a stage's name for its data set, else the data's URI."""
-    return stage_of_data_prefix(prefix) or objects.uri(prefix)
-
-
-def check_run_id(run_id: str) -> None:
-    """What a Step Functions execution name allows (1 to 80 letters, digits, '-' and '_'), so that an id
-    that works locally works on AWS, and one id is one folder (no '/')."""
-    if not RUN_ID.fullmatch(run_id):
-        raise InvalidInput(f"run id {run_id!r} must be 1 to 80 letters, digits, '-' or '_' (as a Step Functions "
-                           "execution name): start the run with another name")
 
 
 def claim_run(stores: Stores, pipeline: PipelineName, *, run_id: str, time: str) -> None:
@@ -164,7 +130,8 @@ def plan_run(stores: Stores, pipeline_name: PipelineName, *, run_id: str, time: 
     """Resolve a run's inputs from the current train record and name every artifact it writes.
 
     The run's id must be claimed first (``claim_run``) where ids are not unique by construction: the
-    local runner does; on AWS a Step Functions execution name is unique to its state machine.
+    local runner does; on AWS a Step Functions execution name is unique to its state machine. What AWS
+    would refuse later (``driftloop.plan_checks``) is refused here, before the first job.
     """
     pipeline = PIPELINES[pipeline_name]
     start = {name: value for name, value in start.items() if name != STARTED_BY_KEY}
@@ -177,15 +144,55 @@ def plan_run(stores: Stores, pipeline_name: PipelineName, *, run_id: str, time: 
             f"there is no trained model yet ({stores.names.train_latest} in {stores.params.describe()} holds no "
             "train run): run the train pipeline first"
         )
+    plan = _derive_plan(stores, pipeline, run_id=run_id, time=time, start=start, current=current)
+    check_job_environment(_facts(stores, plan), plan.settings)
+    return plan
+
+
+def _facts(stores: Stores, plan: RunPlan) -> dict[str, str]:
+    """The run facts its steps' settings may name (``Step.run_settings``)."""
+    first = plan.start[PIPELINES[plan.pipeline].start_inputs()[0]]
+    return {"run_id": plan.run_id, "data_name": data_name(first, stores.objects.uri(first))}
+
+
+def _derive_plan(stores: Stores, pipeline: Pipeline, *, run_id: str, time: str, start: dict[str, str],
+                 current: TrainRecord | None) -> RunPlan:
+    """The plan of a run, all of it determined by its id, time, start and the train record it resolves from."""
     uri = {artifact: stores.objects.uri(start[field]) for artifact, field in pipeline.external}
     if current is not None:
         uri.update({artifact: getattr(current, field) for artifact, field in pipeline.resolved})
     uri.update({a: stores.objects.uri(artifact_prefix(pipeline.name, run_id, a)) for a in pipeline.produced()})
-    first_input = start[pipeline.start_inputs()[0]]
-    facts: dict[RunFact, str] = {"run_id": run_id, "data_name": data_name(stores.objects, first_input)}
-    settings = {s.name: {key: facts[fact] for key, fact in s.run_settings} for s in pipeline.steps if s.run_settings}
-    return RunPlan(pipeline=pipeline.name, run_id=run_id, time=time, start=dict(start), uri=uri,
-                   settings=settings, current=current)
+    plan = RunPlan(pipeline=pipeline.name, run_id=run_id, time=time, start=dict(start), uri=uri, settings={},
+                   facts={}, current=current)
+    facts = _facts(stores, plan)
+    return replace(plan, settings=pipeline.run_settings(facts), facts=facts)
+
+
+def check_plan(stores: Stores, plan: RunPlan) -> RunPlan:
+    """A plan that comes back in a control step's event must be one ``plan_run`` made in this store.
+
+    The state machines pass the plan from step to step, and a crafted event could name a detector at
+    ``../../etc/passwd`` or an explainer in another bucket for the records to point at: every URI,
+    setting and start of the plan must be what its id, start and train record derive, and that
+    record's artifacts must be its own train run's.
+    """
+    pipeline = PIPELINES[plan.pipeline]
+    check_run_id(plan.run_id)
+    check_start(pipeline, plan.start)
+    if plan.current is not None:
+        check_run_id(plan.current.run_id)
+        own = {field: stores.objects.uri(artifact_prefix("train", plan.current.run_id, field))
+               for _, field in pipeline.resolved}
+        if any(getattr(plan.current, field) != uri for field, uri in own.items()):
+            raise InvalidInput(f"the plan of run {plan.run_id} names a current model whose artifacts are not "
+                               f"those of its train run {plan.current.run_id} ({sorted(own)}): not recorded")
+    derived = _derive_plan(stores, pipeline, run_id=plan.run_id, time=plan.time, start=plan.start,
+                           current=plan.current)
+    if derived != plan:
+        fields = [name for name in ("uri", "settings", "facts") if getattr(derived, name) != getattr(plan, name)]
+        raise InvalidInput(f"the plan of run {plan.run_id} is not the one planned for it ({', '.join(fields)} "
+                           "differ): not recorded; start the run again")
+    return plan
 
 
 # ----------------------------------------------------------------------------- reading artifacts

@@ -15,6 +15,7 @@ Vocabulary:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
@@ -82,9 +83,10 @@ TRAINING_MODEL_DIR: Final = PurePosixPath("/opt/ml/model")
 TRAINING_HYPERPARAMETERS: Final = PurePosixPath("/opt/ml/input/config/hyperparameters.json")
 # A job's environment variable with the step's per-run settings (JSON; ``Step.run_settings``).
 RUN_SETTINGS_ENV: Final = "DRIFTLOOP_RUN_SETTINGS"
-# A whole-pipeline job's environment variable with every step's per-run settings (JSON of
-# ``RunPlan.settings``: ``{step: {setting: value}}``; ``driftloop.components.pipeline``).
-PLAN_SETTINGS_ENV: Final = "DRIFTLOOP_PLAN_SETTINGS"
+# A whole-pipeline job's environment variable with the run's facts (JSON of ``RunPlan.facts``:
+# ``{fact: value}``; ``driftloop.components.pipeline`` makes each step's settings from them). Each fact
+# once: a long data set name counts once, not once a step, against SageMaker's 256 characters a value.
+RUN_FACTS_ENV: Final = "DRIFTLOOP_RUN_FACTS"
 
 
 def container_path(component: Component, mode: Mode, direction: str, channel: str) -> PurePosixPath:
@@ -182,6 +184,10 @@ class Pipeline:
 
     def produced(self) -> tuple[str, ...]:
         return tuple(a for step in self.steps for a in step.output_artifacts())
+
+    def run_settings(self, facts: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        """Each step's per-run settings from the run's facts (``RunPlan.settings``): only the steps that take any."""
+        return {s.name: {key: facts[fact] for key, fact in s.run_settings} for s in self.steps if s.run_settings}
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)

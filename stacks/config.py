@@ -19,6 +19,7 @@ from typing import Any, Final, Literal, Self, cast
 from driftloop.config import DecisionPolicy, Settings
 from driftloop.layout import ParameterNames
 from driftloop.pipelines import Component
+from driftloop.plan_checks import InvalidInput, check_plannable, deployment_starts
 
 CONTEXT_KEY: Final = "driftloop"
 Environment = Literal["development", "production"]
@@ -155,6 +156,11 @@ class DeploymentConfig:
             )
         for name in ("processing", "training", "inference"):
             cast(JobResources, getattr(self, name)).validate(name)
+        for pipeline, start in deployment_starts(simulation=self.simulation):
+            try:
+                check_plannable(pipeline, start)
+            except InvalidInput as error:
+                raise ConfigError(f"a {pipeline} run the deployment starts would be refused: {error}") from error
         for name in ("log_retention_days", "access_log_retention_days"):
             if getattr(self, name) not in LOG_RETENTION_DAYS:
                 raise ConfigError(f"{name} must be one of {LOG_RETENTION_DAYS}")

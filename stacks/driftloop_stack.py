@@ -10,7 +10,7 @@ from aws_cdk import App, Aspects, CfnOutput, Stack
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from driftloop.layout import BATCHES_ROOT, DATA_ROOT, RUNS_ROOT
+from driftloop.layout import RUNS_ROOT, START_ROOTS
 from stacks.config import CONTEXT_KEY, DeploymentConfig
 from stacks.control_steps import ControlStepFunctions
 from stacks.dashboard import Dashboard
@@ -45,7 +45,7 @@ class DriftloopStack(Stack):
         )
         # The jobs read what users upload (data sets, batches; retrain sets are under data/) and the runs.
         self.job_role = SageMakerJobRole(
-            self, "SageMaker", bucket=bucket, images=self.images.images, data_prefixes=(BATCHES_ROOT, DATA_ROOT),
+            self, "SageMaker", bucket=bucket, images=self.images.images, data_prefixes=START_ROOTS,
             runs_prefix=RUNS_ROOT,
         )
         self.functions = ControlStepFunctions(

@@ -30,7 +30,7 @@ from constructs import Construct
 
 from driftloop.components import pipeline as pipeline_entrypoint
 from driftloop.pipelines import (
-    PLAN_SETTINGS_ENV,
+    RUN_FACTS_ENV,
     RUN_SETTINGS_ENV,
     Component,
     JobKind,
@@ -79,8 +79,8 @@ def run_settings_path(step: Step) -> str:
     return f"$.plan.settings.{step.name}"
 
 
-# Every step's run settings, for the whole-pipeline job (``PLAN_SETTINGS_ENV``).
-PLAN_SETTINGS_PATH: Final = "$.plan.settings"
+# The run's facts, for the whole-pipeline job (``RUN_FACTS_ENV``), which makes every step's settings from them.
+RUN_FACTS_PATH: Final = "$.plan.facts"
 
 
 def state_name(step: Step, without: tuple[str, ...] = ()) -> str:
@@ -257,7 +257,7 @@ class JobStates:
             for artifact in pipeline.produced()
         ]}
         if any(step.run_settings for step in pipeline.steps):
-            request["Environment"] = {f"{PLAN_SETTINGS_ENV}.$": f"States.JsonToString({PLAN_SETTINGS_PATH})"}
+            request["Environment"] = {f"{RUN_FACTS_ENV}.$": f"States.JsonToString({RUN_FACTS_PATH})"}
         return request
 
     def _request(self, step: Step | None, resources: JobResources, count: int, app: dict[str, Any]

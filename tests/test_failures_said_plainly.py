@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from driftloop.local.cli import main
 from driftloop.local.runner import LocalSystem
 from driftloop.records import TrainRecord, read_record
 from driftloop.stores.params import SqliteParameterStore
+
+pytestmark = pytest.mark.faults  # the fault campaign: docs/reliability.md
 
 NAMES = ParameterNames()
 
@@ -145,3 +148,31 @@ def test_serving_a_folder_without_images_copies_nothing_and_says_so(tmp_path: Pa
     assert done.stderr.startswith("driftloop: no images in etc, nothing was copied: of its 2 entries none is an image")
     assert not (tmp_path / "W" / "store" / "batches").exists()
     assert not [p for p in (tmp_path / "W").rglob("*") if p.is_file() and p.read_bytes().startswith(b"root:$6$")]
+
+
+# --------------------------------------------------------------------------------- the object store
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB file system (a tmpfs; mounting one needs root, which CI has)."""
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_under_the_object_store_says_so_and_keeps_no_half_object(small_disk: Path) -> None:
+    from driftloop.stores.objects import LocalObjectStore, StoreFull
+
+    store = LocalObjectStore(small_disk / "store")
+    store.put_bytes("runs/serve/s1/small", b"kept")
+    with pytest.raises(StoreFull, match=r"no space left on the disk writing .*runs/serve/s1/big: free space"):
+        store.put_bytes("runs/serve/s1/big", os.urandom(1024 * 1024))
+    with pytest.raises(StoreFull, match="nothing half-written was kept"):
+        store.put_if_absent("runs/serve/s2/claim.json", os.urandom(1024 * 1024))
+    assert store.list("runs") == ["runs/serve/s1/small"]
+    assert sorted(p.name for p in (small_disk / "store" / "runs" / "serve" / "s1").iterdir()) == ["small"]

@@ -56,12 +56,11 @@ def test_the_environment_is_rendered_from_the_plans_run_settings() -> None:
         inputs.environment(_job("X", (), (), {"E.$": "$.something.else"}), {})
 
 
-def test_a_whole_pipeline_jobs_environment_holds_every_steps_run_settings() -> None:
-    """As ``driftloop.loop.plan_run`` makes ``RunPlan.settings``: only the steps that take any."""
-    job = _job("TrainRun", (), (), {"DRIFTLOOP_PLAN_SETTINGS.$": "States.JsonToString($.plan.settings)"})
+def test_a_whole_pipeline_jobs_environment_holds_the_runs_facts_once() -> None:
+    """As ``driftloop.loop.plan_run`` makes ``RunPlan.facts``: each step's settings are made from them in the job."""
+    job = _job("TrainRun", (), (), {"DRIFTLOOP_RUN_FACTS.$": "States.JsonToString($.plan.facts)"})
     rendered = Inputs.of("train").environment(job, {"run_id": "train-1", "data_name": "original"})
-    assert json.loads(rendered["DRIFTLOOP_PLAN_SETTINGS"]) == {
-        "train_model": {"trained_on": "original"}, "learn_reference": {"trained_on": "original", "run_id": "train-1"}}
+    assert json.loads(rendered["DRIFTLOOP_RUN_FACTS"]) == {"run_id": "train-1", "data_name": "original"}
 
 
 def test_a_first_training_writes_no_champion_evaluation_and_a_retrain_does() -> None:

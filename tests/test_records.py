@@ -12,15 +12,19 @@ from driftloop import loop
 from driftloop.config import DecisionPolicy
 from driftloop.decision import decide_retrain
 from driftloop.drift_report import DetectorIdentity, DriftReport, EstimatedAccuracy
-from driftloop.layout import ParameterNames
+from driftloop.layout import MAX_START_PREFIX, ParameterNames, stage_of_data_prefix
 from driftloop.local.status import Hints, status_lines
 from driftloop.records import ServeRecord, TrainRecord, read_record
 from driftloop.stores.objects import LocalObjectStore
-from driftloop.stores.params import STANDARD_TIER_MAX_BYTES, ParameterStore, ParameterVersion, SqliteParameterStore
+from driftloop.stores.params import ParameterStore, ParameterTooLarge, ParameterVersion, SqliteParameterStore
+
+pytestmark = pytest.mark.faults  # the fault campaign: docs/reliability.md
 
 BUCKET = "b" * 63  # S3's longest bucket name
 RUN_ID = "r" * 80  # Step Functions' longest execution name
-LONG_PREFIX = "batches/" + "k" * (1024 - len("batches/") - 40)  # S3's longest key, less an image's name
+# The longest start prefixes a plan accepts: a batch, and a stage's data set (its name is in a record four times).
+LONG_BATCH = "batches/" + "k" * (MAX_START_PREFIX - len("batches/"))
+LONG_STAGE = "s" * (MAX_START_PREFIX - len("data//train"))
 
 
 def uri(key: str) -> str:
@@ -31,43 +35,67 @@ def artifact(pipeline: str, name: str) -> str:
     return uri(f"runs/{pipeline}/{RUN_ID}/{name}")
 
 
-def test_the_longest_serve_record_fits_the_standard_tier() -> None:
+@pytest.mark.parametrize(("batch", "trained_on"), [
+    (LONG_BATCH, uri(f"data/{LONG_STAGE}/train")),
+    (f"data/{LONG_STAGE}/test", LONG_STAGE),
+])
+def test_the_longest_serve_record_fits_the_standard_tier(tmp_path: Path, batch: str, trained_on: str) -> None:
     report = DriftReport(
         is_drift=True, too_small=False, correction="bonferroni", p_val=0.05, threshold=0.05 / 7, statistic=1e-9,
         p_values=[1e-9] * 7, distances=[0.9] * 7, significant=True, effect_size=0.9, min_distance=0.1,
         batch_size=100_000, min_batch_size=20,
-        detector=DetectorIdentity(features="predictions", trained_on=uri(LONG_PREFIX), reference_size=2000,
-                                  run_id=RUN_ID),
+        detector=DetectorIdentity(features="predictions", trained_on=trained_on, reference_size=2000, run_id=RUN_ID),
     )
-    decision = decide_retrain(report, batch_source=LONG_PREFIX, policy=DecisionPolicy(), runs_since_retrain=99_999)
+    decision = decide_retrain(report, batch_source=batch, policy=DecisionPolicy(), runs_since_retrain=99_999)
     outcome = loop.RetrainOutcome(
         started=False, reason=f"skipped: a retrain is already running ({RUN_ID}); {decision.reason}"
     )
     record = ServeRecord(
-        run_id=RUN_ID, time="2026-12-01T10:05:00.123456+00:00", input=uri(LONG_PREFIX), stage=None, model_run_id=RUN_ID,
-        reference_trained_on=report.detector.trained_on, drift_report=artifact("serve", "drift_report"),
-        predictions=artifact("serve", "predictions"), explanations=artifact("serve", "explanations"),
-        is_drift=True, statistic=1.2345678901234567e-300, threshold=0.007142857142857143, n_images=100_000,
-        n_skipped=100_000, retrain=False, retrain_reason=outcome.reason, retrain_run_id=None,
-        runs_since_retrain=decision.runs_since_retrain,
+        run_id=RUN_ID, time="2026-12-01T10:05:00.123456+00:00", input=uri(batch), stage=stage_of_data_prefix(batch),
+        model_run_id=RUN_ID, reference_trained_on=report.detector.trained_on,
+        drift_report=artifact("serve", "drift_report"), predictions=artifact("serve", "predictions"),
+        explanations=artifact("serve", "explanations"), is_drift=True, statistic=1.2345678901234567e-300,
+        threshold=0.007142857142857143, n_images=100_000, n_skipped=100_000, retrain=False,
+        retrain_reason=outcome.reason, retrain_run_id=None, runs_since_retrain=decision.runs_since_retrain,
         accuracy_estimate=EstimatedAccuracy(
             method="average_confidence", estimate=0.12345678901234567, lower=0.12345678901234567,
             upper=0.12345678901234567, confidence=0.95, n=100_000, validation_accuracy=0.9876543210987654,
             drop_points=-12.345678901234567,
         ),
+        rule_fired="drift_and_harm", label_request=uri(f"label-requests/{'k' * 128}/manifest.jsonl"),
+        label_request_images=100_000,
     )
-    assert len(record.to_json().encode()) <= STANDARD_TIER_MAX_BYTES
+    SqliteParameterStore(tmp_path / "parameters.sqlite").put(ParameterNames().serve_latest, record.to_json())
 
 
-def test_the_longest_train_record_fits_the_standard_tier() -> None:
+@pytest.mark.parametrize("data", [uri(f"data/{LONG_STAGE}/train"), uri(LONG_BATCH)])
+def test_the_longest_train_record_fits_the_standard_tier(tmp_path: Path, data: str) -> None:
     record = TrainRecord(
-        run_id=RUN_ID, time="2026-12-01T10:05:00.123456+00:00", train_data=uri(LONG_PREFIX), val_data=uri(LONG_PREFIX),
-        stage=None, model=artifact("train", "model"), detector=artifact("train", "detector"),
-        explainer=artifact("train", "explainer"), val_accuracy=0.123456789, val_loss=12.3456789,
-        champion_val_accuracy=0.987654321, promoted=False,
+        run_id=RUN_ID, time="2026-12-01T10:05:00.123456+00:00", train_data=data, val_data=data,
+        stage=stage_of_data_prefix(data.removeprefix(uri(""))), model=artifact("train", "model"),
+        detector=artifact("train", "detector"), explainer=artifact("train", "explainer"), val_accuracy=0.123456789,
+        val_loss=12.3456789, champion_val_accuracy=0.987654321, promoted=False,
         reason="challenger 0.123 < champion 0.988 on the new validation set: kept champion", champion_run_id=RUN_ID,
+        lineage=uri(f"data/{LONG_STAGE}/lineage.json"),
     )
-    assert len(record.to_json().encode()) <= STANDARD_TIER_MAX_BYTES
+    SqliteParameterStore(tmp_path / "parameters.sqlite").put(ParameterNames().train_latest, record.to_json())
+
+
+def test_a_record_over_the_standard_tier_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """Past the plan's bounds (a 900-character stage name, which only a run planned by hand could have), nothing
+    is written."""
+    stage = "s" * 900
+    record = TrainRecord(
+        run_id=RUN_ID, time="2026-12-01T10:05:00+00:00", train_data=uri(f"data/{stage}/train"),
+        val_data=uri(f"data/{stage}/val"), stage=stage, model=artifact("train", "model"),
+        detector=artifact("train", "detector"), explainer=artifact("train", "explainer"), val_accuracy=0.5,
+        val_loss=1.0, champion_val_accuracy=None, promoted=True, reason="first model", champion_run_id=None,
+        lineage=uri(f"data/{stage}/lineage.json"),
+    )
+    params = SqliteParameterStore(tmp_path / "parameters.sqlite")
+    with pytest.raises(ParameterTooLarge, match="give them shorter names"):
+        params.put(ParameterNames().train_latest, record.to_json())
+    assert params.get_optional(ParameterNames().train_latest) is None
 
 
 # ------------------------------------------------------------------------------ killed between writes

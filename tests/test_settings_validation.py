@@ -29,6 +29,8 @@ from driftloop.config import (
 from driftloop.local.cli import load_settings
 from stacks.config import ConfigError, DeploymentConfig
 
+pytestmark = pytest.mark.faults  # the fault campaign: docs/reliability.md
+
 KINDS: list[type[FromMapping]] = [ProcessingConfig, TrainingConfig, DriftConfig, ExplainConfig, DecisionPolicy,
                                   ScaleOut]
 

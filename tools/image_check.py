@@ -74,10 +74,6 @@ SAGEMAKER_OUTPUT = PurePosixPath("/opt/ml/output")
 CONTAINER_UID = "1000:1000"
 # The settings on top of cdk.json's that render the serve pipeline as a job a step (a step on N > 1).
 PER_STEP_INSTANCES = {"process": 2}
-# The only state path an environment value renders besides one step's settings: every step's.
-PLAN_SETTINGS = "$.plan.settings"
-
-
 class CheckFailed(Exception):
     """What failed, said plainly; the check exits 1 with this message."""
 
@@ -429,11 +425,6 @@ class Inputs:
         """The artifacts no step of a run with these sources writes: their step needs what the run lacks."""
         return {a for a, needs in self.only_if.items() if not set(needs) <= set(sources)}
 
-    def plan_settings(self, facts: Mapping[str, str]) -> dict[str, dict[str, str]]:
-        """The run's ``RunPlan.settings``, as ``driftloop.loop.plan_run`` makes them from its facts."""
-        return {step: {key: facts[fact] for key, fact in settings.items()}
-                for step, settings in self.run_settings.items() if settings}
-
     def environment(self, job: Job, facts: Mapping[str, str]) -> dict[str, str]:
         """The job's environment as Step Functions renders it from the run's plan."""
         rendered: dict[str, str] = {}
@@ -441,13 +432,19 @@ class Inputs:
             if not name.endswith(".$"):
                 rendered[name] = value
                 continue
-            match = re.fullmatch(r"States\.JsonToString\(\$\.plan\.settings(?:\.(\w+))?\)", value)
-            if not match or (match.group(1) is not None and match.group(1) not in self.run_settings):
-                raise CheckFailed(f"{job.name}: cannot render its environment {name}: {value}; teach the check")
-            settings = self.plan_settings(facts)  # the whole-pipeline job's: every step's
-            rendered[name[:-2]] = json.dumps(settings if match.group(1) is None else settings[match.group(1)],
-                                             separators=(",", ":"))
+            rendered[name[:-2]] = json.dumps(self._rendered(job, name, value, facts), separators=(",", ":"))
         return rendered
+
+
+    def _rendered(self, job: Job, name: str, value: str, facts: Mapping[str, str]) -> Mapping[str, str]:
+        """What ``States.JsonToString`` of a path in the plan gives: the run's facts (the whole-pipeline
+        job's), or one step's settings made from them as the plan makes them."""
+        if value == "States.JsonToString($.plan.facts)":
+            return facts
+        match = re.fullmatch(r"States\.JsonToString\(\$\.plan\.settings\.(\w+)\)", value)
+        if not match or match.group(1) not in self.run_settings:
+            raise CheckFailed(f"{job.name}: cannot render its environment {name}: {value}; teach the check")
+        return {key: facts[fact] for key, fact in self.run_settings[match.group(1)].items()}
 
 
 # ------------------------------------------------------------------------------------------- running

@@ -16,8 +16,9 @@ The job's channels are artifacts, not component channels:
   to the artifact's URI in the run's plan: exactly the keys the per-step jobs write.
 
 Settings: ``--settings-<component> JSON`` (each component's non-default settings; one argument per
-component, since SageMaker allows 256 characters an argument), and the plan's per-step run settings
-(``RunPlan.settings``, ``{step: {setting: value}}``) in ``DRIFTLOOP_PLAN_SETTINGS``.
+component, since SageMaker allows 256 characters an argument), and the run's facts (``RunPlan.facts``,
+``{fact: value}``) in ``DRIFTLOOP_RUN_FACTS``, from which each step's run settings are made as the plan
+makes ``RunPlan.settings`` (``Pipeline.run_settings``).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from driftloop.components.entrypoint import Invocation, Runner, configure_proces
 from driftloop.errors import UserError
 from driftloop.pipelines import (
     PIPELINES,
-    PLAN_SETTINGS_ENV,
     PROCESSING_INPUT_ROOT,
     PROCESSING_OUTPUT_ROOT,
+    RUN_FACTS_ENV,
     Component,
     JobKind,
     Pipeline,
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     pipeline = PIPELINES[args.pipeline]
     components = {c.value: json.loads(getattr(args, f"settings_{c.value}")) for c in Component}
-    run_settings = json.loads(os.environ.get(PLAN_SETTINGS_ENV, "{}"))
+    run_settings = pipeline.run_settings(json.loads(os.environ.get(RUN_FACTS_ENV, "{}")))
     try:
         run_steps(pipeline, input_folders(pipeline, args.input_root), args.output_root, components, run_settings)
     except UserError as error:

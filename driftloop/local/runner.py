@@ -47,6 +47,7 @@ from driftloop.layout import SPLITS, ParameterNames, PipelineName, batch_prefix,
 from driftloop.local.console import make_workdir
 from driftloop.local.timings import Stopwatch
 from driftloop.pipelines import BATCH_START_FIELD, SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
+from driftloop.plan_checks import prefix_problem
 from driftloop.records import ServeRecord, TrainRecord, read_record
 from driftloop.scores import Evaluation
 from driftloop.stores.objects import LocalObjectStore, ObjectStore
@@ -196,6 +197,8 @@ class LocalSystem:
         for split in SPLITS:
             if (folder / split).is_dir():
                 keys[split] = data_prefix(name, split)
+                if (problem := prefix_problem(keys[split])) is not None:  # refused before a file is copied
+                    raise UserError(f"cannot import {folder} as {keys[split]!r}: that is {problem}; rename the folder")
                 if not self.objects.list(keys[split]):
                     self.objects.upload_dir(folder / split, keys[split], screen=image_name_reason)
         if not keys:

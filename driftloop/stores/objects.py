@@ -9,6 +9,7 @@ A prefix passed to ``list``/``download_dir`` is a folder: ``data/stage-1`` does 
 from __future__ import annotations
 
 import builtins
+import errno
 import logging
 import os
 import shutil
@@ -196,14 +197,39 @@ class ObjectStore(ABC):
         return len(keys)
 
 
+class StoreFull(UserError):
+    """The disk under the local object store is full: said with the object and what to do, nothing half-written."""
+
+
+def _said_when_full(path: Path, error: OSError) -> OSError | StoreFull:
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return error
+    return StoreFull(f"object store: no space left on the disk writing {path}: free space on the disk that holds "
+                     "it (or use a work folder on another disk), then run again; nothing half-written was kept")
+
+
+def _make_folder(path: Path) -> None:
+    """The folder of ``path``, made where missing."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _said_when_full(path, error) from error
+
+
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write into a temp file beside ``path``, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
+    _make_folder(path)
+    try:
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
+    except OSError as error:
+        raise _said_when_full(path, error) from error
     try:
         with os.fdopen(handle, "wb") as out:
             write(out)
         os.replace(temp, path)
+    except OSError as error:
+        Path(temp).unlink(missing_ok=True)
+        raise _said_when_full(path, error) from error
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
@@ -233,15 +259,17 @@ class LocalObjectStore(ObjectStore):
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(path)
         temp = path.parent / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
-        temp.write_bytes(data)
         try:
+            temp.write_bytes(data)
             os.link(temp, path)  # atomic, and refused where the name exists
         except FileExistsError:
             return False
+        except OSError as error:
+            raise _said_when_full(path, error) from error
         finally:
-            temp.unlink()
+            temp.unlink(missing_ok=True)
         return True
 
     def get_bytes(self, key: str) -> bytes:

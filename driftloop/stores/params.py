@@ -1,7 +1,8 @@
 """Parameter store: small named values with every version kept (SQLite locally, SSM on AWS).
 
 Parameters hold pointers (run records as JSON), never artifacts. Both implementations enforce
-SSM's rules (hierarchical names, 1 byte to 8 KB values) so that a local run fails where AWS would.
+SSM's rules (hierarchical names) and the free Standard tier's size (1 byte to 4 KB values), so that a
+local run fails where AWS would, and a deployment never pays for an Advanced parameter by surprise.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from botocore.exceptions import ClientError
 from driftloop.errors import UserError
 
 STANDARD_TIER_MAX_BYTES: Final = 4096
-MAX_VALUE_BYTES: Final = 8192  # SSM's advanced tier; nothing larger can be stored
 _NAME = re.compile(r"(/[A-Za-z0-9_.\-]+)+")
+
+
+class ParameterTooLarge(UserError, ValueError):
+    """A value over the Standard tier's 4 KB: the Advanced tier is paid and permanent for its parameter."""
 
 
 class ParameterNotFound(LookupError):
@@ -79,10 +83,14 @@ class ParameterStore(ABC):
     def put(self, name: str, value: str) -> None:
         check_name(name)
         size = len(value.encode())
-        if not 1 <= size <= MAX_VALUE_BYTES:
-            raise ValueError(
-                f"parameter {name} value is {size} bytes; it must be 1 to {MAX_VALUE_BYTES} bytes "
-                "(keep large data in the object store and put its URI here)"
+        if size == 0:
+            raise ValueError(f"parameter {name}: an empty value cannot be stored (SSM needs 1 byte or more)")
+        if size > STANDARD_TIER_MAX_BYTES:
+            raise ParameterTooLarge(
+                f"parameter {name} would be {size} bytes; driftloop keeps its parameters in Parameter Store's free "
+                f"Standard tier, {STANDARD_TIER_MAX_BYTES} bytes at most (the Advanced tier is paid, and permanent "
+                "for the parameter): nothing was written. A record this long names long data sets or batches: "
+                "give them shorter names"
             )
         self._put(name, value)
 
@@ -199,7 +207,7 @@ class SqliteParameterStore(ParameterStore):
 
 
 class SsmParameterStore(ParameterStore):
-    """AWS Systems Manager Parameter Store, String parameters, tier by size (Standard is free)."""
+    """AWS Systems Manager Parameter Store, String parameters in the free Standard tier."""
 
     def __init__(self, client: Any = None) -> None:
         if client is None:
@@ -222,12 +230,12 @@ class SsmParameterStore(ParameterStore):
         return str(response["Parameter"]["Value"])
 
     def _put(self, name: str, value: str) -> None:
-        tier = "Standard" if len(value.encode()) <= STANDARD_TIER_MAX_BYTES else "Advanced"
         try:
-            self.client.put_parameter(Name=name, Value=value, Type="String", Overwrite=True, Tier=tier)
+            self.client.put_parameter(Name=name, Value=value, Type="String", Overwrite=True, Tier="Standard")
         except ClientError as error:
-            # SSM never moves an advanced parameter back to standard; it stays advanced.
-            if tier == "Advanced" or _code(error) != "ValidationException" or "downgrade" not in str(error):
+            # SSM never moves an advanced parameter (made by an older driftloop) back to standard: it stays
+            # advanced, at no new cost, holding a value the Standard tier would hold too.
+            if _code(error) != "ValidationException" or "downgrade" not in str(error):
                 raise
             self.client.put_parameter(Name=name, Value=value, Type="String", Overwrite=True, Tier="Advanced")
 

@@ -13,7 +13,8 @@
 * ``next_batch``: simulation mode, the next stage's test set; advances the cycle position.
 
 Every event is parsed by its contract (``driftloop.loop``) before anything runs; a missing or unknown
-field fails with its name. The stores are the S3 bucket and Parameter Store named in the environment,
+field fails with its name, and a plan that is not the one planned for its run (``loop.check_plan``) is
+refused before anything is read or recorded. The stores are the S3 bucket and Parameter Store named in the environment,
 read on each call.
 """
 
@@ -67,6 +68,7 @@ def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def decide(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = loop.DecideEvent.from_dict(event)
     stores = _stores()
+    loop.check_plan(stores, request.plan)
     report = loop.read_drift_report(stores, request.plan)
     policy = DecisionPolicy.from_mapping(json.loads(os.environ["DECISION_POLICY"]))
     decided = loop.decide_and_join(stores, request.plan, report, policy)
@@ -95,6 +97,7 @@ def decide(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def record_serve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = loop.RecordServeEvent.from_dict(event)
     stores = _stores()
+    loop.check_plan(stores, request.plan)
     report = loop.read_drift_report(stores, request.plan)
     record = loop.record_serve(stores, request.plan, report, request.decision, request.outcome)
     logger.info(record.summary())
@@ -105,7 +108,8 @@ def record_serve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
 @metrics.log_metrics
 def record_train(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = loop.RecordTrainEvent.from_dict(event)
-    record = loop.record_train(_stores(), request.plan)
+    stores = _stores()
+    record = loop.record_train(stores, loop.check_plan(stores, request.plan))
     metrics.add_metric(name=telemetry.CHALLENGER_ACCURACY, unit=MetricUnit.NoUnit, value=record.val_accuracy)
     if record.champion_val_accuracy is not None:
         metrics.add_metric(name=telemetry.CHAMPION_ACCURACY, unit=MetricUnit.NoUnit, value=record.champion_val_accuracy)

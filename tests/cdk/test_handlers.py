@@ -179,6 +179,60 @@ def test_a_retrain_started_by_the_serve_machine_plans_without_the_parents_id(
                                                                     "val_data": "data/noisy/val"}
 
 
+def crafted(run: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """The plan with one field changed, as a hand-made event to a control step would carry it."""
+    changed = json.loads(json.dumps(run))
+    target = changed
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    return changed
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("uri", "detector"), f"s3://{BUCKET}/runs/train/t2/../../../etc/passwd"),
+    (("uri", "explainer"), "s3://another-bucket/runs/train/t2/explainer"),
+    (("uri", "model"), f"s3://{BUCKET}/runs/train/t1/model"),  # another run's artifact, in this bucket
+    (("settings", "learn_reference", "trained_on"), "noisy"),
+    (("run_id",), "t2/../t1"),
+])
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+@pytest.mark.faults
+def test_a_record_train_event_with_a_plan_that_was_not_planned_records_nothing(
+    aws: Emulated, lambda_context: LambdaContext, path: tuple[str, ...], value: Any
+) -> None:
+    from driftloop.loop import InvalidInput
+
+    train(aws, "t1", "original", 0.9, lambda_context)
+    before = (aws.parameter(NAMES.train_latest), aws.parameter(NAMES.train_last_attempt))
+    run = plan("train", "t2", {"train_data": "data/stage-1/train", "val_data": "data/stage-1/val"}, lambda_context)
+    with pytest.raises(InvalidInput, match="not (the one planned|1 to 80)|must be 1 to 80"):
+        handlers().record_train({"plan": crafted(run, path, value)}, lambda_context)
+    assert (aws.parameter(NAMES.train_latest), aws.parameter(NAMES.train_last_attempt)) == before
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+@pytest.mark.faults
+def test_a_serve_event_whose_current_model_is_not_its_train_runs_records_nothing(
+    aws: Emulated, lambda_context: LambdaContext
+) -> None:
+    from driftloop.loop import InvalidInput
+
+    train(aws, "t1", "original", 0.9, lambda_context)
+    run = plan("serve", "s1", {"batch": "data/stage-3/test"}, lambda_context)
+    aws.put("runs/serve/s1/drift_report/drift_report.json", report(drift=False))
+    elsewhere = crafted(run, ("current", "explainer"), "s3://another-bucket/explainer")
+    elsewhere["uri"]["explainer"] = elsewhere["current"]["explainer"]
+    with pytest.raises(InvalidInput, match="artifacts are not those of its train run t1"):
+        handlers().decide({"plan": elsewhere}, lambda_context)
+    outcome = {"started": False, "reason": "no drift"}
+    decision = handlers().decide({"plan": run}, lambda_context)
+    with pytest.raises(InvalidInput, match="not the one planned"):
+        handlers().record_serve({"plan": crafted(run, ("uri", "predictions"), f"s3://{BUCKET}/ledger/x"),
+                                 "decision": decision, "outcome": outcome}, lambda_context)
+    assert aws.parameter(NAMES.serve_latest) == NO_RECORD
+
+
 def test_an_event_with_a_missing_or_unknown_field_is_refused(aws: Emulated, lambda_context: LambdaContext) -> None:
     with pytest.raises(ContractError, match="missing field 'start'"):
         handlers().plan({"pipeline": "serve", "run_id": "s1", "time": "t"}, lambda_context)

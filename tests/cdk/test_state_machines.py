@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from driftloop.components.pipeline import artifact_channel
-from driftloop.pipelines import PLAN_SETTINGS_ENV, SERVE_PIPELINE, TRAIN_PIPELINE, Pipeline, container_path
+from driftloop.pipelines import RUN_FACTS_ENV, SERVE_PIPELINE, TRAIN_PIPELINE, Pipeline, container_path
 from tools.cfn_template import resolve
 
 from .conftest import REPO_ROOT, Synthesized
@@ -199,7 +199,7 @@ def test_per_run_settings_reach_the_steps_that_need_them(
     states = definitions["train"]["States"]
     for name in ("TrainRun", "TrainRunWithoutChampionModel"):
         assert states[name]["Parameters"]["Environment"] == {
-            f"{PLAN_SETTINGS_ENV}.$": "States.JsonToString($.plan.settings)"}
+            f"{RUN_FACTS_ENV}.$": "States.JsonToString($.plan.facts)"}
     # No serve step takes per-run settings.
     assert "Environment" not in definitions["serve"]["States"]["ServeRun"]["Parameters"]
     assert not [s for s in sagemaker_jobs(per_step_definitions["serve"]).values() if "Environment" in s["Parameters"]]

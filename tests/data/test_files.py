@@ -9,6 +9,8 @@ import pytest
 
 from driftloop.files import Found, image_name_reason, not_imported_csv, read_not_imported, walk
 
+pytestmark = pytest.mark.faults  # the fault campaign: docs/reliability.md
+
 
 def reasons(root: Path) -> dict[str, str]:
     return {found.relative.as_posix(): found.reason for found in walk(root)}

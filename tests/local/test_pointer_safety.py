@@ -13,7 +13,7 @@ from driftloop.pipelines import SERVE_PIPELINE, TRAIN_PIPELINE, Pipeline, Step
 from driftloop.records import ServeRecord, TrainRecord
 from driftloop.stores.objects import ObjectStore
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.faults]  # the fault campaign: docs/reliability.md
 
 
 class Killed(BaseException):

@@ -13,6 +13,8 @@ from driftloop.layout import data_prefix
 from driftloop.local.runner import LocalSystem, ServeOutcome
 from driftloop.pipelines import Pipeline, Step
 
+pytestmark = pytest.mark.faults  # the fault campaign: docs/reliability.md
+
 START = datetime(2023, 2, 5, 10, 5, tzinfo=UTC)
 
 

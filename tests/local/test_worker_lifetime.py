@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.faults  # the fault campaign: docs/reliability.md
+
 REPO = Path(__file__).resolve().parents[2]
 
 # The parent: starts one worker, prints its pid, then waits to be killed.

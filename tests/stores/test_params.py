@@ -13,10 +13,10 @@ from support.moto_server import MotoServer
 
 from driftloop.layout import ParameterNames
 from driftloop.stores.params import (
-    MAX_VALUE_BYTES,
     STANDARD_TIER_MAX_BYTES,
     ParameterNotFound,
     ParameterStore,
+    ParameterTooLarge,
     SqliteParameterStore,
     SsmParameterStore,
 )
@@ -73,24 +73,27 @@ def test_rejects_names_ssm_would_reject(params: ParameterStore, name: str) -> No
         params.get_optional(name)
 
 
-def test_value_size_limits_are_ssms(params: ParameterStore) -> None:
-    params.put(NAMES.serve_latest, "x" * MAX_VALUE_BYTES)
-    assert params.get(NAMES.serve_latest) == "x" * MAX_VALUE_BYTES
-    for value in ("", "x" * (MAX_VALUE_BYTES + 1), "é" * (MAX_VALUE_BYTES // 2 + 1)):
-        with pytest.raises(ValueError, match="object store"):
+def test_a_value_over_the_standard_tier_is_refused_and_nothing_is_written(params: ParameterStore) -> None:
+    """On both backends: 4,096 bytes is the free tier's most; one byte more is an error that says so."""
+    params.put(NAMES.serve_latest, "x" * STANDARD_TIER_MAX_BYTES)
+    assert params.get(NAMES.serve_latest) == "x" * STANDARD_TIER_MAX_BYTES
+    for value in ("x" * (STANDARD_TIER_MAX_BYTES + 1), "é" * (STANDARD_TIER_MAX_BYTES // 2 + 1)):
+        with pytest.raises(ParameterTooLarge, match=f"{NAMES.serve_latest} would be .* bytes; .*Standard tier"):
             params.put(NAMES.serve_latest, value)
+    with pytest.raises(ValueError, match="empty value"):
+        params.put(NAMES.serve_latest, "")
     assert len(params.history(NAMES.serve_latest)) == 1
 
 
 @pytest.mark.emulator
-def test_ssm_tier_follows_value_size(moto_reset: MotoServer) -> None:
+def test_ssm_parameters_are_standard_tier_strings(moto_reset: MotoServer) -> None:
     client = moto_reset.client("ssm")
     store = SsmParameterStore(client)
-    store.put("/t/small", "x" * STANDARD_TIER_MAX_BYTES)
-    store.put("/t/large", "x" * (STANDARD_TIER_MAX_BYTES + 1))
+    store.put("/t/largest", "x" * STANDARD_TIER_MAX_BYTES)
+    with pytest.raises(ParameterTooLarge):
+        store.put("/t/large", "x" * (STANDARD_TIER_MAX_BYTES + 1))
     described = client.describe_parameters()["Parameters"]
-    assert {p["Name"]: p["Tier"] for p in described} == {"/t/small": "Standard", "/t/large": "Advanced"}
-    assert {p["Name"]: p["Type"] for p in described} == {"/t/small": "String", "/t/large": "String"}
+    assert [(p["Name"], p["Tier"], p["Type"]) for p in described] == [("/t/largest", "Standard", "String")]
 
 
 def test_ssm_keeps_an_advanced_parameter_advanced() -> None:

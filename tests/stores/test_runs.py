@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from driftloop import loop
+from driftloop import loop, plan_checks
 from driftloop.layout import RUN_ID_PATTERN, ParameterNames, make_run_id, run_claim_key
 from driftloop.stores.objects import ObjectStore
 from driftloop.stores.params import ParameterStore
@@ -29,7 +29,7 @@ def test_run_ids_made_in_the_same_second_differ_and_sort_by_time() -> None:
     assert all(run_id < later for run_id in same_second)
     for run_id in (*same_second, later, make_run_id("train", SECOND)):
         match = RUN_ID_PATTERN.fullmatch(run_id)
-        assert match is not None and loop.RUN_ID.fullmatch(run_id)
+        assert match is not None and plan_checks.RUN_ID.fullmatch(run_id)
         assert re.fullmatch(SAGEMAKER_NAME, run_id)
     assert RUN_ID_PATTERN.fullmatch(later)["time"] == "20261201T100508"  # type: ignore[index]
 
