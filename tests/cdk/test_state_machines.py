@@ -20,7 +20,7 @@ from driftloop.pipelines import PLAN_SETTINGS_ENV, SERVE_PIPELINE, TRAIN_PIPELIN
 from tools.cfn_template import resolve
 
 from .conftest import REPO_ROOT, Synthesized
-from .definitions import definition_of, happy_path, job_paths, reachable, sagemaker_jobs
+from .definitions import definition_of, happy_path, job_name_prefix, job_paths, reachable, sagemaker_jobs
 
 ASL_VALIDATOR = REPO_ROOT / "node_modules" / ".bin" / "asl-validator"
 
@@ -184,10 +184,7 @@ def test_jobs_are_named_per_attempt_and_placed_by_the_runs_plan(all_definitions:
         assert plan["Parameters"]["run_id.$"] == "$$.Execution.Name" and plan["Parameters"]["start.$"] == "$"
         for state in sagemaker_jobs(definition).values():
             parameters = state["Parameters"]
-            prefix = re.fullmatch(r"States\.Format\('([a-z0-9-]+)-\{\}', States\.UUID\(\)\)",
-                                  parameters["ProcessingJobName.$"])
-            assert prefix is not None, parameters["ProcessingJobName.$"]
-            assert len(prefix.group(1)) + 1 + 36 <= 63
+            assert len(job_name_prefix(state)) + 1 + 36 <= 63
             locations = [i["S3Input"]["S3Uri.$"] for i in parameters["ProcessingInputs"]]
             locations += [o["S3Output"]["S3Uri.$"] for o in parameters["ProcessingOutputConfig"]["Outputs"]]
             assert locations and all(re.fullmatch(r"\$\.plan\.uri\.[a-z_]+", uri) for uri in locations)
