@@ -249,15 +249,22 @@ def test_topic_is_encrypted_tls_only_and_mails_when_configured(
 
 def test_executions_that_end_outside_any_catch_reach_the_topic(synthesized: Synthesized, dev: Template) -> None:
     stack = synthesized.development
-    (rule,) = dev.find_resources("AWS::Events::Rule").values()
-    pattern = rule["Properties"]["EventPattern"]
-    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    rules = dev.find_resources("AWS::Events::Rule")
+    assert set(rules) == {logical_id(stack.notifications.node.find_child(r)) for r in ("UncaughtEnds", "UnsentNotices")}
     machines = [{"Ref": logical_id(m)} for m in (stack.pipelines.train, stack.pipelines.serve)]
-    assert pattern["detail"]["stateMachineArn"] == machines
-    assert pattern["detail"]["$or"] == [{"status": ["TIMED_OUT", "ABORTED"]},
-                                        {"status": ["FAILED"], "error": ["States.Runtime"]}]
-    (target,) = rule["Properties"]["Targets"]
-    assert target["Arn"] == {"Ref": logical_id(stack.notifications.topic)}
+    ends = {}
+    for rule_id, rule in rules.items():
+        pattern = rule["Properties"]["EventPattern"]
+        assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+        assert pattern["detail"]["stateMachineArn"] == machines
+        ends[rule_id] = {k: v for k, v in pattern["detail"].items() if k != "stateMachineArn"}
+        (target,) = rule["Properties"]["Targets"]
+        assert target["Arn"] == {"Ref": logical_id(stack.notifications.topic)}
+    assert ends[logical_id(stack.notifications.node.find_child("UncaughtEnds"))] == {"$or": [
+        {"status": ["TIMED_OUT", "ABORTED"]}, {"status": ["FAILED"], "error": ["States.Runtime"]}]}
+    # A run that could not publish its own notice fails with NoticeNotSent; the topic hears of it here.
+    assert ends[logical_id(stack.notifications.node.find_child("UnsentNotices"))] == {
+        "status": ["FAILED"], "error": ["NoticeNotSent"]}
     # EventBridge may publish to the encrypted topic: the key lets it, and the topic policy does.
     key = dev.find_resources("AWS::KMS::Key")[logical_id(stack.notifications.key)]
     statements = key["Properties"]["KeyPolicy"]["Statement"]
