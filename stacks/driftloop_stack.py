@@ -61,7 +61,7 @@ class DriftloopStack(Stack):
             functions=self.functions,
             topic=self.notifications.topic,
         )
-        self.notifications.tell_uncaught_ends(self.pipelines.train, self.pipelines.serve)
+        self.notifications.tell_unreported_ends(self.pipelines.train, self.pipelines.serve)
         self.schedule = ServeSchedule(self, "Schedule", config=config, state_machine=self.pipelines.serve)
         self.dashboard = Dashboard(self, "Dashboard", train=self.pipelines.train, serve=self.pipelines.serve)
 

@@ -8,17 +8,23 @@ so a retried or re-started job never collides with an earlier one. There are two
 * **One job a run** (``JobStates.one_job``: every step on one instance; the train pipeline always,
   the serve pipeline by default): ``python -m driftloop.components.pipeline --pipeline <name>``
   runs the definition's steps in-process. Its channels are artifacts (``artifact_channel``), each
-  output uploaded to the URI its step's job would write. Named ``<pipeline>-run-<uuid>``. A Processing
-  job trains on CPU as well as a Training job does, and writes the model's files under the model
-  prefix, which every reader takes as it takes SageMaker's ``model.tar.gz``.
+  output uploaded to the URI its step's job would write. Named ``<stack token>-<pipeline>-run-<uuid>``.
+  A Processing job trains on CPU as well as a Training job does, and writes the model's files under
+  the model prefix, which every reader takes as it takes SageMaker's ``model.tar.gz``.
 * **One job a step** (a serve step on N > 1 instances): each step's channels at SageMaker's
-  container paths (``container_path``), named ``<pipeline>-<step>-<uuid>``; a scaled-out step runs
-  on ``DeploymentConfig.instances`` instances with its sharded inputs ``ShardedByS3Key``, every host
-  writing its own files under the output's one prefix (``driftloop.hosts``).
+  container paths (``container_path``), named ``<stack token>-<pipeline>-<step>-<uuid>``; a scaled-out
+  step runs on ``DeploymentConfig.instances`` instances with its sharded inputs ``ShardedByS3Key``,
+  every host writing its own files under the output's one prefix (``driftloop.hosts``).
+
+Every job name starts with its stack's token (``stack_token``), and each state machine may start,
+describe and stop only the jobs named with its own stack's token: two stacks in one account and
+region never reach each other's jobs.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from typing import Any, Final
 
@@ -59,11 +65,12 @@ CONTROL_ALLOWANCE_MINUTES: Final = 30
 PROCESSING_EVENTS_RULE: Final = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
 UUID_LENGTH: Final = 36
 MAX_JOB_NAME: Final = 63
+STACK_TOKEN_LENGTH: Final = 5
 # The whole-pipeline job's command. Every component image carries the whole package; it runs in the
 # algorithm image, the one with the heaviest step's entrypoint (all four share their layers).
 PIPELINE_JOB_ENTRYPOINT: Final = ("python", "-m", pipeline_entrypoint.__name__)
 PIPELINE_JOB_IMAGE: Final = Component.ALGORITHM
-# The whole-pipeline job's name in job names (``<pipeline>-run-<uuid>``), states and attempt counters.
+# The whole-pipeline job's name in job names (``<token>-<pipeline>-run-<uuid>``), states and attempt counters.
 RUN: Final = "run"
 
 
@@ -99,11 +106,28 @@ def _camel(name: str) -> str:
     return "".join(part.title() for part in name.split("_"))
 
 
-def job_name_prefix(pipeline: Pipeline, step: Step | None) -> str:
-    """``<pipeline>-<step>``, or ``<pipeline>-run`` for the whole-pipeline job (``step`` None)."""
-    prefix = f"{pipeline.name}-{RUN if step is None else step.name}".replace("_", "-")
-    if len(prefix) + 1 + UUID_LENGTH > MAX_JOB_NAME:
-        raise ValueError(f"job name prefix {prefix!r} is too long for SageMaker's {MAX_JOB_NAME} characters")
+def stack_token(stack_name: str) -> str:
+    """The first part of every job name of the stack: a few characters of a digest of its name.
+
+    IAM keeps a stack's state machines to its own jobs by the names in the jobs' ARNs
+    (``JobStates.grant``), and the stack's name rarely fits there beside ``<pipeline>-<step>-<uuid>``
+    (``job_name_prefix``). CloudFormation keeps stack names unique in an account and region; two of
+    them share a token once in 32 ** ``STACK_TOKEN_LENGTH`` pairs (33 million).
+    """
+    digest = base64.b32encode(hashlib.sha256(stack_name.encode()).digest()).decode().lower()
+    return digest[:STACK_TOKEN_LENGTH]
+
+
+def job_name_prefix(token: str, pipeline: Pipeline, step: Step | None) -> str:
+    """``<token>-<pipeline>-<step>``, or ``<token>-<pipeline>-run`` for the whole-pipeline job (``step`` None)."""
+    prefix = f"{token}-{pipeline.name}-{RUN if step is None else step.name}".replace("_", "-")
+    excess = len(prefix) + 1 + UUID_LENGTH - MAX_JOB_NAME
+    if excess > 0:
+        raise ValueError(
+            f"job names {prefix}-<uuid> would be {MAX_JOB_NAME + excess} characters, and SageMaker allows "
+            f"{MAX_JOB_NAME}: shorten the name of pipeline {pipeline.name!r} or of its step "
+            f"{RUN if step is None else step.name!r} (driftloop.pipelines) by {excess} characters"
+        )
     return prefix
 
 
@@ -173,6 +197,7 @@ class JobStates:
         self.images = images
         self.role = role
         self.one_job = runs_as_one_job(config, pipeline)
+        self.token = stack_token(Stack.of(scope).stack_name)
 
     def job(self, step: Step, without: tuple[str, ...] = ()) -> sfn.CustomState:
         """The step's job state; ``without`` names optional input channels it starts without.
@@ -264,7 +289,7 @@ class JobStates:
                  ) -> dict[str, Any]:
         """What every processing job request has: name, role, image and command, instances, time limit, tags."""
         return {
-            "ProcessingJobName.$": f"States.Format('{job_name_prefix(self.pipeline, step)}-{{}}', States.UUID())",
+            "ProcessingJobName.$": f"States.Format('{self._name_prefix(step)}-{{}}', States.UUID())",
             "RoleArn": self.role.role_arn,
             "AppSpecification": app,
             "ProcessingResources": {
@@ -292,12 +317,14 @@ class JobStates:
             {"Key": "driftloop:step", "Value": RUN if step is None else step.name},
         ]
 
+    def _name_prefix(self, step: Step | None) -> str:
+        return job_name_prefix(self.token, self.pipeline, step)
+
     def grant(self, state_machine: sfn.StateMachine) -> None:
-        """What ``createProcessingJob.sync`` needs, for the job names this state machine makes (one per attempt)."""
-        if self.one_job:
-            self._grant_processing(state_machine, [f"{job_name_prefix(self.pipeline, None)}-*"])
-            return
-        self._grant_processing(state_machine, [f"{job_name_prefix(self.pipeline, s)}-*" for s in self.pipeline.steps])
+        """What ``createProcessingJob.sync`` needs, for the job names this state machine makes (one per attempt):
+        its own stack's (``stack_token``), none of another's."""
+        steps: list[Step | None] = [None] if self.one_job else list(self.pipeline.steps)
+        self._grant_processing(state_machine, [f"{self._name_prefix(step)}-*" for step in steps])
 
     def _grant_processing(self, state_machine: sfn.StateMachine, names: list[str]) -> None:
         stack = Stack.of(self.scope)
@@ -331,8 +358,8 @@ class JobStates:
         )
         nag.wildcards(
             state_machine.role,
-            "Processing job names are <pipeline>-<step|run>-<uuid>, made per attempt; each job is limited to its "
-            "prefix.",
+            "Processing job names are <stack token>-<pipeline>-<step|run>-<uuid>, made per attempt; each job is "
+            "limited to its prefix, which no other stack's jobs have.",
             resources=tuple(nag.arn("sagemaker", f"processing-job/{name}") for name in names),
         )
 

@@ -1,13 +1,14 @@
 """The SNS topic for drift, retrain, promotion and failure messages (optional e-mail subscription).
 
 TLS-only, encrypted with a key of this stack: EventBridge cannot publish to a topic encrypted with
-the AWS-managed SNS key, and the rule below must (it tells of executions that ended in a way no
-state inside them can catch: a timeout, an abort, or a failure Step Functions raised itself).
+the AWS-managed SNS key, and the rules below must: one tells of executions that ended in a way no
+state inside them can catch (a timeout, an abort, or a failure Step Functions raised itself), the
+other of runs that could not publish their own notice (they fail with ``NOTICE_NOT_SENT``).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_events as events
@@ -24,6 +25,9 @@ from constructs import Construct
 # failed it outside any Catch (States.Runtime: e.g. a path that was not there).
 UNCAUGHT_ENDS: Final = ("TIMED_OUT", "ABORTED")
 UNCAUGHT_ERRORS: Final = ("States.Runtime",)
+# The error of a run that could not publish its own notice (its cause says what the run did and why
+# the notice failed): the state machines end such a run with it, and a rule tells the topic.
+NOTICE_NOT_SENT: Final = "NoticeNotSent"
 
 
 class Notifications(Construct):
@@ -47,27 +51,41 @@ class Notifications(Construct):
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
 
-    def tell_uncaught_ends(self, *machines: sfn.IStateMachine) -> events.Rule:
-        """An EventBridge rule: a timed-out, aborted or uncaught-failed execution reaches the topic."""
-        arns = [m.state_machine_arn for m in machines]
+    def tell_unreported_ends(self, *machines: sfn.IStateMachine) -> tuple[events.Rule, events.Rule]:
+        """EventBridge rules: a timed-out, aborted or uncaught-failed execution, and one that could not
+        publish its own notice, reach the topic. EventBridge publishes with its own grant on the key, so
+        a notice that the state machine's role could not send may still arrive; when none can (the topic
+        is gone), the execution still shows FAILED with the cause, on the dashboard and in the console."""
+        detail = ("name", "stateMachineArn", "status", "error", "cause")
+        name, arn, status, error, cause = (events.EventField.from_path(f"$.detail.{key}") for key in detail)
+        uncaught = self._status_rule(
+            "UncaughtEnds",
+            "driftloop: executions that ended where no state could report it",
+            machines,
+            {"$or": [{"status": list(UNCAUGHT_ENDS)}, {"status": ["FAILED"], "error": list(UNCAUGHT_ERRORS)}]},
+            f"driftloop execution {name} ({arn}) ended {status}: {error} {cause}. No parameter was changed by it.",
+        )
+        unsent = self._status_rule(
+            "UnsentNotices",
+            "driftloop: runs that could not publish their own notice",
+            machines,
+            {"status": ["FAILED"], "error": [NOTICE_NOT_SENT]},
+            f"driftloop execution {name} ({arn}) failed with {error}: {cause}",
+        )
+        return uncaught, unsent
+
+    def _status_rule(self, construct_id: str, description: str, machines: tuple[sfn.IStateMachine, ...],
+                     ends: dict[str, Any], message: str) -> events.Rule:
+        """A rule on the machines' status changes whose details match ``ends``, publishing ``message``."""
         rule = events.Rule(
             self,
-            "UncaughtEnds",
-            description="driftloop: executions that ended where no state could report it",
+            construct_id,
+            description=description,
             event_pattern=events.EventPattern(
                 source=["aws.states"],
                 detail_type=["Step Functions Execution Status Change"],
-                detail={"stateMachineArn": arns, "$or": [
-                    {"status": list(UNCAUGHT_ENDS)},
-                    {"status": ["FAILED"], "error": list(UNCAUGHT_ERRORS)},
-                ]},
+                detail={"stateMachineArn": [m.state_machine_arn for m in machines], **ends},
             ),
         )
-        message = events.RuleTargetInput.from_text(
-            f"driftloop execution {events.EventField.from_path('$.detail.name')} "
-            f"({events.EventField.from_path('$.detail.stateMachineArn')}) ended "
-            f"{events.EventField.from_path('$.detail.status')}: {events.EventField.from_path('$.detail.error')} "
-            f"{events.EventField.from_path('$.detail.cause')}. No parameter was changed by it."
-        )
-        rule.add_target(targets.SnsTopic(self.topic, message=message))
+        rule.add_target(targets.SnsTopic(self.topic, message=events.RuleTargetInput.from_text(message)))
         return rule

@@ -31,13 +31,17 @@ the state machine holds only the form it runs).
 
 Every job failure is caught: a message goes to the topic and the execution fails; no parameter
 is written on that path. Each Lambda's payload is built from its event contract's fields.
+
+Every notice is caught too: a run whose notice cannot be published (SNS, or the topic's KMS key)
+fails with ``NOTICE_NOT_SENT`` and a cause that says what the run did (its records written, or its
+own error) and why the notice failed; a rule (``stacks.notifications``) tells the topic of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
@@ -63,7 +67,14 @@ from stacks.jobs import (
     state_name,
 )
 from stacks.logs import log_group
+from stacks.notifications import NOTICE_NOT_SENT
 from stacks.parameters import RunParameters
+
+# Where a Notify state's Catch puts the publish's error (a failed run's own error stays at $.failure).
+NOTICE_ERROR: Final = "$.notice"
+# What to do when a notice could not be published; the caught error names what failed.
+FIX_NOTICES: Final = ("Fix what that error names (the topic, its KMS key, or what the state machine role may do with "
+                      "them) so that later runs are told.")
 
 
 def fields_of(contract: type[Contract], values: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +99,12 @@ def payload(contract: type[Contract], **values: Any) -> sfn.TaskInput:
 def outcome_state(scope: Construct, construct_id: str, **values: Any) -> sfn.Pass:
     """A ``$.outcome`` (``driftloop.loop.RetrainOutcome``) of the serve run's retrain decision."""
     return sfn.Pass(scope, construct_id, parameters=fields_of(loop.RetrainOutcome, values), result_path="$.outcome")
+
+
+def _notice_error() -> str:
+    """The caught publish error as JSON: ``Cause`` may be missing, and reading a missing path would fail the run
+    with ``States.Runtime`` instead."""
+    return sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(NOTICE_ERROR))
 
 
 def _all_present(artifacts: Iterable[str]) -> sfn.Condition:
@@ -199,21 +216,19 @@ class PipelineStateMachines(Construct):
         ``States.Timeout`` of a task without a heartbeat message); reading a missing path would end the
         execution with an uncaught ``States.Runtime`` error, and nobody would be told.
         """
-        notify = tasks.SnsPublish(
-            scope,
-            "NotifyFailure",
-            topic=self.topic,
-            subject=f"driftloop: {pipeline.name} run failed",
-            message=sfn.TaskInput.from_text(
-                sfn.JsonPath.format(
-                    f"driftloop {pipeline.name} run {{}} failed: {{}}: {{}}. No parameter was changed.",
-                    sfn.JsonPath.execution_name,
-                    sfn.JsonPath.string_at("$.failure.error"),
-                    sfn.JsonPath.string_at("$.failure.cause"),
-                )
-            ),
-            result_path=sfn.JsonPath.DISCARD,
+        summary = sfn.JsonPath.format(
+            f"driftloop {pipeline.name} run {{}} failed: {{}}: {{}}. No parameter was changed.",
+            sfn.JsonPath.execution_name,
+            sfn.JsonPath.string_at("$.failure.error"),
+            sfn.JsonPath.string_at("$.failure.cause"),
         )
+        # A failure notice that cannot be published: the run fails all the same, its own error in the cause.
+        unsent = sfn.Fail(scope, "FailedWithoutNotice", error=NOTICE_NOT_SENT, cause_path=sfn.JsonPath.format(
+            f"{{}} Its failure notice could not be published to the SNS topic either: {{}}. {FIX_NOTICES}",
+            summary, _notice_error(),
+        ))
+        notify = self._notify(scope, "NotifyFailure", subject=f"driftloop: {pipeline.name} run failed",
+                              message=sfn.TaskInput.from_text(summary), unsent=unsent)
         notify.next(sfn.Fail(scope, "Failed", error_path="$.failure.error", cause_path="$.failure.cause"))
 
         def failure(construct_id: str, cause: str) -> sfn.IChainable:
@@ -228,6 +243,25 @@ class PipelineStateMachines(Construct):
             )
             .otherwise(failure("DescribeFailureWithoutCause", "Step Functions gave no cause"))
         )
+
+    def _notify(self, scope: Construct, construct_id: str, *, subject: str, message: sfn.TaskInput,
+                unsent: sfn.IChainable) -> tasks.SnsPublish:
+        """A message to the topic. A notice is how a run is seen: one that cannot be published goes to
+        ``unsent``, with the error at ``NOTICE_ERROR``, instead of ending the run with no word."""
+        notify = tasks.SnsPublish(scope, construct_id, topic=self.topic, subject=subject, message=message,
+                                  result_path=sfn.JsonPath.DISCARD)
+        notify.add_catch(unsent, errors=[sfn.Errors.ALL], result_path=NOTICE_ERROR)
+        return notify
+
+    @staticmethod
+    def _notice_not_sent(scope: Construct, pipeline: Pipeline, records: str) -> sfn.Fail:
+        """Where a run ends whose records are written but whose notice could not be published: FAILED, so
+        that it is seen, with a cause that says the records were written, and where."""
+        return sfn.Fail(scope, "NoticeNotSent", error=NOTICE_NOT_SENT, cause_path=sfn.JsonPath.format(
+            f"driftloop {pipeline.name} run {{}} finished and wrote its records ({records}): read its outcome there. "
+            f"Its notice could not be published to the SNS topic: {{}}. {FIX_NOTICES}",
+            sfn.JsonPath.execution_name, _notice_error(),
+        ))
 
     def _plan(self, states: PipelineStates, *, catches: tuple[tuple[str, sfn.IChainable], ...] = ()
               ) -> tasks.LambdaInvoke:
@@ -316,14 +350,12 @@ class PipelineStateMachines(Construct):
         release = states.lambda_state(
             "ReleaseRetrainLease", self.functions.release_retrain_lease, self._release_event(), result_path="$.lease"
         )
-        notify = tasks.SnsPublish(
-            scope,
-            "NotifyTrainResult",
-            topic=self.topic,
-            subject="driftloop: train run finished",
-            message=sfn.TaskInput.from_json_path_at("$.outcome.summary"),
-            result_path=sfn.JsonPath.DISCARD,
+        names = self.parameters.names
+        unsent = self._notice_not_sent(
+            scope, states.pipeline, f"{names.train_last_attempt}, and {names.train_latest} when promoted"
         )
+        notify = self._notify(scope, "NotifyTrainResult", subject="driftloop: train run finished",
+                              message=sfn.TaskInput.from_json_path_at("$.outcome.summary"), unsent=unsent)
         tail = record.next(release).next(notify).next(sfn.Succeed(scope, "Done"))
         plan = self._plan(states)
         plan.next(self._steps(states, tail))
@@ -372,10 +404,11 @@ class PipelineStateMachines(Construct):
         """Write the serve record; tell the topic when the batch drifted, and where its label request is."""
         scope = states.scope
         done = sfn.Succeed(scope, "Done")
-        notify_label_request = tasks.SnsPublish(
+        unsent = self._notice_not_sent(scope, states.pipeline, self.parameters.names.serve_latest)
+        notify_label_request = self._notify(
             scope,
             "NotifyLabelRequest",
-            topic=self.topic,
+            unsent=unsent,
             subject="driftloop: drift detected, labels requested",
             message=sfn.TaskInput.from_text(
                 sfn.JsonPath.format(
@@ -391,12 +424,11 @@ class PipelineStateMachines(Construct):
                     sfn.JsonPath.string_at("$.record.retrain_reason"),
                 )
             ),
-            result_path=sfn.JsonPath.DISCARD,
         ).next(done)
-        notify_drift = tasks.SnsPublish(
+        notify_drift = self._notify(
             scope,
             "NotifyDrift",
-            topic=self.topic,
+            unsent=unsent,
             subject="driftloop: drift detected",
             message=sfn.TaskInput.from_text(
                 sfn.JsonPath.format(
@@ -408,7 +440,6 @@ class PipelineStateMachines(Construct):
                     sfn.JsonPath.string_at("$.record.retrain_reason"),
                 )
             ),
-            result_path=sfn.JsonPath.DISCARD,
         ).next(done)
         record = states.lambda_state(
             "RecordServe", self.functions.record_serve, payload(loop.RecordServeEvent), result_path="$.record"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,6 +68,14 @@ def sagemaker_jobs(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for name, state in definition["States"].items()
         if state["Type"] == "Task" and ":sagemaker:" in state["Resource"]
     }
+
+
+def job_name_prefix(state: dict[str, Any]) -> str:
+    """What a job state's every job name starts with (``<prefix>-<uuid>``: a fresh name per attempt)."""
+    name = state["Parameters"]["ProcessingJobName.$"]
+    prefix = re.fullmatch(r"States\.Format\('([a-z0-9-]+)-\{\}', States\.UUID\(\)\)", name)
+    assert prefix is not None, name
+    return prefix.group(1)
 
 
 def job_paths(definition: dict[str, Any], until: str) -> list[list[str]]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
+import itertools
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +14,10 @@ from aws_cdk.assertions import Match, Template
 
 from driftloop.layout import ParameterNames
 from driftloop.records import NO_RECORD
-from tools.cfn_template import resolve
+from tools.cfn_template import ACCOUNT, PARTITION, REGION, resolve
 
 from .conftest import REPO_ROOT, Synthesized
+from .definitions import definition_of, job_name_prefix, sagemaker_jobs
 
 
 @pytest.fixture(scope="module")
@@ -245,19 +249,59 @@ def test_topic_is_encrypted_tls_only_and_mails_when_configured(
 
 def test_executions_that_end_outside_any_catch_reach_the_topic(synthesized: Synthesized, dev: Template) -> None:
     stack = synthesized.development
-    (rule,) = dev.find_resources("AWS::Events::Rule").values()
-    pattern = rule["Properties"]["EventPattern"]
-    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    rules = dev.find_resources("AWS::Events::Rule")
+    assert set(rules) == {logical_id(stack.notifications.node.find_child(r)) for r in ("UncaughtEnds", "UnsentNotices")}
     machines = [{"Ref": logical_id(m)} for m in (stack.pipelines.train, stack.pipelines.serve)]
-    assert pattern["detail"]["stateMachineArn"] == machines
-    assert pattern["detail"]["$or"] == [{"status": ["TIMED_OUT", "ABORTED"]},
-                                        {"status": ["FAILED"], "error": ["States.Runtime"]}]
-    (target,) = rule["Properties"]["Targets"]
-    assert target["Arn"] == {"Ref": logical_id(stack.notifications.topic)}
+    ends = {}
+    for rule_id, rule in rules.items():
+        pattern = rule["Properties"]["EventPattern"]
+        assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+        assert pattern["detail"]["stateMachineArn"] == machines
+        ends[rule_id] = {k: v for k, v in pattern["detail"].items() if k != "stateMachineArn"}
+        (target,) = rule["Properties"]["Targets"]
+        assert target["Arn"] == {"Ref": logical_id(stack.notifications.topic)}
+    assert ends[logical_id(stack.notifications.node.find_child("UncaughtEnds"))] == {"$or": [
+        {"status": ["TIMED_OUT", "ABORTED"]}, {"status": ["FAILED"], "error": ["States.Runtime"]}]}
+    # A run that could not publish its own notice fails with NoticeNotSent; the topic hears of it here.
+    assert ends[logical_id(stack.notifications.node.find_child("UnsentNotices"))] == {
+        "status": ["FAILED"], "error": ["NoticeNotSent"]}
     # EventBridge may publish to the encrypted topic: the key lets it, and the topic policy does.
     key = dev.find_resources("AWS::KMS::Key")[logical_id(stack.notifications.key)]
     statements = key["Properties"]["KeyPolicy"]["Statement"]
     assert any(s.get("Principal") == {"Service": "events.amazonaws.com"} for s in statements)
+
+
+def _processing_job_patterns(synthesized: Synthesized, stack: Any) -> list[str]:
+    """Every processing-job ARN (with IAM's wildcards) any policy of the stack grants anything on."""
+    policies = synthesized.template_json(stack)["Resources"].values()
+    resources = [resolve(r) for p in policies if p["Type"] == "AWS::IAM::Policy"
+                 for s in p["Properties"]["PolicyDocument"]["Statement"] for r in as_list(s["Resource"])]
+    return [r for r in resources if ":processing-job/" in r]
+
+
+def _job_arns(synthesized: Synthesized, stack: Any) -> list[str]:
+    """The ARN of a job each of the stack's job states would start (with a fresh uuid, as ``States.UUID()``)."""
+    template = synthesized.template_json(stack)
+    return [
+        f"arn:{PARTITION}:sagemaker:{REGION}:{ACCOUNT}:processing-job/{job_name_prefix(state)}-{uuid.uuid4()}"
+        for machine in (stack.pipelines.train, stack.pipelines.serve)
+        for state in sagemaker_jobs(definition_of(template, logical_id(machine))).values()
+    ]
+
+
+def test_a_stack_may_start_describe_and_stop_its_own_jobs_and_no_other_stacks(synthesized: Synthesized) -> None:
+    """Three stacks with different names, one account and region: each state machine's job permissions
+    cover every job its stack starts, and no job another stack starts."""
+    stacks = (synthesized.development, synthesized.production, synthesized.per_step)
+    patterns = {stack.stack_name: _processing_job_patterns(synthesized, stack) for stack in stacks}
+    jobs = {stack.stack_name: _job_arns(synthesized, stack) for stack in stacks}
+    for name in patterns:
+        assert patterns[name] and jobs[name], name
+        uncovered = [j for j in jobs[name] if not any(fnmatch.fnmatchcase(j, p) for p in patterns[name])]
+        assert uncovered == [], name
+    for mine, other in itertools.permutations(patterns, 2):
+        reached = [(p, j) for p in patterns[mine] for j in jobs[other] if fnmatch.fnmatchcase(j, p)]
+        assert reached == [], f"{mine} may act on {other}'s jobs"
 
 
 def test_dashboard_shows_drift_accuracy_and_outcomes(dev: Template) -> None:

@@ -20,7 +20,7 @@ from driftloop.pipelines import RUN_FACTS_ENV, SERVE_PIPELINE, TRAIN_PIPELINE, P
 from tools.cfn_template import resolve
 
 from .conftest import REPO_ROOT, Synthesized
-from .definitions import definition_of, happy_path, job_paths, reachable, sagemaker_jobs
+from .definitions import definition_of, happy_path, job_name_prefix, job_paths, reachable, sagemaker_jobs
 
 ASL_VALIDATOR = REPO_ROOT / "node_modules" / ".bin" / "asl-validator"
 
@@ -184,10 +184,7 @@ def test_jobs_are_named_per_attempt_and_placed_by_the_runs_plan(all_definitions:
         assert plan["Parameters"]["run_id.$"] == "$$.Execution.Name" and plan["Parameters"]["start.$"] == "$"
         for state in sagemaker_jobs(definition).values():
             parameters = state["Parameters"]
-            prefix = re.fullmatch(r"States\.Format\('([a-z0-9-]+)-\{\}', States\.UUID\(\)\)",
-                                  parameters["ProcessingJobName.$"])
-            assert prefix is not None, parameters["ProcessingJobName.$"]
-            assert len(prefix.group(1)) + 1 + 36 <= 63
+            assert len(job_name_prefix(state)) + 1 + 36 <= 63
             locations = [i["S3Input"]["S3Uri.$"] for i in parameters["ProcessingInputs"]]
             locations += [o["S3Output"]["S3Uri.$"] for o in parameters["ProcessingOutputConfig"]["Outputs"]]
             assert locations and all(re.fullmatch(r"\$\.plan\.uri\.[a-z_]+", uri) for uri in locations)
@@ -453,3 +450,42 @@ def test_a_label_request_is_notified_with_its_manifest_and_size(variant: str, re
     assert "$.record.label_request_images" in message and "$.record.label_request)" in message.replace(", ", ")")
     assert "Labels requested: {} images are listed in the Ground Truth input manifest {}" in message
     assert choice["Choices"][1]["Variable"] == "$.record.is_drift"
+
+
+def _notices(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: state for name, state in definition["States"].items()
+            if state["Type"] == "Task" and ":sns:" in state["Resource"]}
+
+
+def _told_errors(synthesized: Synthesized) -> set[str]:
+    """The errors of FAILED executions that an EventBridge rule tells the topic of."""
+    rules = synthesized.template_json(synthesized.development)["Resources"].values()
+    details = [rule["Properties"]["EventPattern"]["detail"] for rule in rules if rule["Type"] == "AWS::Events::Rule"]
+    return {error for detail in details for end in detail.get("$or", [detail]) if end["status"] == ["FAILED"]
+            for error in end.get("error", [])}
+
+
+@pytest.mark.parametrize("variant", ["definitions", "production_definitions"])
+def test_a_notice_that_cannot_be_published_fails_the_run_with_an_error_a_rule_tells(
+    synthesized: Synthesized, variant: str, request: pytest.FixtureRequest
+) -> None:
+    """An SNS or KMS error in a Notify state is caught: the run fails with a named error (seen in the
+    console and by the status-change rule), its cause saying what the run did and why the notice failed."""
+    from stacks.pipelines import FIX_NOTICES
+
+    told = _told_errors(synthesized)
+    definitions = request.getfixturevalue(variant)
+    names = {pipeline: set(_notices(definitions[pipeline])) for pipeline in ("train", "serve")}
+    assert names == {"train": {"NotifyTrainResult", "NotifyFailure"},
+                     "serve": {"NotifyLabelRequest", "NotifyDrift", "NotifyFailure"}}
+    for definition in definitions.values():
+        for name, state in _notices(definition).items():
+            (catch,) = state["Catch"]
+            assert (catch["ErrorEquals"], catch["ResultPath"]) == (["States.ALL"], "$.notice"), name
+            fail = definition["States"][catch["Next"]]
+            assert fail["Type"] == "Fail" and fail["Error"] in told, name
+            assert "States.JsonToString($.notice)" in fail["CausePath"] and FIX_NOTICES in fail["CausePath"], name
+            if name == "NotifyFailure":  # the run's own error stays in the cause
+                assert "$.failure.error, $.failure.cause" in fail["CausePath"]
+            else:  # the run's records were written before its notice
+                assert "wrote its records (/" in fail["CausePath"]

@@ -145,9 +145,8 @@ def test_two_hosts_predict_every_image_once_and_write_one_drift_report(
 ) -> None:
     """The AWS run's two hosts each wrote their part; together they are the one-instance run's result."""
     record = after_serve_original["serve/latest"]
-    counts = {job.request["ProcessingJobName"].rsplit("-", 5)[0]:
-              job.request["ProcessingResources"]["ClusterConfig"]["InstanceCount"]
-              for job in backends.aws.emulation.jobs if job.kind == "processing"}
+    counts = {kind: job.request["ProcessingResources"]["ClusterConfig"]["InstanceCount"]
+              for kind, job in backends.aws.jobs() if job.kind == "processing"}
     assert {k: v for k, v in counts.items() if k.startswith("serve-")} == {
         "serve-process": 2, "serve-drift-features": 2, "serve-detect-drift": 1, "serve-predict": 2, "serve-explain": 1}
     s3 = backends.aws.client("s3")

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support.aws_emulation import Emulation
+from stacks.jobs import UUID_LENGTH, stack_token
+from support.aws_emulation import Emulation, JobRecord
 from support.cdk_deploy import CloudAssembly
 from support.moto_server import MotoServer
 
@@ -73,6 +74,13 @@ class DeployedSystem:
     def parameter(self, suffix: str) -> dict[str, Any]:
         value = self.client("ssm").get_parameter(Name=f"{self.parameter_prefix}/{suffix}")["Parameter"]["Value"]
         return dict(json.loads(value))
+
+    def jobs(self) -> list[tuple[str, JobRecord]]:
+        """The SageMaker jobs this stack started (the emulation runs every stack's), each with its name
+        between the stack's token and the uuid: ``serve-run``, ``serve-predict``, ..."""
+        token = f"{stack_token(self.stack_name)}-"
+        return [(job.name[len(token):-UUID_LENGTH - 1], job) for job in self.emulation.jobs
+                if job.name.startswith(token)]
 
     # ---------------------------------------------------------- executions
     def start(self, machine: str, name: str, payload: dict[str, Any]) -> str:
