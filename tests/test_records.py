@@ -99,7 +99,7 @@ def test_a_record_over_the_standard_tier_is_refused_with_what_to_do(tmp_path: Pa
 
 
 # ------------------------------------------------------------------------------ killed between writes
-HINTS = Hints(train="train first", serve="serve first")
+HINTS = Hints(train="train first", serve="serve first", approve="approve {run_id}")
 
 
 class Killed(BaseException):

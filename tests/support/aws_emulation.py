@@ -21,6 +21,8 @@ comment saying what is missing and why it matters. Nothing in ``driftloop/``, ``
    the layers CloudFormation gave them; ``delete_stack`` deletes a template's layer.
 8. SageMaker errors reach Step Functions named as AWS names them (``SageMaker.<modeled exception>``
    or the generic ``SageMaker.AmazonSageMakerException``, the error code in the cause).
+9. SageMaker's UpdateModelPackage changes only what it is given (``model_packages_as_aws_has_them``,
+   also applied alone by the model registry's store tests).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from moto.core.config import default_user_config
 from moto.core.utils import utcnow
 from moto.s3.exceptions import BucketNotEmpty
 from moto.s3.models import FakeBucket, s3_backends
-from moto.sagemaker.models import sagemaker_backends
+from moto.sagemaker.models import SageMakerModelBackend, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 from moto.scheduler.models import scheduler_backends
 from moto.stepfunctions import models as sfn_models
@@ -176,6 +178,7 @@ def emulated_aws(server: MotoServer, *, images: ImageCatalog, workdir: Path, job
             _sagemaker_runs_jobs(patch, emulation, runner)
             _cloudformation_keeps_layers(patch)
             _lambda_runs_python_in_a_subprocess(patch, server, workdir / "lambda")
+            model_packages_as_aws_has_them(patch)
             yield emulation
     finally:
         emulation.close()
@@ -854,3 +857,21 @@ def _lambda_runs_python_in_a_subprocess(patch: pytest.MonkeyPatch, server: MotoS
         return json.dumps(outcome["result"]), False, done.stderr
 
     patch.setattr(lambda_models.LambdaFunction, "_invoke_lambda", invoke)
+
+
+# 9. ---------------------------------------------------------------------------------------------
+def model_packages_as_aws_has_them(patch: pytest.MonkeyPatch) -> None:
+    """``UpdateModelPackage`` leaves what it is not given as it was; moto's
+    (``SageMakerModelBackend.update_model_package``) sets an omitted ``CustomerMetadataProperties`` to
+    None, so approving a package would erase the model's metrics and lineage that driftloop keeps there."""
+    update = SageMakerModelBackend.update_model_package
+
+    def update_model_package(self: SageMakerModelBackend, model_package_arn: str, *args: Any, **kwargs: Any) -> str:
+        package = self.describe_model_package(model_package_arn)
+        kept = package.customer_metadata_properties
+        arn = update(self, model_package_arn, *args, **kwargs)
+        if package.customer_metadata_properties is None:
+            package.customer_metadata_properties = kept
+        return str(arn)
+
+    patch.setattr(SageMakerModelBackend, "update_model_package", update_model_package)
