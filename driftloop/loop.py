@@ -365,6 +365,24 @@ class NotApprovable(UserError):
     """A package that cannot be approved or rejected now; the message says why and what to do."""
 
 
+# The most characters of a person's reason a record keeps (``--reason``, or the ApprovalDescription given in
+# the console, up to 1,024 there): with the longest package ARN, a train record stays within a Standard
+# parameter's 4 KB (``tests/test_records.py``).
+REASON_MAX: Final = 200
+
+
+def check_reason(reason: str) -> str:
+    """A person's reason as given, refused (saying the limit) if it is empty or longer than ``REASON_MAX``."""
+    if not reason.strip() or len(reason) > REASON_MAX:
+        raise UserError(f"a reason of {len(reason)} characters: give 1 to {REASON_MAX}")
+    return reason
+
+
+def _kept(reason: str) -> str:
+    """A reason as a record keeps it: at most ``REASON_MAX`` characters (a console approval's can be longer)."""
+    return reason if len(reason) <= REASON_MAX else reason[:REASON_MAX - 1] + "…"
+
+
 def approve(stores: Stores, run_id: str, reason: str) -> TrainRecord:
     """A person approves train run ``run_id``'s pending package: its model is promoted (``train/latest``).
 
@@ -373,6 +391,7 @@ def approve(stores: Stores, run_id: str, reason: str) -> TrainRecord:
     pointers move; a package already Approved (in the console, or by an approval killed before the
     pointers moved) is promoted without a second status change.
     """
+    check_reason(reason)
     registry = _registry(stores)
     package = registry.get(run_id)
     if package.status == "Rejected":
@@ -400,11 +419,37 @@ def _check_in_order(stores: Stores, registry: ModelRegistry, package: ModelPacka
                             "that one, or reject it first")
 
 
+def approved_in_registry(stores: Stores, package_id: str) -> TrainRecord:
+    """A package a person approved in the registry itself (on AWS: the console, or ``aws sagemaker
+    update-model-package``; EventBridge tells the ``promote`` Lambda): its model is promoted.
+
+    A package of another group is refused; so is one out of order (``approve``'s rules), and it is left
+    as the person set it: the message says what to do. The current model's own package (an event
+    delivered twice) is nothing to do: its record is returned.
+    """
+    registry = _registry(stores)
+    package = next((p for p in registry.packages() if p.package_id == package_id), None)
+    if package is None:
+        raise NotApprovable(f"model package {package_id} is not one of {registry.describe()}: nothing promoted")
+    current = read_record(stores.params, stores.names.train_latest, TrainRecord)
+    if current is not None and current.run_id == package.run_id and current.package_id == package.package_id:
+        return current
+    if package.status != "Approved":
+        raise NotApprovable(f"model package v{package.version} of train run {package.run_id} is {package.status} now, "
+                            "not Approved: nothing promoted")
+    try:
+        _check_in_order(stores, registry, package)
+    except NotApprovable as refused:
+        raise NotApprovable(f"{refused} (its approval in the registry was not acted on: set it back to "
+                            "PendingManualApproval or Rejected)") from refused
+    return _promote(stores, package)
+
+
 def _promote(stores: Stores, package: ModelPackage) -> TrainRecord:
     """Serve an Approved package's model: ``train/latest``, then ``train/last-attempt`` if it is that run."""
     record = _run_record(stores, package.run_id)
     promoted = replace(record, promoted=True, approval=package.status, package_id=package.package_id,
-                       reason=f"{record.reason}; approved: {package.reason}")
+                       reason=f"{record.reason}; approved: {_kept(package.reason)}")
     stores.params.put(stores.names.train_latest, promoted.to_json())
     _update_last_attempt(stores, promoted)
     return promoted
@@ -412,6 +457,7 @@ def _promote(stores: Stores, package: ModelPackage) -> TrainRecord:
 
 def reject(stores: Stores, run_id: str, reason: str) -> ModelPackage:
     """A person rejects train run ``run_id``'s pending package: the champion keeps serving."""
+    check_reason(reason)
     registry = _registry(stores)
     package = registry.get(run_id)
     if package.status != "PendingManualApproval":
@@ -419,7 +465,8 @@ def reject(stores: Stores, run_id: str, reason: str) -> ModelPackage:
                             "pending approval: only a pending package can be rejected")
     rejected = registry.set_status(run_id, "Rejected", reason)
     record = _run_record(stores, run_id)
-    _update_last_attempt(stores, replace(record, approval="Rejected", reason=f"{record.reason}; rejected: {reason}"))
+    _update_last_attempt(stores, replace(record, approval="Rejected",
+                                         reason=f"{record.reason}; rejected: {_kept(reason)}"))
     return rejected
 
 
