@@ -34,8 +34,8 @@ CONTROL_STEP_LAMBDA: Final = {
     "run starts a train run only when none is running). Reserving concurrency takes it from the account's "
     "unreserved pool, which must keep its minimum (in a new account at a quota of 10, all of it), so the deploy "
     "can fail; and a throttled call (Lambda.TooManyRequestsException, not retried) would fail the run.",
-    "CKV_AWS_117": "Reaches only the S3, SSM and SageMaker APIs (over TLS, by IAM); the stack has no VPC and no private "
-    "resource to reach, so a VPC would add a NAT gateway or endpoints and protect nothing.",
+    "CKV_AWS_117": "Reaches only the S3, SSM and SageMaker APIs (over TLS, by IAM); the stack has no VPC and no "
+    "private resource to reach, so a VPC would add a NAT gateway or endpoints and protect nothing.",
     "CKV_AWS_173": "The environment holds no secret: the bucket name, the parameter prefix, the decision policy's "
     "thresholds and the Powertools settings, all also in the template. Lambda encrypts it at rest with a "
     "service key by default.",
@@ -47,7 +47,8 @@ PROMOTE_LAMBDA: Final = {
     "Approved (a person's approval): a handful a day at most. Reserving concurrency takes it from the account's "
     "unreserved pool, which must keep its minimum, so the deploy can fail; a throttled asynchronous invocation "
     "is retried by Lambda.",
-    "CKV_AWS_117": CONTROL_STEP_LAMBDA["CKV_AWS_117"].replace("S3 and SSM APIs", "S3, SSM, SNS and SageMaker APIs"),
+    "CKV_AWS_117": "Reaches only the S3, SSM, SNS and SageMaker APIs (over TLS, by IAM); the stack has no VPC and no "
+    "private resource to reach, so a VPC would add a NAT gateway or endpoints and protect nothing.",
     "CKV_AWS_173": CONTROL_STEP_LAMBDA["CKV_AWS_173"],
 }
 LOG_GROUP: Final = {

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import jsii
-from aws_cdk import BundlingOptions, DockerImage, Duration, IgnoreMode, ILocalBundling
-from aws_cdk import Stack
+from aws_cdk import BundlingOptions, DockerImage, Duration, IgnoreMode, ILocalBundling, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam

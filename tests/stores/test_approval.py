@@ -127,3 +127,18 @@ def test_manual_approval_without_a_registry_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="manual approval needs a model registry"):
         train(stores, 10, 0.8)
     assert serving(stores) is None
+
+
+def test_a_reason_longer_than_a_record_keeps_is_refused_and_one_from_the_console_is_cut(stores: loop.Stores) -> None:
+    """A person's reason ends up in the records (Parameter Store's 4 KB): ``--reason`` is bounded, and a longer
+    ApprovalDescription given in the console is kept cut to the same length."""
+    assert stores.registry is not None
+    train(stores, 10, 0.8, approval="automatic")
+    train(stores, 11, 0.9, champion=0.8)
+    with pytest.raises(UserError, match=f"give 1 to {loop.REASON_MAX}"):
+        loop.approve(stores, "train-11", "x" * (loop.REASON_MAX + 1))
+    with pytest.raises(UserError, match=f"give 1 to {loop.REASON_MAX}"):
+        loop.reject(stores, "train-11", " ")
+    stores.registry.set_status("train-11", "Approved", "y" * 1024)
+    record = loop.approve(stores, "train-11", "fine")
+    assert record.reason.endswith("; approved: " + "y" * (loop.REASON_MAX - 1) + "…")

@@ -11,7 +11,8 @@ comment saying what is missing and why it matters. Nothing in ``driftloop/``, ``
    executions started without a name, gives ``$$.Execution.StartTime`` as text, selects one
    value with a definite JSONPath, and lets a Fail state rethrow a ``States.*`` error.
 2. CloudFormation creates state machines in the backend that executes them.
-3. CloudFormation knows ``AWS::Scheduler::Schedule`` and the CDK's ``Custom::S3AutoDeleteObjects``,
+3. CloudFormation knows ``AWS::Scheduler::Schedule``, ``AWS::SageMaker::ModelPackageGroup`` and the
+   CDK's ``Custom::S3AutoDeleteObjects``,
    accepts (without applying) ``AWS::S3::BucketPolicy`` and ``AWS::SNS::TopicPolicy``, and does
    not report a bucket it could not delete as deleted.
 4. Step Functions' service integrations send and return AWS's parameter casing.
@@ -351,6 +352,52 @@ class _ScheduleResource(_LocalModel):
         scheduler_backends[account_id][region_name].delete_schedule(group, resource_name)
 
 
+class _ModelPackageGroupResource(_LocalModel):
+    """``AWS::SageMaker::ModelPackageGroup`` for moto's CloudFormation, stored in moto's SageMaker backend.
+
+    moto's CloudFormation has no model for the type (it deploys the template without it, with a
+    warning), so the stack's group would not exist and registering a model in it would fail. moto's
+    SageMaker backend does hold groups; this model creates and deletes one there.
+    """
+
+    def __init__(self, account_id: str, region: str, name: str) -> None:
+        self.physical_resource_id = name
+        self.account_id, self.region, self.name = account_id, region, name
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "ModelPackageGroupArn":
+            return str(sagemaker_backends[self.account_id][self.region].model_package_groups[self.name].arn)
+        raise UnformattedGetAttTemplateException()
+
+    def delete(self, account_id: str, region: str) -> None:
+        sagemaker_backends[account_id][region].model_package_groups.pop(self.name, None)
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SageMaker::ModelPackageGroup"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "ModelPackageGroupName"
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **_: Any
+    ) -> _ModelPackageGroupResource:
+        props = cloudformation_json["Properties"]
+        sagemaker_backends[account_id][region_name].create_model_package_group(
+            model_package_group_name=resource_name,
+            model_package_group_description=props.get("ModelPackageGroupDescription", ""),
+        )
+        return cls(account_id, region_name, resource_name)
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        sagemaker_backends[account_id][region_name].model_package_groups.pop(resource_name, None)
+
+
 class _AutoDeleteObjectsResource(_LocalModel):
     """``Custom::S3AutoDeleteObjects``, the CDK's ``autoDeleteObjects``: before CloudFormation
     deletes the bucket, every object version in it is deleted.
@@ -438,7 +485,8 @@ class _TopicPolicy(_PolicyResource):
 # Resource types moto's CloudFormation lacks (or, for Custom::, cannot run), by type.
 _CLOUDFORMATION_MODELS: dict[str, Any] = {
     model.cloudformation_type(): model
-    for model in (_ScheduleResource, _AutoDeleteObjectsResource, _BucketPolicy, _TopicPolicy)
+    for model in (_ScheduleResource, _ModelPackageGroupResource, _AutoDeleteObjectsResource, _BucketPolicy,
+                  _TopicPolicy)
 }
 
 
