@@ -232,7 +232,10 @@ class ControlStepFunctions(Construct):
         self.release_retrain_lease = self._release_retrain_lease()
         self.next_batch = self._next_batch(parameters) if config.simulation else None
         self.claim_batch = None if config.simulation else self._claim_batch()
-        self.promote, self.approvals = self._promote(parameters)
+        # Manual approval only: in automatic mode a winner is registered Approved and promoted by record_train
+        # itself, and SageMaker's state change event for that new package must not start a second promotion.
+        self.promote, self.approvals = (self._promote(parameters) if config.decision_policy.approval == "manual"
+                                        else (None, None))
 
     def all(self) -> list[lambda_.Function]:
         return [f for f in (self.claim_batch, self.plan, self.decide, self.record_serve, self.record_train,
@@ -262,6 +265,9 @@ class ControlStepFunctions(Construct):
 
     def _promote(self, parameters: RunParameters) -> tuple[lambda_.Function, events.Rule]:
         """A package of this stack's group approved in the registry (console or CLI): its model is promoted.
+
+        Made in manual mode only, where no package is created Approved (winners wait as pending, losers
+        are Rejected), so the rule sees only a person's approvals.
 
         An EventBridge rule on SageMaker's package state change, for this group and Approved only,
         invokes it. A refused approval (out of order) is logged and told on the topic; an invocation

@@ -40,18 +40,28 @@ def test_a_stack_name_that_is_no_group_name_is_refused_at_synth_saying_what_to_s
             DeploymentConfig.from_mapping({"model_package_group": bad})
 
 
-def test_the_rule_promotes_only_approvals_of_this_group(synthesized: Synthesized, dev: Template) -> None:
-    promote = logical_id(synthesized.development.functions.promote)
-    rules = [r for r in dev.find_resources("AWS::Events::Rule").values()
-             if r["Properties"]["EventPattern"].get("source") == ["aws.sagemaker"]]
-    (rule,) = rules
+def _package_rules(template: Template) -> list[dict[str, Any]]:
+    return [r for r in template.find_resources("AWS::Events::Rule").values()
+            if r["Properties"]["EventPattern"].get("source") == ["aws.sagemaker"]]
+
+
+def test_in_manual_mode_a_rule_promotes_only_approvals_of_this_group(synthesized: Synthesized,
+                                                                      prod: Template) -> None:
+    promote = logical_id(synthesized.production.functions.promote)
+    (rule,) = _package_rules(prod)
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.sagemaker"],
         "detail-type": ["SageMaker Model Package State Change"],
-        "detail": {"ModelPackageGroupName": ["Driftloop"], "ModelApprovalStatus": ["Approved"]},
+        "detail": {"ModelPackageGroupName": ["DriftloopProd"], "ModelApprovalStatus": ["Approved"]},
     }
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [promote, "Arn"]}
+
+
+def test_in_automatic_mode_no_rule_promotes(synthesized: Synthesized, dev: Template) -> None:
+    """record_train promotes a winner it registers Approved; SageMaker's event for that new package must not
+    start a second promotion."""
+    assert _package_rules(dev) == [] and synthesized.development.functions.promote is None
 
 
 def _registry_statements(template: Template, function: Any) -> list[dict[str, Any]]:
@@ -63,19 +73,19 @@ def _arn_text(resource: Any) -> str:
     return "".join(p if isinstance(p, str) else "<ref>" for p in resource["Fn::Join"][1])
 
 
-def test_registry_access_is_limited_to_the_stacks_group(synthesized: Synthesized, dev: Template) -> None:
-    functions = synthesized.development.functions
+def test_registry_access_is_limited_to_the_stacks_group(synthesized: Synthesized, prod: Template) -> None:
+    functions = synthesized.production.functions
     granted: dict[str, set[str]] = {}
     for function in functions.all():
-        for statement in _registry_statements(dev, function):
+        for statement in _registry_statements(prod, function):
             actions = set(as_list(statement["Action"]))
             granted.setdefault(function.node.id, set()).update(actions)
             if statement["Resource"] == "*":
                 assert actions == {"sagemaker:ListModelPackages"}  # grants on no resource type
                 continue
             assert {_arn_text(r) for r in as_list(statement["Resource"])} == {
-                "arn:<ref>:sagemaker:<ref>:<ref>:model-package-group/driftloop",
-                "arn:<ref>:sagemaker:<ref>:<ref>:model-package/driftloop/*",
+                "arn:<ref>:sagemaker:<ref>:<ref>:model-package-group/driftloopprod",
+                "arn:<ref>:sagemaker:<ref>:<ref>:model-package/driftloopprod/*",
             }
     assert granted == {
         "RecordTrain": {"sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage",
@@ -93,9 +103,9 @@ def test_record_train_knows_the_group_the_policy_and_the_algorithm_image(synthes
     assert "container-assets" in str(environment["ALGORITHM_IMAGE"])
 
 
-def test_a_failed_promotion_reaches_the_topic(synthesized: Synthesized, dev: Template) -> None:
-    stack = synthesized.development
-    promote = dev.find_resources("AWS::Lambda::Function")[logical_id(stack.functions.promote)]
+def test_a_failed_promotion_reaches_the_topic(synthesized: Synthesized, prod: Template) -> None:
+    stack = synthesized.production
+    promote = prod.find_resources("AWS::Lambda::Function")[logical_id(stack.functions.promote)]
     topic = logical_id(stack.notifications.topic)
     assert promote["Properties"]["DeadLetterConfig"] == {"TargetArn": {"Ref": topic}}
     assert promote["Properties"]["Environment"]["Variables"]["TOPIC_ARN"] == {"Ref": topic}

@@ -151,7 +151,6 @@ def test_lambdas_write_only_driftloop_parameters(synthesized: Synthesized, dev: 
         "RecordTrain": {names.train_latest, names.train_last_attempt},
         "RecordServe": {names.serve_latest},
         "NextBatch": {names.simulation_position},
-        "Promote": {names.train_latest, names.train_last_attempt},
     }
     assert all(name.startswith(names.prefix + "/") for name in parameters.values())
 
@@ -194,7 +193,7 @@ def test_lambdas_run_the_handlers_with_powertools(synthesized: Synthesized, dev:
     functions = dev.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.11"}})
     handlers = sorted(f["Properties"]["Handler"] for f in functions.values())
     lease = ("release_retrain_lease", "take_retrain_lease")
-    steps = ("decide", "next_batch", "plan", "promote", "record_serve", "record_train", *lease)
+    steps = ("decide", "next_batch", "plan", "record_serve", "record_train", *lease)
     assert handlers == [f"lambdas.control_steps.handlers.{h}" for h in steps]
     production = prod.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.11"}})
     steps = ("claim_batch", "decide", "plan", "promote", "record_serve", "record_train", *lease)
