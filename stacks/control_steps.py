@@ -234,8 +234,10 @@ class ControlStepFunctions(Construct):
         self.claim_batch = None if config.simulation else self._claim_batch()
         # Manual approval only: in automatic mode a winner is registered Approved and promoted by record_train
         # itself, and SageMaker's state change event for that new package must not start a second promotion.
-        self.promote, self.approvals = (self._promote(parameters) if config.decision_policy.approval == "manual"
-                                        else (None, None))
+        self.promote: lambda_.Function | None = None
+        self.approvals: events.Rule | None = None
+        if config.decision_policy.approval == "manual":
+            self.promote, self.approvals = self._promote(parameters)
 
     def all(self) -> list[lambda_.Function]:
         return [f for f in (self.claim_batch, self.plan, self.decide, self.record_serve, self.record_train,

@@ -40,7 +40,7 @@ def test_a_stack_name_that_is_no_group_name_is_refused_at_synth_saying_what_to_s
             DeploymentConfig.from_mapping({"model_package_group": bad})
 
 
-def _package_rules(template: Template) -> list[dict[str, Any]]:
+def _package_rules(template: Template) -> list[Any]:
     return [r for r in template.find_resources("AWS::Events::Rule").values()
             if r["Properties"]["EventPattern"].get("source") == ["aws.sagemaker"]]
 
