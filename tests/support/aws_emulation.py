@@ -24,10 +24,14 @@ comment saying what is missing and why it matters. Nothing in ``driftloop/``, ``
    or the generic ``SageMaker.AmazonSageMakerException``, the error code in the cause).
 9. SageMaker's UpdateModelPackage changes only what it is given (``model_packages_as_aws_has_them``,
    also applied alone by the model registry's store tests).
+10. A model package's approval status reaches EventBridge ("SageMaker Model Package State Change",
+   on create and on each status change), and EventBridge invokes Lambda targets (asynchronously,
+   on a thread, as AWS does for a rule's target).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime
 import importlib
 import io
@@ -56,6 +60,8 @@ from moto.cloudformation import parsing as cfn_parsing
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.core.config import default_user_config
 from moto.core.utils import utcnow
+from moto.events import models as events_models
+from moto.events.models import events_backends
 from moto.s3.exceptions import BucketNotEmpty
 from moto.s3.models import FakeBucket, s3_backends
 from moto.sagemaker.models import SageMakerModelBackend, sagemaker_backends
@@ -180,6 +186,7 @@ def emulated_aws(server: MotoServer, *, images: ImageCatalog, workdir: Path, job
             _cloudformation_keeps_layers(patch)
             _lambda_runs_python_in_a_subprocess(patch, server, workdir / "lambda")
             model_packages_as_aws_has_them(patch)
+            _package_state_changes_reach_lambda_targets(patch, server)
             yield emulation
     finally:
         emulation.close()
@@ -923,3 +930,57 @@ def model_packages_as_aws_has_them(patch: pytest.MonkeyPatch) -> None:
         return str(arn)
 
     patch.setattr(SageMakerModelBackend, "update_model_package", update_model_package)
+
+
+# 10. --------------------------------------------------------------------------------------------
+PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+
+
+def _package_state_changes_reach_lambda_targets(patch: pytest.MonkeyPatch, server: MotoServer) -> None:
+    """SageMaker sends EventBridge a "SageMaker Model Package State Change" event when a package is
+    created or its approval status changes; moto's SageMaker sends none. And moto's EventBridge
+    (``Rule.send_to_targets``) delivers to logs, archives, SQS, buses and API destinations only, not
+    to a Lambda function. With both, approving a package in the registry runs the stack's promote
+    Lambda, as on AWS: the event goes to the default bus, each matching rule invokes its Lambda
+    targets on a thread (an asynchronous invocation: the API call that changed the status returns first).
+    """
+    create, update = SageMakerModelBackend.create_model_package, SageMakerModelBackend.update_model_package
+
+    def tell(backend: SageMakerModelBackend, arn: str) -> None:
+        package = backend.describe_model_package(arn)
+        detail = {"ModelPackageGroupName": package.model_package_group_name, "ModelPackageArn": arn,
+                  "ModelPackageVersion": package.model_package_version,
+                  "ModelApprovalStatus": package.model_approval_status}
+        events_backends[backend.account_id][backend.region_name].put_events([{
+            "Source": "aws.sagemaker", "DetailType": PACKAGE_STATE_CHANGE, "Detail": json.dumps(detail),
+            "EventBusName": "default"}])
+
+    def create_model_package(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> str:
+        arn = str(create(self, *args, **kwargs))
+        tell(self, arn)
+        return arn
+
+    def update_model_package(self: SageMakerModelBackend, model_package_arn: str, *args: Any, **kwargs: Any) -> str:
+        before = self.describe_model_package(model_package_arn).model_approval_status
+        arn = str(update(self, model_package_arn, *args, **kwargs))
+        if self.describe_model_package(arn).model_approval_status != before:
+            tell(self, arn)
+        return arn
+
+    send = events_models.Rule.send_to_targets
+
+    def send_to_targets(rule: Any, original_event: Any, transform_input: bool = True) -> None:
+        functions = [t for t in rule.targets if t["Arn"].split(":")[2] == "lambda"]
+        others = copy.copy(rule)  # moto raises NotImplementedError for a target type it does not know
+        others.targets = [t for t in rule.targets if t not in functions]
+        send(others, original_event, transform_input)
+        if not functions or not rule.event_pattern.matches_event(original_event):
+            return
+        payload = json.dumps(original_event, default=str)
+        for target in functions:
+            threading.Thread(target=server.client("lambda").invoke, daemon=True,
+                             kwargs={"FunctionName": target["Arn"], "Payload": payload}).start()
+
+    patch.setattr(SageMakerModelBackend, "create_model_package", create_model_package)
+    patch.setattr(SageMakerModelBackend, "update_model_package", update_model_package)
+    patch.setattr(events_models.Rule, "send_to_targets", send_to_targets)
