@@ -27,6 +27,9 @@ Rule = Literal["drift", "harm", "drift_and_harm"]
 ProductionRule = Literal["measured_harm", "drift_or_measured_harm"]
 # The condition that held for a batch: one of the rules, or (production mode) harm measured on labels.
 Fired = Literal["drift", "harm", "drift_and_harm", "measured_harm"]
+# How a challenger that beats the champion is promoted (driftloop.loop.record_train): at once, or once a
+# person approves its model package.
+ApprovalMode = Literal["automatic", "manual"]
 
 T = TypeVar("T")
 
@@ -235,7 +238,8 @@ class ExplainConfig(FromMapping):
 
 @dataclasses.dataclass(frozen=True)
 class DecisionPolicy(FromMapping):
-    """When a drift report should start a retrain (see ``driftloop.decision``)."""
+    """When a drift report should start a retrain (see ``driftloop.decision``), and how a retrained model
+    that beat the champion is promoted."""
 
     # One smallest batch, judged by the drift component and obeyed here (its report says too_small).
     MOVED: ClassVar[Mapping[str, str]] = {"min_batch_size": "settings.drift.min_batch_size"}
@@ -270,6 +274,9 @@ class DecisionPolicy(FromMapping):
     val_share: float = dataclasses.field(default=0.3, metadata=between(0, 1, open_ends=True))
     # Images a drifting batch without labels asks a person to label (a Ground Truth input manifest).
     label_request_size: int = dataclasses.field(default=50, metadata=at_least(0))
+    # "automatic": a challenger that wins is promoted at once (its package Approved). "manual": its package
+    # waits as PendingManualApproval, serving stays on the champion until a person approves it.
+    approval: ApprovalMode = "automatic"
 
 
 # SageMaker's default quota of processing instances of one type is far below this.

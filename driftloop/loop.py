@@ -22,10 +22,11 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from driftloop import intake, production
-from driftloop.config import DecisionPolicy
+from driftloop.config import ApprovalMode, DecisionPolicy
 from driftloop.contracts import Contract, ContractError
-from driftloop.decision import RetrainDecision, decide_promotion, decide_retrain
+from driftloop.decision import PromotionDecision, RetrainDecision, decide_promotion, decide_retrain
 from driftloop.drift_report import DriftReport
+from driftloop.errors import UserError
 from driftloop.hosts import is_part
 from driftloop.layout import (
     LEASE_SUFFIX,
@@ -59,6 +60,7 @@ from driftloop.plan_checks import (
     data_name,
 )
 from driftloop.records import ServeRecord, TrainRecord, last_train_attempt, read_record
+from driftloop.registry import ApprovalStatus, ModelPackage, ModelRegistry, TrainedModel
 from driftloop.scores import Evaluation, TrainMetrics
 from driftloop.stores.objects import ObjectStore
 from driftloop.stores.params import ParameterStore
@@ -83,6 +85,9 @@ class Stores:
     objects: ObjectStore
     params: ParameterStore
     names: ParameterNames
+    # Where every trained model is registered. None: a deployment whose stack has no model package group
+    # yet (it promotes automatically, as before the registry); manual approval needs one.
+    registry: ModelRegistry | None = None
 
 
 @dataclass(frozen=True)
@@ -280,8 +285,14 @@ def decide_and_join(stores: Stores, plan: RunPlan, report: DriftReport, policy: 
                                       runs_since_retrain=since)
 
 
-def record_train(stores: Stores, plan: RunPlan) -> TrainRecord:
-    """Champion/challenger, then the pointers: ``train/latest`` if promoted, then ``train/last-attempt``."""
+def record_train(stores: Stores, plan: RunPlan, *, approval: ApprovalMode = "automatic",
+                 image: str | None = None) -> TrainRecord:
+    """Champion/challenger, the model's package in the registry, then the pointers: ``train/latest`` if
+    promoted, then ``train/last-attempt``.
+
+    ``approval`` (``DecisionPolicy.approval``): "manual" leaves a winner's package pending and serving on
+    the champion until ``approve``. ``image``: the algorithm image the package names, where one ran.
+    """
     metrics = read_train_metrics(stores, plan.uri["model"])
     champion = plan.current
     evaluation = None if champion is None else read_evaluation(stores, plan.uri["champion_eval"])
@@ -308,6 +319,8 @@ def record_train(stores: Stores, plan: RunPlan) -> TrainRecord:
         champion_run_id=None if champion is None else champion.run_id,
         lineage=production.lineage_uri(stores.objects, plan.start["train_data"]),
     )
+    # Registered first: train/latest only ever points at an Approved package's model.
+    record = _register(stores, record, _status(promotion, approval), image)
     stores.objects.put_bytes(run_record_key("train", plan.run_id), record.to_json().encode())
     # Every artifact the record names is complete (this is the run's last step): now the pointers, the
     # model that serves first. Killed between the two writes, train/latest is the newer record, which
@@ -316,6 +329,163 @@ def record_train(stores: Stores, plan: RunPlan) -> TrainRecord:
         stores.params.put(stores.names.train_latest, record.to_json())
     stores.params.put(stores.names.train_last_attempt, record.to_json())
     return record
+
+
+def _status(promotion: PromotionDecision, approval: ApprovalMode) -> ApprovalStatus:
+    """The package status of champion/challenger's verdict under the approval mode."""
+    if not promotion.promote:
+        return "Rejected"
+    return "Approved" if approval == "automatic" else "PendingManualApproval"
+
+
+def trained_model(record: TrainRecord, image: str | None) -> TrainedModel:
+    """What the model's package carries, from its train record."""
+    return TrainedModel(run_id=record.run_id, time=record.time, model=record.model, image=image,
+                        val_accuracy=record.val_accuracy, champion_val_accuracy=record.champion_val_accuracy,
+                        train_data=record.train_data, val_data=record.val_data, lineage=record.lineage)
+
+
+def _register(stores: Stores, record: TrainRecord, status: ApprovalStatus, image: str | None) -> TrainRecord:
+    """The record of a model registered with ``status`` (the package a retried step registered, if any):
+    promoted only if the package is Approved; it names the package."""
+    if stores.registry is None:
+        if status == "PendingManualApproval":
+            raise UserError("manual approval needs a model registry, and this deployment has none: set the "
+                            "decision's approval to automatic, or deploy the stack with its model package group")
+        return record
+    package = stores.registry.register(trained_model(record, image), status, record.reason)
+    return replace(record, promoted=package.status == "Approved", package_id=package.package_id,
+                   approval=package.status)
+
+
+# ----------------------------------------------------------------------------- approval by a person
+
+
+class NotApprovable(UserError):
+    """A package that cannot be approved or rejected now; the message says why and what to do."""
+
+
+# The most characters of a person's reason a record keeps (``--reason``, or the ApprovalDescription given in
+# the console, up to 1,024 there): with the longest package ARN, a train record stays within a Standard
+# parameter's 4 KB (``tests/test_records.py``).
+REASON_MAX: Final = 200
+
+
+def check_reason(reason: str) -> str:
+    """A person's reason as given, refused (saying the limit) if it is empty or longer than ``REASON_MAX``."""
+    if not reason.strip() or len(reason) > REASON_MAX:
+        raise UserError(f"a reason of {len(reason)} characters: give 1 to {REASON_MAX}")
+    return reason
+
+
+def _kept(reason: str) -> str:
+    """A reason as a record keeps it: at most ``REASON_MAX`` characters (a console approval's can be longer)."""
+    return reason if len(reason) <= REASON_MAX else reason[:REASON_MAX - 1] + "…"
+
+
+def approve(stores: Stores, run_id: str, reason: str) -> TrainRecord:
+    """A person approves train run ``run_id``'s pending package: its model is promoted (``train/latest``).
+
+    Refused, saying why, for a rejected package or one out of order (not newer than the current
+    model's, or older than a package still pending). The package is Approved first, then the
+    pointers move; a package already Approved (in the console, or by an approval killed before the
+    pointers moved) is promoted without a second status change.
+    """
+    check_reason(reason)
+    registry = _registry(stores)
+    package = registry.get(run_id)
+    if package.status == "Rejected":
+        raise NotApprovable(f"model package v{package.version} of train run {run_id} was rejected ({package.reason}): "
+                            "train a new model instead")
+    _check_in_order(stores, registry, package)
+    if package.status == "PendingManualApproval":
+        package = registry.set_status(run_id, "Approved", reason)
+    return _promote(stores, package)
+
+
+def _check_in_order(stores: Stores, registry: ModelRegistry, package: ModelPackage) -> None:
+    """Only the newest model still in the running may be approved: serving never goes back to an older one."""
+    current = read_record(stores.params, stores.names.train_latest, TrainRecord)
+    champion = None if current is None else registry.find(current.run_id)
+    if champion is not None and champion.version >= package.version:
+        which = "is" if champion.version == package.version else f"is older than v{champion.version}, run"
+        raise NotApprovable(f"model package v{package.version} of train run {package.run_id} {which} the current "
+                            f"model{'' if champion.version == package.version else f' {champion.run_id}'}: "
+                            "nothing to promote")
+    newer = [p for p in registry.packages() if p.version > package.version and p.status != "Rejected"]
+    if newer:
+        raise NotApprovable(f"model package v{package.version} of train run {package.run_id} is older than v"
+                            f"{newer[-1].version} of train run {newer[-1].run_id} ({newer[-1].status}): approve "
+                            "that one, or reject it first")
+
+
+def approved_in_registry(stores: Stores, package_id: str) -> TrainRecord:
+    """A package a person approved in the registry itself (on AWS: the console, or ``aws sagemaker
+    update-model-package``; EventBridge tells the ``promote`` Lambda): its model is promoted.
+
+    A package of another group is refused; so is one out of order (``approve``'s rules), and it is left
+    as the person set it: the message says what to do. The current model's own package (an event
+    delivered twice) is nothing to do: its record is returned.
+    """
+    registry = _registry(stores)
+    package = next((p for p in registry.packages() if p.package_id == package_id), None)
+    if package is None:
+        raise NotApprovable(f"model package {package_id} is not one of {registry.describe()}: nothing promoted")
+    current = read_record(stores.params, stores.names.train_latest, TrainRecord)
+    if current is not None and current.run_id == package.run_id and current.package_id == package.package_id:
+        return current
+    if package.status != "Approved":
+        raise NotApprovable(f"model package v{package.version} of train run {package.run_id} is {package.status} now, "
+                            "not Approved: nothing promoted")
+    try:
+        _check_in_order(stores, registry, package)
+    except NotApprovable as refused:
+        raise NotApprovable(f"{refused} (its approval in the registry was not acted on: set it back to "
+                            "PendingManualApproval or Rejected)") from refused
+    return _promote(stores, package)
+
+
+def _promote(stores: Stores, package: ModelPackage) -> TrainRecord:
+    """Serve an Approved package's model: ``train/latest``, then ``train/last-attempt`` if it is that run."""
+    record = _run_record(stores, package.run_id)
+    promoted = replace(record, promoted=True, approval=package.status, package_id=package.package_id,
+                       reason=f"{record.reason}; approved: {_kept(package.reason)}")
+    stores.params.put(stores.names.train_latest, promoted.to_json())
+    _update_last_attempt(stores, promoted)
+    return promoted
+
+
+def reject(stores: Stores, run_id: str, reason: str) -> ModelPackage:
+    """A person rejects train run ``run_id``'s pending package: the champion keeps serving."""
+    check_reason(reason)
+    registry = _registry(stores)
+    package = registry.get(run_id)
+    if package.status != "PendingManualApproval":
+        raise NotApprovable(f"model package v{package.version} of train run {run_id} is {package.status}, not "
+                            "pending approval: only a pending package can be rejected")
+    rejected = registry.set_status(run_id, "Rejected", reason)
+    record = _run_record(stores, run_id)
+    _update_last_attempt(stores, replace(record, approval="Rejected",
+                                         reason=f"{record.reason}; rejected: {_kept(reason)}"))
+    return rejected
+
+
+def _run_record(stores: Stores, run_id: str) -> TrainRecord:
+    """A train run's record as it wrote it beside its artifacts (``record_train``)."""
+    return TrainRecord.from_json(stores.objects.get_bytes(run_record_key("train", run_id)))
+
+
+def _update_last_attempt(stores: Stores, record: TrainRecord) -> None:
+    """``train/last-attempt`` says what became of its run, when ``record`` is of that run."""
+    attempt = read_record(stores.params, stores.names.train_last_attempt, TrainRecord)
+    if attempt is not None and attempt.run_id == record.run_id:
+        stores.params.put(stores.names.train_last_attempt, record.to_json())
+
+
+def _registry(stores: Stores) -> ModelRegistry:
+    if stores.registry is None:
+        raise UserError("this deployment has no model registry: there is nothing to approve or reject")
+    return stores.registry
 
 
 def record_serve(

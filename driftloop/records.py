@@ -21,6 +21,7 @@ from driftloop.contracts import Contract, ContractError
 from driftloop.drift_report import EstimatedAccuracy
 from driftloop.errors import UserError
 from driftloop.layout import ParameterNames
+from driftloop.registry import ApprovalStatus
 from driftloop.stores.params import ParameterStore
 
 # The initial value of every record parameter on AWS (CloudFormation cannot create an empty
@@ -68,9 +69,18 @@ class TrainRecord(Contract):
     # Production retrains: the URI of the lineage (``driftloop.production.Lineage``) beside the data set:
     # the base data sets, batches and label files it was trained on (a pointer: the lists grow).
     lineage: str | None = None
+    # Its package in the model registry (the ARN on AWS) and the package's status when this record was
+    # written (None: written before the registry existed). A challenger that won while approval is manual
+    # is "PendingManualApproval": not promoted until a person approves it (``driftloop.loop.approve``).
+    package_id: str | None = None
+    approval: ApprovalStatus | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.approval == "PendingManualApproval"
 
     def summary(self) -> str:
-        verdict = "promoted" if self.promoted else "not promoted"
+        verdict = "promoted" if self.promoted else "pending approval" if self.pending else "not promoted"
         champion = "" if self.champion_val_accuracy is None else f", champion {self.champion_val_accuracy:.3f}"
         return (
             f"train run {self.run_id} on {self.stage or self.train_data}: val accuracy "

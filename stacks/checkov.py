@@ -7,7 +7,8 @@ checkov (``--framework cloudformation``) runs on the synthesized templates in th
 (``tests/cdk/test_checkov.py``), as cdk-nag does; a check suppressed here is still reported for
 every resource not named here. No finding asks for a change this system needs; each is by design:
 - the control-step Lambdas are called only synchronously by this stack's state machines, need no
-  network but the S3 and SSM APIs, and hold no secret in their environment;
+  network but the S3, SSM and SageMaker APIs, and hold no secret in their environment; the promote
+  Lambda, called by an EventBridge rule on a person's approval, has the topic as its dead-letter target;
 - the log groups hold run metadata, never a secret or an image, and CloudWatch Logs encrypts them
   at rest with its own keys (the data bucket they describe is SSE-S3 too);
 - the access-log bucket cannot log into itself;
@@ -33,11 +34,22 @@ CONTROL_STEP_LAMBDA: Final = {
     "run starts a train run only when none is running). Reserving concurrency takes it from the account's "
     "unreserved pool, which must keep its minimum (in a new account at a quota of 10, all of it), so the deploy "
     "can fail; and a throttled call (Lambda.TooManyRequestsException, not retried) would fail the run.",
-    "CKV_AWS_117": "Reaches only the S3 and SSM APIs (over TLS, by IAM); the stack has no VPC and no private "
-    "resource to reach, so a VPC would add a NAT gateway or endpoints and protect nothing.",
+    "CKV_AWS_117": "Reaches only the S3, SSM and SageMaker APIs (over TLS, by IAM); the stack has no VPC and no "
+    "private resource to reach, so a VPC would add a NAT gateway or endpoints and protect nothing.",
     "CKV_AWS_173": "The environment holds no secret: the bucket name, the parameter prefix, the decision policy's "
     "thresholds and the Powertools settings, all also in the template. Lambda encrypts it at rest with a "
     "service key by default.",
+}
+# The promote Lambda: EventBridge invokes it, asynchronously (its dead-letter target is the topic, so
+# CKV_AWS_116 holds); the VPC and environment reasons are the control steps'.
+PROMOTE_LAMBDA: Final = {
+    "CKV_AWS_115": "Invoked only by this stack's EventBridge rule, once per model package of its group set to "
+    "Approved (a person's approval): a handful a day at most. Reserving concurrency takes it from the account's "
+    "unreserved pool, which must keep its minimum, so the deploy can fail; a throttled asynchronous invocation "
+    "is retried by Lambda.",
+    "CKV_AWS_117": "Reaches only the S3, SSM, SNS and SageMaker APIs (over TLS, by IAM); the stack has no VPC and no "
+    "private resource to reach, so a VPC would add a NAT gateway or endpoints and protect nothing.",
+    "CKV_AWS_173": CONTROL_STEP_LAMBDA["CKV_AWS_173"],
 }
 LOG_GROUP: Final = {
     "CKV_AWS_158": "Holds run metadata only (state inputs and outputs: S3 URIs, plans, decisions, drift "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final, Literal, Self, cast
 
@@ -25,6 +26,12 @@ CONTEXT_KEY: Final = "driftloop"
 Environment = Literal["development", "production"]
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS: Final = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
+
+
+# SageMaker's ModelPackageGroupName: a letter or digit, then up to 62 more of letters, digits and hyphens,
+# never ending with a hyphen.
+MODEL_PACKAGE_GROUP_MAX: Final = 63
+MODEL_PACKAGE_GROUP: Final = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 
 
 class ConfigError(ValueError):
@@ -59,6 +66,9 @@ class DeploymentConfig:
     # Parameter Store names start with this; empty: "/<stack_name in lower case>" ("/driftloop"), so
     # that two stacks in one account and region never share a parameter.
     parameter_prefix: str = ""
+    # The SageMaker model package group every trained model is registered in; empty: the stack's name
+    # (so two stacks stay apart). 1 to 63 letters, digits and hyphens (SageMaker's rule).
+    model_package_group: str = ""
     # EventBridge Scheduler expression for the serve pipeline, and whether it fires.
     schedule_expression: str = "rate(1 hour)"
     schedule_enabled: bool = True
@@ -94,6 +104,18 @@ class DeploymentConfig:
     @property
     def parameter_names(self) -> ParameterNames:
         return ParameterNames(self.parameter_prefix or f"/{self.stack_name.lower()}")
+
+    @property
+    def package_group(self) -> str:
+        """The model package group's name (``model_package_group``, else the stack's name), checked."""
+        name = self.model_package_group or self.stack_name
+        if len(name) > MODEL_PACKAGE_GROUP_MAX or not MODEL_PACKAGE_GROUP.fullmatch(name):
+            where = "model_package_group" if self.model_package_group else \
+                "the stack name (the model package group's name unless model_package_group is set)"
+            raise ConfigError(f"{where} {name!r} is not a SageMaker model package group name: 1 to "
+                              f"{MODEL_PACKAGE_GROUP_MAX} letters, digits and hyphens, starting with a letter or "
+                              "digit; set model_package_group to one")
+        return name
 
     @property
     def runtime_settings(self) -> Settings:
@@ -147,6 +169,7 @@ class DeploymentConfig:
             raise ConfigError(f"environment must be 'development' or 'production', got {self.environment!r}")
         try:
             self.parameter_names  # noqa: B018 - validates the prefix
+            self.package_group  # noqa: B018 - validates the model package group's name
             self.runtime_settings  # noqa: B018 - validates the component settings, the policy and the instances
         except ValueError as error:
             raise ConfigError(str(error)) from error

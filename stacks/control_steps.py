@@ -27,10 +27,14 @@ from pathlib import Path
 from typing import Any, Final
 
 import jsii
-from aws_cdk import BundlingOptions, DockerImage, Duration, IgnoreMode, ILocalBundling
+from aws_cdk import BundlingOptions, DockerImage, Duration, IgnoreMode, ILocalBundling, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from driftloop import telemetry
@@ -163,6 +167,15 @@ HOLDS_THE_RETRAIN_LEASE: Final = (
     "numbered at run time; the steps list and read them, and the PutObject grant requires If-None-Match, "
     "so a generation or marker is created, never replaced (that is what makes the lease hold)."
 )
+LISTS_MODEL_PACKAGES: Final = (
+    "sagemaker:ListModelPackages grants on no resource type (the Service Authorization Reference lists none), "
+    "so only '*'; the handlers list this stack's group only (ModelPackageGroupName), and every other grant "
+    "is on this group's packages."
+)
+PACKAGES_OF_THE_GROUP: Final = (
+    "Model packages are numbered by SageMaker as they are registered (model-package/<group>/<version>): "
+    "the wildcard is the version, within this stack's group."
+)
 # Why the handlers run on the Python the project pins (cdk-nag L1: not the newest runtime).
 TESTED_RUNTIME: Final = (
     "The handlers run on the Python the project pins and tests them on (3.11, requires-python); a newer "
@@ -180,10 +193,18 @@ class ControlStepFunctions(Construct):
         repo_root: Path,
         bucket: s3.IBucket,
         parameters: RunParameters,
+        topic: sns.ITopic,
+        algorithm_image: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
         self.bucket = bucket
+        self.topic = topic
+        # One model package group per stack: every trained model is registered in it (driftloop.registry).
+        self.package_group = sagemaker.CfnModelPackageGroup(
+            self, "ModelPackageGroup", model_package_group_name=config.package_group,
+            model_package_group_description=f"driftloop: the models stack {config.stack_name} trained",
+        )
         self.code = lambda_.Code.from_asset(str(repo_root), exclude=list(CODE_EXCLUDE), ignore_mode=IgnoreMode.DOCKER)
         self.layer = lambda_.LayerVersion(
             self,
@@ -200,7 +221,9 @@ class ControlStepFunctions(Construct):
             "POWERTOOLS_SERVICE_NAME": telemetry.SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": telemetry.NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            "MODEL_PACKAGE_GROUP": config.package_group,
         }
+        self.algorithm_image = algorithm_image
         self.plan = self._plan(parameters)
         self.decide = self._decide(parameters)
         self.record_serve = self._record_serve(parameters)
@@ -209,10 +232,74 @@ class ControlStepFunctions(Construct):
         self.release_retrain_lease = self._release_retrain_lease()
         self.next_batch = self._next_batch(parameters) if config.simulation else None
         self.claim_batch = None if config.simulation else self._claim_batch()
+        # Manual approval only: in automatic mode a winner is registered Approved and promoted by record_train
+        # itself, and SageMaker's state change event for that new package must not start a second promotion.
+        self.promote: lambda_.Function | None = None
+        self.approvals: events.Rule | None = None
+        if config.decision_policy.approval == "manual":
+            self.promote, self.approvals = self._promote(parameters)
 
     def all(self) -> list[lambda_.Function]:
         return [f for f in (self.claim_batch, self.plan, self.decide, self.record_serve, self.record_train,
-                            self.take_retrain_lease, self.release_retrain_lease, self.next_batch) if f]
+                            self.take_retrain_lease, self.release_retrain_lease, self.next_batch, self.promote) if f]
+
+    # ------------------------------------------------------------------------- the model registry
+    def group_arn(self) -> str:
+        """The group's ARN as IAM matches it: SageMaker writes resource names in its ARNs in lower case."""
+        return Stack.of(self).format_arn(service="sagemaker", resource="model-package-group",
+                                         resource_name=self.config.package_group.lower())
+
+    def packages_arn(self) -> str:
+        return Stack.of(self).format_arn(service="sagemaker", resource="model-package",
+                                         resource_name=f"{self.config.package_group.lower()}/*")
+
+    def _uses_registry(self, function: lambda_.Function, *actions: str) -> None:
+        """Lets the function list and describe this stack's model packages, and do ``actions`` on them."""
+        function.node.add_dependency(self.package_group)
+        function.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:ListModelPackages"], resources=["*"]))
+        function.add_to_role_policy(iam.PolicyStatement(
+            actions=["sagemaker:DescribeModelPackage", *actions],
+            resources=[self.group_arn(), self.packages_arn()]))
+        assert function.role is not None
+        packages = nag.arn("sagemaker", f"model-package/{self.config.package_group.lower()}/*")
+        nag.wildcards(function.role, LISTS_MODEL_PACKAGES, resources=("*",))
+        nag.wildcards(function.role, PACKAGES_OF_THE_GROUP, resources=(packages,))
+
+    def _promote(self, parameters: RunParameters) -> tuple[lambda_.Function, events.Rule]:
+        """A package of this stack's group approved in the registry (console or CLI): its model is promoted.
+
+        Made in manual mode only, where no package is created Approved (winners wait as pending, losers
+        are Rejected), so the rule sees only a person's approvals.
+
+        An EventBridge rule on SageMaker's package state change, for this group and Approved only,
+        invokes it. A refused approval (out of order) is logged and told on the topic; an invocation
+        that fails after Lambda's retries goes to the topic too (its dead-letter target).
+        """
+        promote = self._function("Promote", "promote", "a model package approved in the registry -> promoted",
+                                 dead_letter_topic=self.topic)
+        promote.add_environment("TOPIC_ARN", self.topic.topic_arn)
+        self.topic.grant_publish(promote)
+        assert promote.role is not None
+        nag.wildcards(promote.role, "Granted by CDK's topic.grant_publish on the topic's own key only: SNS needs "
+                      "kms:GenerateDataKey* (every data-key variant) to encrypt a message.",
+                      actions=("kms:GenerateDataKey*",))
+        self._uses_registry(promote)
+        self._reads(promote, WRITES_ITS_RUN_RECORD, records_pattern("train"))
+        allow(promote, "ssm:GetParameter", parameters.train_latest, parameters.train_last_attempt)
+        allow(promote, "ssm:PutParameter", parameters.train_latest, parameters.train_last_attempt)
+        rule = events.Rule(
+            self,
+            "PackageApproved",
+            description=f"driftloop: a model package of group {self.config.package_group} approved",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Model Package State Change"],
+                detail={"ModelPackageGroupName": [self.config.package_group],
+                        "ModelApprovalStatus": ["Approved"]},
+            ),
+        )
+        rule.add_target(targets.LambdaFunction(promote, retry_attempts=2))
+        return promote, rule
 
     def _claim_batch(self) -> lambda_.Function:
         """Production: lists the batches and the ledger; creates the serve's ledger entry (create-only)."""
@@ -280,6 +367,8 @@ class ControlStepFunctions(Construct):
         self._lists(record, *read, LINEAGE_OBJECTS)
         self._writes(record, WRITES_ITS_RUN_RECORD, records_pattern("train"))
         allow(record, "ssm:PutParameter", parameters.train_latest, parameters.train_last_attempt)
+        record.add_environment("ALGORITHM_IMAGE", self.algorithm_image)
+        self._uses_registry(record, "sagemaker:CreateModelPackage")
         return record
 
     def _next_batch(self, parameters: RunParameters) -> lambda_.Function:
@@ -289,7 +378,8 @@ class ControlStepFunctions(Construct):
         allow(next_batch, "ssm:PutParameter", parameters.simulation_position)
         return next_batch
 
-    def _function(self, construct_id: str, handler: str, purpose: str) -> lambda_.Function:
+    def _function(self, construct_id: str, handler: str, purpose: str, *,
+                  dead_letter_topic: sns.ITopic | None = None) -> lambda_.Function:
         role = iam.Role(
             self,
             f"{construct_id}Role",
@@ -312,9 +402,10 @@ class ControlStepFunctions(Construct):
             environment=self.environment,
             role=role,
             log_group=logs,
+            dead_letter_topic=dead_letter_topic,
         )
         nag.suppress(function, "AwsSolutions-L1", TESTED_RUNTIME)
-        checkov.skip(function, checkov.CONTROL_STEP_LAMBDA)
+        checkov.skip(function, checkov.CONTROL_STEP_LAMBDA if dead_letter_topic is None else checkov.PROMOTE_LAMBDA)
         return function
 
     def _reads(self, function: lambda_.Function, reason: str, *patterns: str) -> None:

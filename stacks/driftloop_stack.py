@@ -11,6 +11,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from driftloop.layout import RUNS_ROOT, START_ROOTS
+from driftloop.pipelines import Component
 from stacks.config import CONTEXT_KEY, DeploymentConfig
 from stacks.control_steps import ControlStepFunctions
 from stacks.dashboard import Dashboard
@@ -49,7 +50,8 @@ class DriftloopStack(Stack):
             runs_prefix=RUNS_ROOT,
         )
         self.functions = ControlStepFunctions(
-            self, "Lambdas", config=config, repo_root=repo_root, bucket=bucket, parameters=self.parameters
+            self, "Lambdas", config=config, repo_root=repo_root, bucket=bucket, parameters=self.parameters,
+            topic=self.notifications.topic, algorithm_image=self.images.images[Component.ALGORITHM].image_uri,
         )
         self.pipelines = PipelineStateMachines(
             self,
@@ -70,6 +72,8 @@ class DriftloopStack(Stack):
         CfnOutput(self, "ServeStateMachineArn", value=self.pipelines.serve.state_machine_arn)
         CfnOutput(self, "TopicArn", value=self.notifications.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.dashboard.dashboard.dashboard_name)
+        CfnOutput(self, "ModelPackageGroup", value=config.package_group,
+                  description="every trained model, to approve or reject (SageMaker Model Registry)")
         CfnOutput(self, "ParameterPrefix", value=config.parameter_names.prefix, description="the run records")
 
 

@@ -22,6 +22,9 @@ pytestmark = pytest.mark.faults  # the fault campaign: docs/reliability.md
 
 BUCKET = "b" * 63  # S3's longest bucket name
 RUN_ID = "r" * 80  # Step Functions' longest execution name
+# The longest model package ARN: the longest region name, a 63-character group (SageMaker's longest name), and
+# a six-digit version.
+LONG_PACKAGE = f"arn:aws-us-gov:sagemaker:us-isob-east-1:123456789012:model-package/{'g' * 63}/999999"
 # The longest start prefixes a plan accepts: a batch, and a stage's data set (its name is in a record four times).
 LONG_BATCH = "batches/" + "k" * (MAX_START_PREFIX - len("batches/"))
 LONG_STAGE = "s" * (MAX_START_PREFIX - len("data//train"))
@@ -75,8 +78,10 @@ def test_the_longest_train_record_fits_the_standard_tier(tmp_path: Path, data: s
         stage=stage_of_data_prefix(data.removeprefix(uri(""))), model=artifact("train", "model"),
         detector=artifact("train", "detector"), explainer=artifact("train", "explainer"), val_accuracy=0.123456789,
         val_loss=12.3456789, champion_val_accuracy=0.987654321, promoted=False,
-        reason="challenger 0.123 < champion 0.988 on the new validation set: kept champion", champion_run_id=RUN_ID,
-        lineage=uri(f"data/{LONG_STAGE}/lineage.json"),
+        # A person's reason after champion/challenger's, at its longest (loop.REASON_MAX); "rejected: " is as long.
+        reason="challenger 0.988 > champion 0.123 on the new validation set: promoted; approved: "
+               + "a" * loop.REASON_MAX, champion_run_id=RUN_ID,
+        lineage=uri(f"data/{LONG_STAGE}/lineage.json"), package_id=LONG_PACKAGE, approval="PendingManualApproval",
     )
     SqliteParameterStore(tmp_path / "parameters.sqlite").put(ParameterNames().train_latest, record.to_json())
 
@@ -99,7 +104,7 @@ def test_a_record_over_the_standard_tier_is_refused_with_what_to_do(tmp_path: Pa
 
 
 # ------------------------------------------------------------------------------ killed between writes
-HINTS = Hints(train="train first", serve="serve first")
+HINTS = Hints(train="train first", serve="serve first", approve="approve {run_id}")
 
 
 class Killed(BaseException):

@@ -77,7 +77,22 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--stack", help='the stack (with --aws; default "Driftloop")')
     status.add_argument("--region", help="the stack's region (with --aws; default: the AWS configuration's)")
     status.add_argument("--runs", type=int, default=5, metavar="N", help="serve runs to show (default 5)")
+    _add_approval(commands, common)
     return parser
+
+
+def _add_approval(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``models``, ``approve`` and ``reject``: the model registry of a work folder."""
+    models = commands.add_parser("models", parents=[common], help="every trained model's version and status")
+    models.add_argument("--workdir", type=Path, required=True)
+    approve = commands.add_parser("approve", parents=[common],
+                                  help="approve a pending model (approval: manual): it serves from the next run")
+    reject = commands.add_parser("reject", parents=[common], help="reject a pending model: the current one serves on")
+    for command in (approve, reject):
+        command.add_argument("run", metavar="RUN", help="the train run whose model it is (`driftloop models`)")
+        command.add_argument("--workdir", type=Path, required=True)
+    approve.add_argument("--reason", default="approved by hand", help="why (kept in the registry)")
+    reject.add_argument("--reason", default="rejected by hand", help="why (kept in the registry)")
 
 
 def _add_simulate(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -224,6 +239,35 @@ def _status(args: argparse.Namespace) -> None:
     print("\n".join(read_status(source, runs=args.runs)))
 
 
+def _models(args: argparse.Namespace) -> None:
+    from driftloop.local.status import local_registry, local_source, model_lines
+    from driftloop.records import TrainRecord, read_record
+
+    source = local_source(args.workdir)
+    print("\n".join(model_lines(local_registry(args.workdir),
+                                read_record(source.params, source.names.train_latest, TrainRecord))))
+
+
+def _approval_system(args: argparse.Namespace) -> LocalSystem:
+    """The work folder's system (a simulation's ``state/``), for ``approve`` and ``reject``."""
+    from driftloop.local.runner import LocalSystem
+    from driftloop.local.status import parameters_file
+
+    return LocalSystem(parameters_file(args.workdir).parent)
+
+
+def _approve(args: argparse.Namespace) -> None:
+    from driftloop import loop
+
+    print(loop.approve(_approval_system(args).stores, args.run, args.reason).summary())
+
+
+def _reject(args: argparse.Namespace) -> None:
+    from driftloop import loop
+
+    print(loop.reject(_approval_system(args).stores, args.run, args.reason).summary())
+
+
 def _data(args: argparse.Namespace) -> None:
     if args.data_command == "make":
         from driftloop.local.data.synthetic import make_dataset
@@ -245,8 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "simulate" and args.workdir is None:
         args.workdir = PRODUCTION_WORKDIR if args.production else DEFAULT_WORKDIR
-    # status only reads: it writes no log into the folder it is shown (nor makes a typo'd one).
-    workdir: Path | None = getattr(args, "workdir", None) if args.command not in ("data", "status") else None
+    # status and models only read: they write no log into the folder they show (nor make a typo'd one).
+    workdir: Path | None = getattr(args, "workdir", None) if args.command not in ("data", "status", "models") else None
     try:
         log_file = make_workdir(workdir) / LOG_FILE if workdir is not None else None
     except UserError as error:
@@ -256,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("driftloop %s", " ".join(sys.argv[1:] if argv is None else argv))
     where = f" (the log: {log_file})" if log_file else ""
     try:
-        {"data": _data, "train": _train, "serve": _serve, "simulate": _simulate, "status": _status}[args.command](args)
+        {"data": _data, "train": _train, "serve": _serve, "simulate": _simulate, "status": _status, "models": _models,
+         "approve": _approve, "reject": _reject}[args.command](args)
     except (UserError, LookupError, FileNotFoundError, ValueError) as error:
         # Missing models, parameters, objects or settings: their messages say what to do; no traceback.
         log.info("failed: %s", error, exc_info=True)

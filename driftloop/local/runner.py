@@ -49,6 +49,7 @@ from driftloop.local.timings import Stopwatch
 from driftloop.pipelines import BATCH_START_FIELD, SERVE_PIPELINE, TRAIN_PIPELINE, Component, Pipeline, Step
 from driftloop.plan_checks import prefix_problem
 from driftloop.records import ServeRecord, TrainRecord, read_record
+from driftloop.registry import SqliteModelRegistry
 from driftloop.scores import Evaluation
 from driftloop.stores.objects import LocalObjectStore, ObjectStore
 from driftloop.stores.params import ParameterStore, SqliteParameterStore
@@ -182,9 +183,12 @@ class LocalSystem:
         self.workdir = make_workdir(Path(workdir))
         self.settings = settings or Settings()
         self.objects = objects or LocalObjectStore(self.workdir / "store")
-        self.params = params or SqliteParameterStore(self.workdir / "parameters.sqlite")
+        sqlite = SqliteParameterStore(self.workdir / "parameters.sqlite")
+        self.params = params or sqlite
         self.names = ParameterNames()
-        self.stores = loop.Stores(objects=self.objects, params=self.params, names=self.names)
+        # The registry is a table of the work folder's SQLite file, beside the parameters.
+        self.stores = loop.Stores(objects=self.objects, params=self.params, names=self.names,
+                                  registry=SqliteModelRegistry(sqlite))
         self.on_step = on_step
         self.stopwatch = stopwatch  # times every step, as "<pipeline>/<step>" within the run's id
         self.run_ids = run_ids
@@ -322,7 +326,7 @@ class LocalSystem:
                              start={"train_data": train_key, "val_data": val_key})
         with tempfile.TemporaryDirectory(prefix="driftloop-train-") as tmp:
             self.run_pipeline(TRAIN_PIPELINE, plan, Path(tmp))
-        return loop.record_train(self.stores, plan)
+        return loop.record_train(self.stores, plan, approval=self.settings.policy.approval)
 
     # ----------------------------------------------------------------- serve
     def serve(self, batch: Path | str, *, when: datetime | None = None, retrain: bool = True) -> ServeOutcome:

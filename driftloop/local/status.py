@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from driftloop.layout import STAGE_NAMES, ParameterNames
 from driftloop.records import ServeRecord, TrainRecord, is_no_record, last_train_attempt, parse_record, read_record
+from driftloop.registry import ModelRegistry, SqliteModelRegistry
 from driftloop.stores.params import ParameterStore, SqliteParameterStore, SsmParameterStore
 
 DEFAULT_RUNS: Final = 5
@@ -36,6 +37,8 @@ class Hints:
 
     train: str
     serve: str
+    # How to approve or reject a pending model, with ``{run_id}`` and ``{package_id}`` to fill in.
+    approve: str
 
 
 @dataclass(frozen=True)
@@ -64,17 +67,31 @@ def train_line(record: TrainRecord) -> str:
 
 
 def attempt_line(record: TrainRecord, current: TrainRecord | None) -> str:
-    """The last train attempt: promoted or not and why (challenger against champion)."""
+    """The last train attempt: promoted, pending approval, rejected or not promoted, and why."""
     same = " (the current model)" if current is not None and current.run_id == record.run_id else ""
     head = f"last train attempt: {record.run_id}{same} on {record.stage or record.train_data}, {_when(record.time)}"
-    if record.champion_val_accuracy is None:  # nothing to compare with: the reason says why
-        return f"{head}: {'promoted' if record.promoted else 'NOT promoted'} ({record.reason})"
+    if record.champion_val_accuracy is None or _rejected_by_a_person(record):  # the reason says why
+        return f"{head}: {_verdict(record)} ({record.reason})"
     # With a champion, champion/challenger is the whole reason (decision.decide_promotion): shown as numbers.
-    verdict = "promoted" if record.promoted else "NOT promoted, kept the champion"
     sign = ">=" if record.val_accuracy >= record.champion_val_accuracy else "<"
     of = "" if record.champion_run_id is None else f" of {record.champion_run_id}"
-    return (f"{head}: {verdict} (challenger {record.val_accuracy:.3f} {sign} champion "
+    return (f"{head}: {_verdict(record)} (challenger {record.val_accuracy:.3f} {sign} champion "
             f"{record.champion_val_accuracy:.3f}{of} on the new validation set)")
+
+
+def _rejected_by_a_person(record: TrainRecord) -> bool:
+    """Champion/challenger rejects only a challenger below the champion: any other rejection is a person's."""
+    return record.approval == "Rejected" and (record.champion_val_accuracy is None
+                                              or record.val_accuracy >= record.champion_val_accuracy)
+
+
+def _verdict(record: TrainRecord) -> str:
+    if record.promoted:
+        return "promoted"
+    if record.pending:
+        return "PENDING APPROVAL, the current model serves until then"
+    kept = "" if record.champion_val_accuracy is None else ", kept the champion"
+    return f"{'REJECTED' if _rejected_by_a_person(record) else 'NOT promoted'}{kept}"
 
 
 def serve_line(record: ServeRecord) -> str:
@@ -128,6 +145,8 @@ def status_lines(params: ParameterStore, names: ParameterNames, hints: Hints, *,
                  else f"current model: none (no train run was promoted): {hints.train}")
     if attempt is not None:
         lines.append(attempt_line(attempt, current))
+        if attempt.pending:
+            lines.append("  " + hints.approve.format(run_id=attempt.run_id, package_id=attempt.package_id))
     if runs <= 0:
         return lines
     served = serve_history(params, names, runs)
@@ -139,8 +158,8 @@ def status_lines(params: ParameterStore, names: ParameterNames, hints: Hints, *,
 
 
 # ----------------------------------------------------------------------------------- the sources
-def local_source(workdir: Path) -> Source:
-    """A work folder of ``driftloop train``/``serve``, or a simulation's (its ``state/``); StatusError if no state."""
+def parameters_file(workdir: Path) -> Path:
+    """A work folder's SQLite file (a simulation's is in its ``state/``); StatusError if there is none."""
     workdir = Path(workdir)
     if not (workdir / PARAMETERS_FILE).is_file() and (workdir / SIMULATION_STATE / PARAMETERS_FILE).is_file():
         workdir = workdir / SIMULATION_STATE
@@ -148,11 +167,36 @@ def local_source(workdir: Path) -> Source:
     if not path.is_file():  # SqliteParameterStore would create it: a typo'd folder must not become a workdir
         raise StatusError(f"no driftloop state in {workdir} ({path} does not exist): "
                           f"run `driftloop train --data DIR --workdir {workdir}` first")
+    return path
+
+
+def local_source(workdir: Path) -> Source:
+    """A work folder of ``driftloop train``/``serve``, or a simulation's (its ``state/``); StatusError if no state."""
+    path = parameters_file(workdir)
+    workdir = path.parent
     return Source(
         params=SqliteParameterStore(path, read_only=True), names=ParameterNames(), where=f"work folder {workdir}",
         hints=Hints(train=f"run `driftloop train --data DIR --workdir {workdir}` first",
-                    serve=f"run `driftloop serve --input DIR --workdir {workdir}` first"),
+                    serve=f"run `driftloop serve --input DIR --workdir {workdir}` first",
+                    approve=f"approve it: `driftloop approve {{run_id}} --workdir {workdir}`, or reject it: "
+                            f"`driftloop reject {{run_id}} --workdir {workdir} --reason TEXT`"),
     )
+
+
+def local_registry(workdir: Path) -> SqliteModelRegistry:
+    """A work folder's model registry, read-only (``driftloop models``)."""
+    return SqliteModelRegistry(SqliteParameterStore(parameters_file(workdir), read_only=True))
+
+
+def model_lines(registry: ModelRegistry, current: TrainRecord | None) -> list[str]:
+    """``driftloop models``: every version, oldest first, with its status (and which one serves)."""
+    packages = registry.packages()
+    if not packages:
+        return [f"no model in {registry.describe()} yet: train one first"]
+    serving = None if current is None else current.run_id
+    return [f"{registry.describe()}:",
+            *(f"  {'*' if p.run_id == serving else ' '} {p.summary()}" for p in packages),
+            "(* serves)" if serving is not None else "(no model serves yet)"]
 
 
 def aws_source(stack: str = DEFAULT_STACK, region: str | None = None, *, session: Any = None) -> Source:
@@ -196,7 +240,9 @@ def aws_source(stack: str = DEFAULT_STACK, region: str | None = None, *, session
         where=f"stack {stack} ({session.region_name}): parameters {names.prefix}/…{bucket}",
         hints=Hints(train="start the train pipeline first (the stack's TrainStateMachineArn; README, \"Train\")",
                     serve="wait for an hourly serve run, or start the serve pipeline "
-                          "(the stack's ServeStateMachineArn)"),
+                          "(the stack's ServeStateMachineArn)",
+                    approve="approve it: `aws sagemaker update-model-package --model-package-arn {package_id} "
+                            "--model-approval-status Approved`, or reject it (--model-approval-status Rejected)"),
     )
 
 

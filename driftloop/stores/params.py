@@ -146,8 +146,10 @@ class SqliteParameterStore(ParameterStore):
         return f"SQLite file {self.path}"
 
     @contextmanager
-    def _database(self) -> Iterator[sqlite3.Connection]:
-        """A connection, closed after use; SQLite's errors become a ParameterStoreError that names the file."""
+    def database(self) -> Iterator[sqlite3.Connection]:
+        """A connection, closed after use; SQLite's errors become a ParameterStoreError that names the file.
+
+        Public for the other tables of the same file (``driftloop.registry``): one file, one set of rules."""
         try:
             with closing(self._connect()) as db:
                 yield db
@@ -168,31 +170,26 @@ class SqliteParameterStore(ParameterStore):
         )
         return connection
 
-    def _rows(self, query: str, name: str) -> list[tuple[Any, ...]]:
-        with self._database() as db:
-            tables = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'parameter_versions'").fetchall()
-            if not tables:  # read-only, and nothing was ever put: no table to read
+    def rows(self, table: str, query: str, arguments: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """The rows of a query on ``table``; none when the table is not there (read-only, nothing written yet)."""
+        with self.database() as db:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchall():
                 return []
-            return list(db.execute(query, (name,)).fetchall())
+            return list(db.execute(query, arguments).fetchall())
 
-    def _latest(self, name: str) -> str | None:
-        rows = self._rows("SELECT value FROM parameter_versions WHERE name = ? ORDER BY version DESC LIMIT 1", name)
-        return str(rows[0][0]) if rows else None
+    @contextmanager
+    def transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction, committed when the block ends, rolled back if it raises; ``what`` names the
+        write when the store is open read-only.
 
-    def _put(self, name: str, value: str) -> None:
+        IMMEDIATE takes the write lock before the block reads anything: no two writers read the same
+        last version (or package) and both write the next one."""
         if self.read_only:
-            raise ParameterStoreError(f"parameter store {self.path} is open read-only: {name} cannot be written")
-        with self._database() as db:
-            # IMMEDIATE takes the write lock before reading the last version: no two writers get the same.
+            raise ParameterStoreError(f"parameter store {self.path} is open read-only: {what} cannot be written")
+        with self.database() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                (last,) = db.execute(
-                    "SELECT COALESCE(MAX(version), 0) FROM parameter_versions WHERE name = ?", (name,)
-                ).fetchone()
-                db.execute(
-                    "INSERT INTO parameter_versions (name, version, value, modified) VALUES (?, ?, ?, ?)",
-                    (name, last + 1, value, datetime.now(UTC).isoformat()),
-                )
+                yield db
             except BaseException:
                 # SQLite ends the transaction itself on some errors (a full disk): its error is the one to see.
                 if db.in_transaction:
@@ -200,9 +197,25 @@ class SqliteParameterStore(ParameterStore):
                 raise
             db.execute("COMMIT")
 
+    def _latest(self, name: str) -> str | None:
+        rows = self.rows("parameter_versions",
+                         "SELECT value FROM parameter_versions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,))
+        return str(rows[0][0]) if rows else None
+
+    def _put(self, name: str, value: str) -> None:
+        with self.transaction(name) as db:
+            (last,) = db.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM parameter_versions WHERE name = ?", (name,)
+            ).fetchone()
+            db.execute(
+                "INSERT INTO parameter_versions (name, version, value, modified) VALUES (?, ?, ?, ?)",
+                (name, last + 1, value, datetime.now(UTC).isoformat()),
+            )
+
     def _history(self, name: str) -> list[ParameterVersion]:
-        rows = self._rows("SELECT version, value, modified FROM parameter_versions WHERE name = ? ORDER BY version",
-                          name)
+        rows = self.rows("parameter_versions",
+                         "SELECT version, value, modified FROM parameter_versions WHERE name = ? ORDER BY version",
+                         (name,))
         return [ParameterVersion(int(v), str(value), datetime.fromisoformat(m)) for v, value, m in rows]
 
 

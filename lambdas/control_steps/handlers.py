@@ -10,7 +10,10 @@
 * ``take_retrain_lease``: before a retrain starts, the retrain lease for a new train run id -> that id
   and the outcome to record (started, or skipped because another retrain holds the lease);
 * ``release_retrain_lease``: when a train run ends, its lease (if it holds it) is let go;
-* ``next_batch``: simulation mode, the next stage's test set; advances the cycle position.
+* ``next_batch``: simulation mode, the next stage's test set; advances the cycle position;
+* ``promote``: EventBridge's "SageMaker Model Package State Change" for a package of this stack's group
+  set to Approved -> its model is promoted (``train/latest``); an approval refused (out of order) is
+  logged and told on the topic.
 
 Every event is parsed by its contract (``driftloop.loop``) before anything runs; a missing or unknown
 field fails with its name, and a plan that is not the one planned for its run (``loop.check_plan``) is
@@ -32,6 +35,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from driftloop import loop, telemetry
 from driftloop.config import DecisionPolicy
 from driftloop.layout import ParameterNames, make_run_id
+from driftloop.registry import SageMakerModelRegistry
 from driftloop.stores.objects import S3ObjectStore
 from driftloop.stores.params import SsmParameterStore
 
@@ -40,11 +44,24 @@ metrics = Metrics(namespace=telemetry.NAMESPACE, service=telemetry.SERVICE)
 
 
 def _stores() -> loop.Stores:
+    group = os.environ.get("MODEL_PACKAGE_GROUP")
     return loop.Stores(
         objects=S3ObjectStore(os.environ["BUCKET_NAME"]),
         params=SsmParameterStore(),
         names=ParameterNames(os.environ["PARAMETER_PREFIX"]),
+        registry=SageMakerModelRegistry(group) if group else None,
     )
+
+
+def _policy() -> DecisionPolicy:
+    return DecisionPolicy.from_mapping(json.loads(os.environ["DECISION_POLICY"]))
+
+
+def how_to_approve(package_arn: str) -> str:
+    """What the notification of a pending model says to do."""
+    return (f" Its model package waits for approval: approve it in SageMaker Model Registry (Studio), or with "
+            f"`aws sagemaker update-model-package --model-package-arn {package_arn} --model-approval-status "
+            f"Approved`; `--model-approval-status Rejected` keeps the champion.")
 
 
 @logger.inject_lambda_context
@@ -70,7 +87,7 @@ def decide(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     stores = _stores()
     loop.check_plan(stores, request.plan)
     report = loop.read_drift_report(stores, request.plan)
-    policy = DecisionPolicy.from_mapping(json.loads(os.environ["DECISION_POLICY"]))
+    policy = _policy()
     decided = loop.decide_and_join(stores, request.plan, report, policy)
     decision = decided.decision
     for joined in decided.joined:
@@ -109,13 +126,45 @@ def record_serve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
 def record_train(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = loop.RecordTrainEvent.from_dict(event)
     stores = _stores()
-    record = loop.record_train(stores, loop.check_plan(stores, request.plan))
+    record = loop.record_train(stores, loop.check_plan(stores, request.plan), approval=_policy().approval,
+                               image=os.environ.get("ALGORITHM_IMAGE") or None)
     metrics.add_metric(name=telemetry.CHALLENGER_ACCURACY, unit=MetricUnit.NoUnit, value=record.val_accuracy)
     if record.champion_val_accuracy is not None:
         metrics.add_metric(name=telemetry.CHAMPION_ACCURACY, unit=MetricUnit.NoUnit, value=record.champion_val_accuracy)
     metrics.add_metric(name=telemetry.PROMOTED, unit=MetricUnit.Count, value=int(record.promoted))
-    logger.info(record.summary())
-    return loop.RecordTrainResult(promoted=record.promoted, summary=record.summary(), record=record).to_dict()
+    summary = record.summary()
+    if record.pending and record.package_id is not None:
+        summary += how_to_approve(record.package_id)
+    logger.info(summary)
+    return loop.RecordTrainResult(promoted=record.promoted, summary=summary, record=record).to_dict()
+
+
+@logger.inject_lambda_context
+def promote(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """A package approved in the registry: promoted, or refused with a message (logged and on the topic).
+
+    A refusal is an answer, not a failure: the event is not retried (nothing would change).
+    """
+    detail = event["detail"]
+    arn, group = detail["ModelPackageArn"], detail["ModelPackageGroupName"]
+    try:
+        if group != os.environ["MODEL_PACKAGE_GROUP"]:
+            raise loop.NotApprovable(f"model package {arn} is of group {group}, not this stack's "
+                                     f"{os.environ['MODEL_PACKAGE_GROUP']}: nothing promoted")
+        record = loop.approved_in_registry(_stores(), arn)
+    except loop.NotApprovable as refused:
+        message = f"driftloop: approval of {arn} refused: {refused}"
+        logger.warning(message)
+        _notify("driftloop: approval refused", message)
+        return {"promoted": False, "summary": message}
+    logger.info(record.summary(), extra={"package": arn})
+    return {"promoted": True, "summary": record.summary()}
+
+
+def _notify(subject: str, message: str) -> None:
+    import boto3
+
+    boto3.client("sns").publish(TopicArn=os.environ["TOPIC_ARN"], Subject=subject, Message=message)
 
 
 def _lease_ttl() -> timedelta:

@@ -23,7 +23,7 @@ if str(REPO_ROOT) not in sys.path:  # app.py, stacks/ and lambdas/ live at the r
 from support.moto_server import moto_env, moto_reset, moto_server  # noqa: E402, F401
 
 # The production variant also turns the other switches: no simulation, schedule off, e-mail, sharding,
-# component settings. Keys as on the command line (-c driftloop.<key>=<value>).
+# component settings, manual approval of new models. Keys as on the command line (-c driftloop.<key>=<value>).
 PRODUCTION_OVERRIDES: dict[str, Any] = {
     "driftloop.stack_name": "DriftloopProd",
     "driftloop.environment": "production",
@@ -34,6 +34,7 @@ PRODUCTION_OVERRIDES: dict[str, Any] = {
     "driftloop.instances.process": "2",
     "driftloop.settings.drift": '{"p_val": 0.01}',
     "driftloop.settings.algorithm.epochs": "12",
+    "driftloop.decision.approval": "manual",
 }
 
 

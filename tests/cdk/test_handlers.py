@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support.aws_emulation import model_packages_as_aws_has_them
 
 from driftloop.contracts import ContractError
 from driftloop.drift_report import DetectorIdentity, DriftReport, EstimatedAccuracy
@@ -406,3 +407,71 @@ def test_the_decision_publishes_the_labelled_accuracy_of_each_batch_it_joined(
     assert (joined["serve_run_id"], joined["labelled"]["n_correct"]) == ("s1", 3)
     serve_batch(aws, "s3", "b3", lambda_context)  # nothing new came back: nothing joined, no metric
     assert telemetry.LABELLED_ACCURACY not in emitted_metrics(capsys.readouterr().out)
+
+
+# ------------------------------------------------------------------------------------------- promote
+# A package approved in SageMaker Model Registry is promoted; one approved out of order or of another group is
+# refused, said in the log and on the topic. The train runs are driven as above, in manual mode.
+
+GROUP = "DriftloopTest"
+
+
+@pytest.fixture
+def manual(aws: Emulated, moto_env: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Manual approval, the stack's group in the registry; what the handler tells the topic, in a list."""
+    model_packages_as_aws_has_them(monkeypatch)
+    moto_env.client("sagemaker").create_model_package_group(ModelPackageGroupName=GROUP)
+    monkeypatch.setenv("MODEL_PACKAGE_GROUP", GROUP)
+    monkeypatch.setenv("DECISION_POLICY", json.dumps({"cooldown_runs": 0, "approval": "manual"}))
+    monkeypatch.setenv("ALGORITHM_IMAGE", "123456789012.dkr.ecr.us-east-1.amazonaws.com/algorithm:1")
+    told: list[str] = []
+    monkeypatch.setattr(handlers(), "_notify", lambda subject, message: told.append(message))
+    return told
+
+
+def approve_in_registry(moto_env: Any, arn: str) -> dict[str, Any]:
+    """What a person does (console or CLI), and the event EventBridge then delivers to the Lambda."""
+    moto_env.client("sagemaker").update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved",
+                                                      ApprovalDescription="looks right")
+    return {"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change",
+            "detail": {"ModelPackageArn": arn, "ModelPackageGroupName": GROUP, "ModelApprovalStatus": "Approved"}}
+
+
+def test_a_pending_model_says_how_to_approve_and_is_promoted_once_approved(
+        aws: Emulated, moto_env: Any, manual: list[str], lambda_context: LambdaContext) -> None:
+    result = train(aws, "t1", "stage-1", 0.8, lambda_context)
+    record = result["record"]
+    assert result["promoted"] is False and record["approval"] == "PendingManualApproval"
+    assert f"aws sagemaker update-model-package --model-package-arn {record['package_id']}" in result["summary"]
+    assert aws.parameter(NAMES.train_latest) == NO_RECORD  # serving waits for a person
+    described = moto_env.client("sagemaker").describe_model_package(ModelPackageName=record["package_id"])
+    assert described["CustomerMetadataProperties"]["image"].endswith("/algorithm:1")
+
+    answer = handlers().promote(approve_in_registry(moto_env, record["package_id"]), lambda_context)
+    assert answer["promoted"] is True and manual == []
+    latest = json.loads(aws.parameter(NAMES.train_latest))
+    assert (latest["run_id"], latest["promoted"], latest["approval"]) == ("t1", True, "Approved")
+    assert latest["reason"].endswith("approved: looks right")
+    # The same event delivered again changes nothing.
+    again = handlers().promote(approve_in_registry(moto_env, record["package_id"]), lambda_context)
+    assert again["promoted"] is True and json.loads(aws.parameter(NAMES.train_latest)) == latest
+
+
+def test_an_approval_out_of_order_or_of_another_group_is_refused_and_told(
+        aws: Emulated, moto_env: Any, manual: list[str], lambda_context: LambdaContext) -> None:
+    first = train(aws, "t1", "stage-1", 0.8, lambda_context)["record"]
+    handlers().promote(approve_in_registry(moto_env, first["package_id"]), lambda_context)
+    older = train(aws, "t2", "stage-2", 0.9, lambda_context, champion_accuracy=0.5)["record"]
+    train(aws, "t3", "stage-3", 0.95, lambda_context, champion_accuracy=0.5)
+    champion = aws.parameter(NAMES.train_latest)
+
+    answer = handlers().promote(approve_in_registry(moto_env, older["package_id"]), lambda_context)
+    assert answer["promoted"] is False and "is older than v3 of train run t3" in answer["summary"]
+    assert manual == [answer["summary"]] and "set it back to PendingManualApproval" in manual[0]
+    assert aws.parameter(NAMES.train_latest) == champion
+
+    event = approve_in_registry(moto_env, older["package_id"])
+    event["detail"]["ModelPackageGroupName"] = "SomeOtherStack"
+    refused = handlers().promote(event, lambda_context)
+    assert refused["promoted"] is False and "not this stack's DriftloopTest" in refused["summary"]
+    assert aws.parameter(NAMES.train_latest) == champion

@@ -144,7 +144,7 @@ def test_lambdas_write_only_driftloop_parameters(synthesized: Synthesized, dev: 
         role_id = logical_id(function.role)
         assert "ManagedPolicyArns" not in dev.find_resources("AWS::IAM::Role")[role_id]["Properties"]
         for statement in statements_of(dev, function.role):
-            assert statement["Resource"] != "*"
+            assert statement["Resource"] != "*" or statement["Action"] == "sagemaker:ListModelPackages"
             if any(a.startswith("ssm:") for a in as_list(statement["Action"])):
                 for resource in as_list(statement["Resource"]):
                     parts = resource["Fn::Join"][1]
@@ -200,9 +200,10 @@ def test_lambdas_run_the_handlers_with_powertools(synthesized: Synthesized, dev:
     steps = ("decide", "next_batch", "plan", "record_serve", "record_train", *lease)
     assert handlers == [f"lambdas.control_steps.handlers.{h}" for h in steps]
     production = prod.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.11"}})
-    steps = ("claim_batch", "decide", "plan", "record_serve", "record_train", *lease)
+    # Production here approves by hand: the promote Lambda (stacks.control_steps) exists.
+    manual = ("claim_batch", "decide", "plan", "promote", "record_serve", "record_train", *lease)
     assert sorted(f["Properties"]["Handler"] for f in production.values()) == [
-        f"lambdas.control_steps.handlers.{h}" for h in steps]
+        f"lambdas.control_steps.handlers.{h}" for h in manual]
     # No public parameter is resolved at deploy time: the layer is part of the stack.
     assert not [p for p in dev.to_json().get("Parameters", {}).values() if "/aws/service/" in p.get("Default", "")]
     (layer,) = dev.find_resources("AWS::Lambda::LayerVersion").values()
@@ -249,7 +250,8 @@ def test_topic_is_encrypted_tls_only_and_mails_when_configured(
 
 def test_executions_that_end_outside_any_catch_reach_the_topic(synthesized: Synthesized, dev: Template) -> None:
     stack = synthesized.development
-    rules = dev.find_resources("AWS::Events::Rule")
+    rules = {rule_id: r for rule_id, r in dev.find_resources("AWS::Events::Rule").items()
+             if r["Properties"]["EventPattern"]["source"] == ["aws.states"]}
     assert set(rules) == {logical_id(stack.notifications.node.find_child(r)) for r in ("UncaughtEnds", "UnsentNotices")}
     machines = [{"Ref": logical_id(m)} for m in (stack.pipelines.train, stack.pipelines.serve)]
     ends = {}

@@ -141,7 +141,7 @@ def test_the_serve_history_is_cut_to_the_runs_asked_for_and_the_sentinel_skipped
     params, names = SqliteParameterStore(tmp_path / "p.sqlite"), ParameterNames()
     params.put(names.serve_latest, NO_RECORD)  # as a deployment's parameter starts
     write_loop(params, names)
-    hints = Hints(train="T", serve="S")
+    hints = Hints(train="T", serve="S", approve="A {run_id}")
     assert status_lines(params, names, hints, runs=2) == [*EXPECTED[:2], "last 2 serve runs (oldest first):",
                                                           *EXPECTED[-2:]]
     assert status_lines(params, names, hints, runs=20)[2] == "last 6 serve runs (oldest first):"

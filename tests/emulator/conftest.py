@@ -56,6 +56,7 @@ def deployed(
             serve_machine=outputs["ServeStateMachineArn"],
             topic=outputs["TopicArn"],
             parameter_prefix=outputs["ParameterPrefix"],
+            package_group=outputs["ModelPackageGroup"],
         )
         yield system
         if not system.destroyed:

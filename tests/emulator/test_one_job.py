@@ -111,7 +111,7 @@ def per_step(deployed: DeployedSystem, tmp_path_factory: pytest.TempPathFactory)
         server=deployed.server, emulation=deployed.emulation, assembly=assembly, stack_name=PER_STEP_STACK,
         bucket=outputs["BucketName"], train_machine=outputs["TrainStateMachineArn"],
         serve_machine=outputs["ServeStateMachineArn"], topic=outputs["TopicArn"],
-        parameter_prefix=outputs["ParameterPrefix"],
+        parameter_prefix=outputs["ParameterPrefix"], package_group=outputs["ModelPackageGroup"],
     )
     destroy(deployed.server, assembly)
 

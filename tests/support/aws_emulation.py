@@ -11,7 +11,8 @@ comment saying what is missing and why it matters. Nothing in ``driftloop/``, ``
    executions started without a name, gives ``$$.Execution.StartTime`` as text, selects one
    value with a definite JSONPath, and lets a Fail state rethrow a ``States.*`` error.
 2. CloudFormation creates state machines in the backend that executes them.
-3. CloudFormation knows ``AWS::Scheduler::Schedule`` and the CDK's ``Custom::S3AutoDeleteObjects``,
+3. CloudFormation knows ``AWS::Scheduler::Schedule``, ``AWS::SageMaker::ModelPackageGroup`` and the
+   CDK's ``Custom::S3AutoDeleteObjects``,
    accepts (without applying) ``AWS::S3::BucketPolicy`` and ``AWS::SNS::TopicPolicy``, and does
    not report a bucket it could not delete as deleted.
 4. Step Functions' service integrations send and return AWS's parameter casing.
@@ -21,10 +22,16 @@ comment saying what is missing and why it matters. Nothing in ``driftloop/``, ``
    the layers CloudFormation gave them; ``delete_stack`` deletes a template's layer.
 8. SageMaker errors reach Step Functions named as AWS names them (``SageMaker.<modeled exception>``
    or the generic ``SageMaker.AmazonSageMakerException``, the error code in the cause).
+9. SageMaker's UpdateModelPackage changes only what it is given (``model_packages_as_aws_has_them``,
+   also applied alone by the model registry's store tests).
+10. A model package's approval status reaches EventBridge ("SageMaker Model Package State Change",
+   on create and on each status change), and EventBridge invokes Lambda targets (asynchronously,
+   on a thread, as AWS does for a rule's target).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime
 import importlib
 import io
@@ -53,9 +60,11 @@ from moto.cloudformation import parsing as cfn_parsing
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.core.config import default_user_config
 from moto.core.utils import utcnow
+from moto.events import models as events_models
+from moto.events.models import events_backends
 from moto.s3.exceptions import BucketNotEmpty
 from moto.s3.models import FakeBucket, s3_backends
-from moto.sagemaker.models import sagemaker_backends
+from moto.sagemaker.models import SageMakerModelBackend, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 from moto.scheduler.models import scheduler_backends
 from moto.stepfunctions import models as sfn_models
@@ -176,6 +185,8 @@ def emulated_aws(server: MotoServer, *, images: ImageCatalog, workdir: Path, job
             _sagemaker_runs_jobs(patch, emulation, runner)
             _cloudformation_keeps_layers(patch)
             _lambda_runs_python_in_a_subprocess(patch, server, workdir / "lambda")
+            model_packages_as_aws_has_them(patch)
+            _package_state_changes_reach_lambda_targets(patch, server)
             yield emulation
     finally:
         emulation.close()
@@ -348,6 +359,52 @@ class _ScheduleResource(_LocalModel):
         scheduler_backends[account_id][region_name].delete_schedule(group, resource_name)
 
 
+class _ModelPackageGroupResource(_LocalModel):
+    """``AWS::SageMaker::ModelPackageGroup`` for moto's CloudFormation, stored in moto's SageMaker backend.
+
+    moto's CloudFormation has no model for the type (it deploys the template without it, with a
+    warning), so the stack's group would not exist and registering a model in it would fail. moto's
+    SageMaker backend does hold groups; this model creates and deletes one there.
+    """
+
+    def __init__(self, account_id: str, region: str, name: str) -> None:
+        self.physical_resource_id = name
+        self.account_id, self.region, self.name = account_id, region, name
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "ModelPackageGroupArn":
+            return str(sagemaker_backends[self.account_id][self.region].model_package_groups[self.name].arn)
+        raise UnformattedGetAttTemplateException()
+
+    def delete(self, account_id: str, region: str) -> None:
+        sagemaker_backends[account_id][region].model_package_groups.pop(self.name, None)
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SageMaker::ModelPackageGroup"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "ModelPackageGroupName"
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **_: Any
+    ) -> _ModelPackageGroupResource:
+        props = cloudformation_json["Properties"]
+        sagemaker_backends[account_id][region_name].create_model_package_group(
+            model_package_group_name=resource_name,
+            model_package_group_description=props.get("ModelPackageGroupDescription", ""),
+        )
+        return cls(account_id, region_name, resource_name)
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        sagemaker_backends[account_id][region_name].model_package_groups.pop(resource_name, None)
+
+
 class _AutoDeleteObjectsResource(_LocalModel):
     """``Custom::S3AutoDeleteObjects``, the CDK's ``autoDeleteObjects``: before CloudFormation
     deletes the bucket, every object version in it is deleted.
@@ -435,7 +492,8 @@ class _TopicPolicy(_PolicyResource):
 # Resource types moto's CloudFormation lacks (or, for Custom::, cannot run), by type.
 _CLOUDFORMATION_MODELS: dict[str, Any] = {
     model.cloudformation_type(): model
-    for model in (_ScheduleResource, _AutoDeleteObjectsResource, _BucketPolicy, _TopicPolicy)
+    for model in (_ScheduleResource, _ModelPackageGroupResource, _AutoDeleteObjectsResource, _BucketPolicy,
+                  _TopicPolicy)
 }
 
 
@@ -854,3 +912,75 @@ def _lambda_runs_python_in_a_subprocess(patch: pytest.MonkeyPatch, server: MotoS
         return json.dumps(outcome["result"]), False, done.stderr
 
     patch.setattr(lambda_models.LambdaFunction, "_invoke_lambda", invoke)
+
+
+# 9. ---------------------------------------------------------------------------------------------
+def model_packages_as_aws_has_them(patch: pytest.MonkeyPatch) -> None:
+    """``UpdateModelPackage`` leaves what it is not given as it was; moto's
+    (``SageMakerModelBackend.update_model_package``) sets an omitted ``CustomerMetadataProperties`` to
+    None, so approving a package would erase the model's metrics and lineage that driftloop keeps there."""
+    update = SageMakerModelBackend.update_model_package
+
+    def update_model_package(self: SageMakerModelBackend, model_package_arn: str, *args: Any, **kwargs: Any) -> str:
+        package = self.describe_model_package(model_package_arn)
+        kept = package.customer_metadata_properties
+        arn = update(self, model_package_arn, *args, **kwargs)
+        if package.customer_metadata_properties is None:
+            package.customer_metadata_properties = kept
+        return str(arn)
+
+    patch.setattr(SageMakerModelBackend, "update_model_package", update_model_package)
+
+
+# 10. --------------------------------------------------------------------------------------------
+PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+
+
+def _package_state_changes_reach_lambda_targets(patch: pytest.MonkeyPatch, server: MotoServer) -> None:
+    """SageMaker sends EventBridge a "SageMaker Model Package State Change" event when a package is
+    created or its approval status changes; moto's SageMaker sends none. And moto's EventBridge
+    (``Rule.send_to_targets``) delivers to logs, archives, SQS, buses and API destinations only, not
+    to a Lambda function. With both, approving a package in the registry runs the stack's promote
+    Lambda, as on AWS: the event goes to the default bus, each matching rule invokes its Lambda
+    targets on a thread (an asynchronous invocation: the API call that changed the status returns first).
+    """
+    create, update = SageMakerModelBackend.create_model_package, SageMakerModelBackend.update_model_package
+
+    def tell(backend: SageMakerModelBackend, arn: str) -> None:
+        package = backend.describe_model_package(arn)
+        detail = {"ModelPackageGroupName": package.model_package_group_name, "ModelPackageArn": arn,
+                  "ModelPackageVersion": package.model_package_version,
+                  "ModelApprovalStatus": package.model_approval_status}
+        events_backends[backend.account_id][backend.region_name].put_events([{
+            "Source": "aws.sagemaker", "DetailType": PACKAGE_STATE_CHANGE, "Detail": json.dumps(detail),
+            "EventBusName": "default"}])
+
+    def create_model_package(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> str:
+        arn = str(create(self, *args, **kwargs))
+        tell(self, arn)
+        return arn
+
+    def update_model_package(self: SageMakerModelBackend, model_package_arn: str, *args: Any, **kwargs: Any) -> str:
+        before = self.describe_model_package(model_package_arn).model_approval_status
+        arn = str(update(self, model_package_arn, *args, **kwargs))
+        if self.describe_model_package(arn).model_approval_status != before:
+            tell(self, arn)
+        return arn
+
+    send = events_models.Rule.send_to_targets
+
+    def send_to_targets(rule: Any, original_event: Any, transform_input: bool = True) -> None:
+        functions = [t for t in rule.targets if t["Arn"].split(":")[2] == "lambda"]
+        others = copy.copy(rule)  # moto raises NotImplementedError for a target type it does not know
+        others.targets = [t for t in rule.targets if t not in functions]
+        send(others, original_event, transform_input)
+        if not functions or not rule.event_pattern.matches_event(original_event):
+            return
+        payload = json.dumps(original_event, default=str)
+        for target in functions:
+            threading.Thread(target=server.client("lambda").invoke, daemon=True,
+                             kwargs={"FunctionName": target["Arn"], "Payload": payload}).start()
+
+    patch.setattr(SageMakerModelBackend, "create_model_package", create_model_package)
+    patch.setattr(SageMakerModelBackend, "update_model_package", update_model_package)
+    patch.setattr(events_models.Rule, "send_to_targets", send_to_targets)

@@ -48,6 +48,7 @@ class DeployedSystem:
     serve_machine: str
     topic: str
     parameter_prefix: str
+    package_group: str  # the stack's model package group (SageMaker Model Registry)
     destroyed: bool = False
     clients: dict[str, Any] = field(default_factory=dict)
 

@@ -2,19 +2,23 @@
 what each wrote, field by field.
 
 Only what differs by nature is mapped: the store root (``s3://<bucket>/`` on AWS; local URIs are
-relative to the store), times, and the id of a retrain the serve state machine started (a Step
-Functions execution name; the local runner names it from the clock and a random suffix). Every other
+relative to the store), times, the id of a retrain the serve state machine started (a Step
+Functions execution name; the local runner names it from the clock and a random suffix), and a
+model package's id (its ARN in the stack's group on AWS, ``driftloop/<version>`` locally): compared
+as the group's version number, so the same model must be the same version on both. Every other
 run id is the same on both sides: the AWS executions are started with the local run ids as their names.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from driftloop.local.runner import LocalSystem, ServeOutcome
+from driftloop.registry import LOCAL_GROUP
 from support.deployed_system import DeployedSystem
 
 RECORDS = ("train/latest", "train/last-attempt", "serve/latest")
@@ -40,17 +44,22 @@ class Backends:
             records[name] = None if value == {"status": "none"} else value
         return records
 
-    def comparable(self, records: dict[str, Any], root: str = "") -> dict[str, Any]:
-        """Records (or any JSON objects) without their times, store root and retrain execution names."""
-        return {name: self._map(r, root) for name, r in records.items()}
+    def comparable(self, records: dict[str, Any], root: str = "", package_group: str = "") -> dict[str, Any]:
+        """Records (or any JSON objects) without their times, store root and retrain execution names; a
+        package ARN of ``package_group`` as the local package id of its version."""
+        packages = re.compile(rf"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{{12}}:model-package/{re.escape(package_group)}"
+                              r"/(\d+)", re.IGNORECASE) if package_group else None
+        return {name: self._map(r, root, packages) for name, r in records.items()}
 
-    def _map(self, value: Any, root: str) -> Any:
+    def _map(self, value: Any, root: str, packages: re.Pattern[str] | None = None) -> Any:
         if isinstance(value, dict):
-            return {k: self._map(v, root) for k, v in value.items() if k not in TIMES}
+            return {k: self._map(v, root, packages) for k, v in value.items() if k not in TIMES}
         if isinstance(value, list):
-            return [self._map(v, root) for v in value]
+            return [self._map(v, root, packages) for v in value]
         if not isinstance(value, str):
             return value
+        if packages is not None and (package := packages.fullmatch(value)):
+            return f"{LOCAL_GROUP}/{package[1]}"
         value = value.removeprefix(root) if root else value
         for execution_name, run_id in self.retrain_ids.items():  # also inside URIs: runs/train/<id>/model
             value = value.replace(execution_name, run_id)
@@ -58,7 +67,7 @@ class Backends:
 
     def assert_same_records(self) -> dict[str, Any]:
         local = self.comparable(self.local_records())
-        aws = self.comparable(self.aws_records(), root=self.aws.uri(""))
+        aws = self.comparable(self.aws_records(), root=self.aws.uri(""), package_group=self.aws.package_group)
         for name in RECORDS:
             assert aws[name] == local[name], f"{name} differs between the backends"
         return local
@@ -76,7 +85,7 @@ class Backends:
         s3 = self.aws.client("s3")
         written = {key: json.loads(s3.get_object(Bucket=self.aws.bucket, Key=self.aws_key(key))["Body"].read())
                    for key in keys}
-        aws = self.comparable(written, root=self.aws.uri(""))
+        aws = self.comparable(written, root=self.aws.uri(""), package_group=self.aws.package_group)
         for key in keys:
             assert aws[key] == local[key], f"{key} differs between the backends"
         return local
