@@ -21,11 +21,12 @@ Mode = Literal["train", "serve", "merge"]
 FeatureKind = Literal["uae", "embeddings", "softmax", "uncertainty", "predictions"]
 Correction = Literal["bonferroni", "fdr"]
 # Which condition of a serve batch starts a retrain (driftloop.decision): drift, harm (the estimated
-# accuracy drop), or both.
-Rule = Literal["drift", "harm", "drift_and_harm"]
+# accuracy drop), both, or either.
+Rule = Literal["drift", "harm", "drift_and_harm", "drift_or_harm"]
 # Which condition starts a retrain on labelled production data (driftloop.production).
 ProductionRule = Literal["measured_harm", "drift_or_measured_harm"]
-# The condition that held for a batch: one of the rules, or (production mode) harm measured on labels.
+# The condition that held for a batch (under drift_or_harm: drift, harm, or both), or (production
+# mode) harm measured on labels.
 Fired = Literal["drift", "harm", "drift_and_harm", "measured_harm"]
 
 T = TypeVar("T")

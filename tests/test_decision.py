@@ -111,6 +111,7 @@ def test_the_default_rule_is_drift_and_the_decision_records_its_numbers() -> Non
 
 HARM = DecisionPolicy(rule="harm", harm_threshold_points=10)
 BOTH = DecisionPolicy(rule="drift_and_harm", harm_threshold_points=10)
+EITHER = DecisionPolicy(rule="drift_or_harm", harm_threshold_points=10)
 
 
 @pytest.mark.parametrize(("policy", "drift", "drop", "retrain", "fired", "reason"), [
@@ -126,6 +127,15 @@ BOTH = DecisionPolicy(rule="drift_and_harm", harm_threshold_points=10)
     (BOTH, False, 30.0, False, None, "harm but no drift: smallest p-value 0.2 >= threshold 0.00156; "
                                      "estimated drop 30.0 points >= 10"),
     (BOTH, False, 1.0, False, None, "no drift, no harm"),
+    # Either condition retrains, and the decision says which held: the Stage-1 model that lost 11.9
+    # points on Stage-3 without a drift flag (issue 24) is caught by its estimate alone.
+    (EITHER, False, 12.0, True, "harm", "harm but no drift on stage-4: smallest p-value 0.2 >= threshold 0.00156; "
+                                        "estimated drop 12.0 points >= 10"),
+    (EITHER, True, 4.0, True, "drift", "drift but no harm on stage-4: smallest p-value 1e-06 < threshold "
+                                       "0.00156, KS distance 0.300 >= floor 0.1; estimated drop 4.0 points < 10"),
+    (EITHER, True, 12.0, True, "drift_and_harm", "drift and harm on stage-4"),
+    (EITHER, False, 9.9, False, None, "no drift, no harm: smallest p-value 0.2 >= threshold 0.00156; "
+                                      "estimated drop 9.9 points < 10"),
 ])
 def test_the_harm_rules_compare_the_estimated_drop_with_x(
     policy: DecisionPolicy, drift: bool, drop: float, retrain: bool, fired: str | None, reason: str
@@ -147,7 +157,7 @@ def test_harm_is_a_drop_from_the_models_own_validation_accuracy() -> None:
     assert decision.retrain and "atc_ne 75.0% vs validation 80.0%" in decision.reason
 
 
-@pytest.mark.parametrize("policy", [HARM, BOTH])
+@pytest.mark.parametrize("policy", [HARM, BOTH, EITHER])
 @pytest.mark.parametrize("drift", [True, False])
 def test_without_an_estimate_the_harm_rules_let_drift_alone_decide(policy: DecisionPolicy, drift: bool) -> None:
     """A model trained before calibrations existed has no estimate. Drift decides then: only a retrain

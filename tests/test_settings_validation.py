@@ -48,7 +48,7 @@ NOT_AN_INT = "settings.algorithm.epochs must be an integer, at least 1, got"
     ({"settings": {"drift": {"min_batch_size": -5}}}, "settings.drift.min_batch_size must be at least 1, got -5"),
     ({"settings": {"drift": {"p_val": 1.5}}}, "settings.drift.p_val must be in (0, 1), got 1.5"),
     ({"decision": {"cooldown_runs": -1}}, "decision.cooldown_runs must be at least 0, got -1"),
-    ({"decision": {"rule": 1}}, "decision.rule must be one of ('drift', 'harm', 'drift_and_harm'), got 1"),
+    ({"decision": {"rule": 1}}, "decision.rule must be one of ('drift', 'harm', 'drift_and_harm', 'drift_or_harm'), got 1"),
     ({"decision": None}, "decision must be an object of settings, got None"),
     ({"instances": []}, "instances must be an object of settings, got []"),
     ({"instances": {"predict": 101}}, "instances.predict must be in [1, 100], got 101"),
