@@ -247,7 +247,8 @@ th {{ background: #f3f3f3; }} img {{ max-width: 100%; }} figure {{ margin: 1rem 
 </style></head><body>
 <h1>driftloop: seven-stage drift simulation</h1>
 <p>The train pipeline ran once on the Original set, then the serve pipeline ran hourly on the test sets
-Original → Stage-1 → … → Noisy → Original. Drift on stage k's test set retrains on stage k's train and
+Original → Stage-1 → … → Noisy → Original. Drift on stage k's test set (or, under the default rule
+<code>drift_or_harm</code>, an estimated drop of the policy's X points) retrains on stage k's train and
 validation sets; a retrained model replaces the current one only if it is at least as accurate on that
 validation set.</p>
 <h2>Timeline</h2>{timeline}
