@@ -6,8 +6,10 @@ retrained model) is served batches drawn from every stage's held-out images. For
 estimators of ``driftloop.ml.accuracy_estimate`` (calibrated on the model's validation set, as the
 train pipeline would) give an accuracy and an interval; the labels give the truth. From the same
 batches: the monitoring component's drift verdict (default ``DriftConfig``: ``predictions``
-features, Bonferroni, α = 0.05, reference = the model's training images) and the retrain policies
-``drift``, ``harm`` (estimated drop from the validation accuracy ≥ X) and ``drift_and_harm``.
+features, Bonferroni, α = 0.05, the effect-size floor ``min_distance``, reference = the model's
+training images), the retrain policies ``drift``, ``harm`` (estimated drop from the validation
+accuracy ≥ X), ``drift_and_harm`` and ``drift_or_harm``, and whether the default estimate lay inside
+its calibration's validity domain (``accuracy_estimate.class_mix_domain``) at several α.
 
 Held-out pools: a stage's test set holds only 42 images, so each data seed gets a pool of fresh
 images per stage made by the stage generator (``write_tiled_stages``, the code ``make_dataset``
@@ -49,14 +51,18 @@ from driftloop.config import DriftConfig, ProcessingConfig, TrainingConfig
 from driftloop.layout import STAGE_NAMES
 
 # The code a cached model and its outputs come from (paths under driftloop/).
-MODEL_CODE = ("data", "components/algorithm.py", "components/processing.py", "models.py", "model_io.py",
-              "shards.py", "images.py", "drift.py")
+MODEL_CODE = ("local/data", "files.py", "components/algorithm.py", "components/processing.py", "ml/models.py",
+              "ml/model_io.py", "ml/shards.py", "ml/images.py", "ml/drift.py")
 FIXTURE_VERSION = 1
 SEEDS = (0, 1, 2)
 BATCH_SIZES = (42, 200)
 N_BATCHES = 200
 TEST_TILES = 2  # synthetic seeds per held-out test pool: 2 × 484 images per stage at blog size
 HARM_THRESHOLDS = (0.05, 0.10, 0.15)
+# The estimate's validity domain at the default α (accuracy_estimate.DOMAIN_ALPHA) and two wider
+# ones, for the default method: how often a marked and an unmarked estimate is this far off (issue 24).
+DOMAIN_ALPHAS = (0.05, 0.10, 0.20)
+FAR_OFF = (0.10, 0.20)
 HARMFUL_DROP = 0.10  # a batch this far below the model's own-stage accuracy must be acted on (issue 14)
 HARMLESS_DROP = 0.05  # a retrain on a batch less than this far below is needless
 CONFIDENCE = 0.95
@@ -143,10 +149,17 @@ def _labels(shards: Path, classes: list[str]) -> np.ndarray:
     return np.concatenate([remap_labels(s.labels, source, classes) for s in iter_shards(shards)])
 
 
+def _feature_settings() -> dict[str, Any]:
+    """The drift settings a model's cached outputs depend on: the features and the reference sample
+    (the test's settings are applied per batch, so changing them must not retrain 42 models)."""
+    config = DriftConfig()
+    return {"features": config.features, "max_reference": config.max_reference, "seed": config.seed}
+
+
 def _model_outputs(workdir: Path, seed: int, size: str, stage: str, training: TrainingConfig,
                    data: Path, test_pool: Path, calibration_pool: Path) -> ModelOutputs:
     params = {"seed": seed, "size": size, "stage": stage, "training": training.to_dict(),
-              "processing": ProcessingConfig().to_dict(), "drift": DriftConfig().to_dict(),
+              "processing": ProcessingConfig().to_dict(), "drift": _feature_settings(),
               "test_pool": test_pool.name, "calibration_pool": calibration_pool.name}
 
     def make(folder: Path) -> None:
@@ -223,7 +236,7 @@ CALIBRATIONS = ("val", "large")  # the model's validation set (as train time has
 
 @dataclass(frozen=True)
 class Policy:
-    """A retrain rule on one batch: ``drift``, ``harm`` (method, X) or ``drift_and_harm`` (method, X)."""
+    """A retrain rule on one batch: ``drift``, or ``harm``, ``drift_and_harm``, ``drift_or_harm`` (method, X)."""
 
     kind: str
     method: str = ""
@@ -237,7 +250,7 @@ class Policy:
         if self.kind == "drift":
             return drift
         harm = drop[self.method] >= self.points - 1e-12
-        return harm if self.kind == "harm" else (harm and drift)
+        return {"harm": harm, "drift_and_harm": harm and drift, "drift_or_harm": harm or drift}[self.kind]
 
 
 def all_methods() -> tuple[str, ...]:
@@ -249,7 +262,7 @@ def all_methods() -> tuple[str, ...]:
 
 def policies() -> list[Policy]:
     found = [Policy("drift")]
-    for kind in ("harm", "drift_and_harm"):
+    for kind in ("harm", "drift_and_harm", "drift_or_harm"):
         found += [Policy(kind, method, points) for method in all_methods() for points in HARM_THRESHOLDS]
     return found
 
@@ -274,8 +287,10 @@ def _drift_checker(reference: np.ndarray) -> tuple[Any, Any, np.ndarray]:
 def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_accuracy: float,
           checker: tuple[Any, Any, np.ndarray], batch_sizes: Sequence[int], n_batches: int,
           policy_list: list[Policy]) -> dict[str, Any]:
-    """Every batch of one (model, test stage) cell: estimation errors, coverage, drift and policy verdicts."""
+    """Every batch of one (model, test stage) cell: estimation errors, coverage, drift and policy verdicts,
+    and whether the default estimate lay inside its calibration's domain."""
     from driftloop.ml import drift
+    from driftloop.ml.accuracy_estimate import DEFAULT_METHOD
 
     memo, ks, shares = checker
     config = DriftConfig()
@@ -304,16 +319,20 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
         widths: dict[str, dict[str, list[float]]] = {c: {m: [] for m in methods} for c in calibrations}
         counts = {p.name: {"harmful": 0, "harmful_missed": 0, "harmless": 0, "needless": 0, "flagged": 0}
                   for p in policy_list}
+        domain = _empty_domain_tally()
         n_drift = 0
         truths = []
         for i, indices in enumerate(draws):
             truth = float(correct[indices].mean())
             truths.append(truth)
-            p_values = memo.p_values(features[indices])
-            is_drift = bool((p_values < config.p_val * shares).any())
-            if i == 0:  # the detector itself agrees, bit for bit
+            p_values, distances = memo.test(features[indices])
+            significant = p_values < config.p_val * shares
+            effect = float(distances[significant].max()) if significant.any() else 0.0
+            is_drift = bool(significant.any()) and effect >= config.min_distance
+            if i == 0:  # the detector itself agrees, bit for bit, and so does its effect-size floor
                 score = drift.score(ks, features[indices], shares)
-                if not np.array_equal(p_values, score.p_values.astype(np.float32)) or score.is_drift != is_drift:
+                verdict = drift.effect_size(score, config.min_distance)
+                if not np.array_equal(p_values, score.p_values.astype(np.float32)) or verdict.is_drift != is_drift:
                     raise RuntimeError(f"memoised KS disagrees with drift.score on {outputs.stage} x {stage}")
             n_drift += is_drift
             drop: dict[str, float] = {}
@@ -324,6 +343,7 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
                     widths[c][m].append(result.upper - result.lower)
                     if c == "val":
                         drop[m] = calibration.accuracy - result.accuracy
+            _tally_domain(domain, probabilities[indices], calibrations["val"], errors["val"][DEFAULT_METHOD][-1])
             true_drop = own_accuracy - truth
             for policy in policy_list:
                 fired = policy.fires(is_drift, drop)
@@ -342,9 +362,30 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
             "bias": {c: {m: float(np.mean(e)) for m, e in per.items()} for c, per in errors.items()},
             "coverage": {c: {m: n / n_batches for m, n in per.items()} for c, per in covered.items()},
             "width": {c: {m: float(np.mean(w)) for m, w in per.items()} for c, per in widths.items()},
-            "policies": counts,
+            "policies": counts, "domain": domain,
         }
     return cell
+
+
+def _empty_domain_tally() -> dict[str, dict[str, dict[str, int]]]:
+    far = {f"off_{100 * f:.0f}": 0 for f in FAR_OFF}
+    return {str(a): {side: {"n": 0, **far} for side in ("marked", "unmarked")} for a in DOMAIN_ALPHAS}
+
+
+def _tally_domain(tally: dict[str, dict[str, dict[str, int]]], batch: np.ndarray, calibration: Any,
+                  error: float) -> None:
+    """Count one batch's default estimate as marked (outside the domain) or not, per α, and how far off it is."""
+    from driftloop.ml.accuracy_estimate import class_mix_domain
+
+    for alpha in DOMAIN_ALPHAS:
+        found = class_mix_domain(batch, calibration, alpha)
+        if found is None:
+            raise RuntimeError("the calibration has no class mix: it predates the validity domain")
+        distance, limit = found
+        side = tally[str(alpha)]["marked" if distance > limit else "unmarked"]
+        side["n"] += 1
+        for far in FAR_OFF:
+            side[f"off_{100 * far:.0f}"] += abs(error) > far
 
 
 def _summaries(cells: list[dict[str, Any]], batch_sizes: Sequence[int], policy_list: list[Policy]) -> dict[str, Any]:
@@ -370,6 +411,7 @@ def _summaries(cells: list[dict[str, Any]], batch_sizes: Sequence[int], policy_l
                 row[f"width_{b}"] = float(np.mean([x["by_batch_size"][k]["width"][c][m] for x in cells]))
             estimation.append(row)
     policy_rows = []
+    original = [x for x in cells if x["model"] == x["test_set"] == STAGE_NAMES[0]]
     for b in batch_sizes:
         for policy in policy_list:
             totals = {key: sum(x["by_batch_size"][str(b)]["policies"][policy.name][key] for x in cells)
@@ -378,11 +420,34 @@ def _summaries(cells: list[dict[str, Any]], batch_sizes: Sequence[int], policy_l
             policy_rows.append({
                 "batch_size": b, "policy": policy.name, "kind": policy.kind, "method": policy.method,
                 "points": policy.points, **totals,
+                # The decided criterion's second half: retrains on Original under the Original model.
+                "original_flagged": sum(x["by_batch_size"][str(b)]["policies"][policy.name]["flagged"]
+                                        for x in original),
+                "original_batches": sum(x["by_batch_size"][str(b)]["n_batches"] for x in original),
                 "missed_rate": totals["harmful_missed"] / max(totals["harmful"], 1),
                 "needless_rate": totals["needless"] / max(totals["harmless"], 1),
                 "retrains_per_cycle": len(STAGE_NAMES) * totals["flagged"] / n_batches,
             })
-    return {"estimation": estimation, "policies": policy_rows}
+    return {"estimation": estimation, "policies": policy_rows, "domain": _domain_summary(cells, batch_sizes)}
+
+
+def _domain_summary(cells: list[dict[str, Any]], batch_sizes: Sequence[int]) -> list[dict[str, Any]]:
+    """Per α and batch size: the share of estimates marked, and how often a marked and an unmarked one is far off."""
+    rows = []
+    for b in batch_sizes:
+        for alpha in DOMAIN_ALPHAS:
+            sides = {side: {k: sum(x["by_batch_size"][str(b)]["domain"][str(alpha)][side][k] for x in cells)
+                            for k in cells[0]["by_batch_size"][str(b)]["domain"][str(alpha)][side]}
+                     for side in ("marked", "unmarked")}
+            row: dict[str, Any] = {"batch_size": b, "alpha": alpha, **sides,
+                                   "marked_share": sides["marked"]["n"] / max(sides["marked"]["n"]
+                                                                             + sides["unmarked"]["n"], 1)}
+            for side in sides:
+                for far in FAR_OFF:
+                    key = f"off_{100 * far:.0f}"
+                    row[f"{side}_{key}_rate"] = sides[side][key] / max(sides[side]["n"], 1)
+            rows.append(row)
+    return rows
 
 
 # Policies whose counts the JSON keeps per cell (totals cover every policy): the drift rule and the
@@ -428,6 +493,8 @@ def _per_cell(cells: list[dict[str, Any]], batch_sizes: Sequence[int]) -> list[d
                     "bias": mean("bias", "val"), "coverage": mean("coverage", "val"), "width": mean("width", "val"),
                     "policies": {name: {k: sum(p["policies"][name][k] for p in parts)
                                         for k in parts[0]["policies"][name]} for name in policy_names},
+                    "domain": {a: {side: {k: sum(p["domain"][a][side][k] for p in parts) for k in counts}
+                                   for side, counts in sides.items()} for a, sides in parts[0]["domain"].items()},
                 }
             out.append(_round(row))
     return out
@@ -518,6 +585,17 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+def _domain_table(rows: list[dict[str, Any]]) -> str:
+    body = [(r["batch_size"], r["alpha"], f"{r['marked_share']:.2f}",
+             *(f"{r[f'{side}_off_{100 * far:.0f}_rate']:.2f} ({r[side][f'off_{100 * far:.0f}']} / {r[side]['n']})"
+               for side in ("marked", "unmarked") for far in FAR_OFF))
+            for r in rows]
+    header = ("batch", "α", "marked", *(f"{side}: > {100 * far:.0f} points off" for side in ("marked", "unmarked")
+                                        for far in FAR_OFF))
+    return table(header, body, "Validity domain of the default estimate (class mix against validation's): how "
+                               "often a marked (outside) and an unmarked estimate is far off the true batch accuracy")
+
+
 def _tables(data: dict[str, Any]) -> list[str]:
     sizes = data["setup"]["batch_sizes"]
     rows = [(r["calibration"], r["method"], _pct(r["pool_mae"]),
@@ -532,12 +610,14 @@ def _tables(data: dict[str, Any]) -> list[str]:
     tables = [table(header, rows, "Estimation error (points) against the true batch accuracy, every model × stage "
                                   "cell and seed; coverage of the 95 % interval")]
     policy_rows = [(r["batch_size"], r["policy"], f"{r['harmful_missed']} / {r['harmful']}", f"{r['missed_rate']:.2f}",
-                    f"{r['needless']} / {r['harmless']}", f"{r['needless_rate']:.2f}", f"{r['retrains_per_cycle']:.2f}")
+                    f"{r['needless']} / {r['harmless']}", f"{r['needless_rate']:.2f}", f"{r['retrains_per_cycle']:.2f}",
+                    f"{r['original_flagged']} / {r['original_batches']}")
                    for r in data["summary"]["policies"]]
     tables.append(table(("batch", "policy", "harmful missed", "missed rate", "needless retrains", "needless rate",
-                         "retrains per 7 batches"), policy_rows,
+                         "retrains per 7 batches", "Original model on Original: retrains"), policy_rows,
                         f"Retrain policies: harmful = true drop ≥ {100 * HARMFUL_DROP:.0f} points below the model's "
                         f"own-stage accuracy, needless = flagged at a drop < {100 * HARMLESS_DROP:.0f}"))
+    tables.append(_domain_table(data["summary"]["domain"]))
     cells = data["cells"]
     for method in dict.fromkeys((data["recommended"]["method"], data["recommended"]["method_overall"])):
         for b in sizes:

@@ -4,7 +4,8 @@
   seed's rule: drift on stage k's test set retrains on stage k's train and validation sets. The
   policy's ``rule`` says which condition of the batch counts: ``drift``, ``harm`` (the report's
   label-free accuracy estimate at least ``harm_threshold_points`` below the model's validation
-  accuracy) or ``drift_and_harm``; the decision records which one fired, with its numbers.
+  accuracy), ``drift_and_harm`` (both) or ``drift_or_harm`` (either); the decision records which
+  condition held, with its numbers.
 * ``decide_promotion``: champion/challenger. A retrained model replaces the current one only if its
   accuracy on the new validation set is at least the current model's accuracy on that same set.
 """
@@ -125,11 +126,23 @@ def judge(report: DriftReport, policy: DecisionPolicy) -> Verdict:
             f"{100 * estimate.estimate:.1f}% vs validation {100 * estimate.validation_accuracy:.1f}%)")
     if policy.rule == "harm":
         return Verdict("harm", "harm", drop) if harm else Verdict(None, "no harm", drop)
+    return Verdict(_fired_of_both(policy.rule, drift, harm), BOTH_CONDITIONS[(drift, harm)], f"{p_value}; {drop}")
+
+
+BOTH_CONDITIONS: dict[tuple[bool, bool], str] = {
+    (True, True): "drift and harm", (True, False): "drift but no harm",
+    (False, True): "harm but no drift", (False, False): "no drift, no harm",
+}
+
+
+def _fired_of_both(rule: Rule, drift: bool, harm: bool) -> Fired | None:
+    """Under ``drift_and_harm`` both conditions must hold; under ``drift_or_harm`` either does, and the
+    decision records which (both: ``drift_and_harm``), so a retrain says what started it."""
     if drift and harm:
-        return Verdict("drift_and_harm", "drift and harm", f"{p_value}; {drop}")
-    what = {(True, False): "drift but no harm", (False, True): "harm but no drift"}.get((drift, harm),
-                                                                                      "no drift, no harm")
-    return Verdict(None, what, f"{p_value}; {drop}")
+        return "drift_and_harm"
+    if rule == "drift_or_harm" and (drift or harm):
+        return "drift" if drift else "harm"
+    return None
 
 
 def _decide_retrain(

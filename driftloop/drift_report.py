@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from driftloop.contracts import Contract
 
@@ -19,6 +20,10 @@ class DetectorIdentity(Contract):
     trained_on: str  # e.g. "original" or the train data's URI
     reference_size: int
     run_id: str = ""
+
+
+# How an estimate outside its calibration's domain is shown in place of its number.
+UNRELIABLE: Final = "unreliable"
 
 
 @dataclass(frozen=True)
@@ -38,15 +43,41 @@ class EstimatedAccuracy(Contract):
     n: int  # images estimated
     validation_accuracy: float  # the model's, on the validation set it was calibrated on
     drop_points: float  # 100 * (validation_accuracy - estimate); negative when the estimate is higher
+    # The validity domain (``accuracy_estimate.class_mix_domain``): how far the batch's predicted class
+    # mix lies from validation's, and the farthest sampling alone puts it. None: the calibration has no
+    # class mix, or the record was written before domains existed.
+    domain_distance: float | None = None
+    domain_limit: float | None = None
+
+    @property
+    def outside_domain(self) -> bool:
+        """The batch lies outside what the calibration covered: the estimate is not a number to believe."""
+        if self.domain_distance is None or self.domain_limit is None:
+            return False
+        return self.domain_distance > self.domain_limit
 
     def percent(self) -> str:
         """``88.1% [74.0, 95.1]``: the estimate and its interval, for people."""
         return f"{100 * self.estimate:.1f}% [{100 * self.lower:.1f}, {100 * self.upper:.1f}]"
 
+    def shown(self) -> str:
+        """What a table cell shows: ``percent()``, or ``unreliable`` outside the domain (no number to believe)."""
+        return UNRELIABLE if self.outside_domain else self.percent()
+
+    def why_unreliable(self) -> str:
+        """``class mix 0.52 from validation > 0.32``: why the batch is outside the domain (empty inside it)."""
+        if not self.outside_domain:
+            return ""
+        return f"class mix {self.domain_distance:.2f} from validation > {self.domain_limit:.2f}"
+
     def summary(self) -> str:
-        """``est. 88.1% [74.0, 95.1] (atc_ne), 11.9 points below validation``: for logs."""
+        """``est. 88.1% [74.0, 95.1] (atc_ne), 11.9 points below validation``: for logs; outside the
+        domain, ``est. unreliable (95.2%, atc_ne; class mix 0.52 from validation > 0.32)``."""
+        if self.outside_domain:
+            return f"est. {UNRELIABLE} ({100 * self.estimate:.1f}%, {self.method}; {self.why_unreliable()})"
         relation = "below" if self.drop_points >= 0 else "above"
         return f"est. {self.percent()} ({self.method}), {abs(self.drop_points):.1f} points {relation} validation"
+
 
 
 @dataclass(frozen=True)

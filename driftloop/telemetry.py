@@ -13,6 +13,9 @@ BATCH_SIZE: Final = "BatchSize"
 ESTIMATED_ACCURACY: Final = "EstimatedAccuracy"
 ESTIMATED_ACCURACY_LOWER: Final = "EstimatedAccuracyLower"
 ESTIMATED_ACCURACY_UPPER: Final = "EstimatedAccuracyUpper"
+# An estimate outside its calibration's domain goes under this name instead (no interval), so the
+# dashboard draws it apart, as unreliable, not as a number to believe.
+ESTIMATED_ACCURACY_UNRELIABLE: Final = "EstimatedAccuracyUnreliable"
 CHALLENGER_ACCURACY: Final = "ChallengerAccuracy"
 CHAMPION_ACCURACY: Final = "ChampionAccuracy"
 PROMOTED: Final = "Promoted"

@@ -52,11 +52,12 @@ class Dashboard(Construct):
         )
         estimate = cloudwatch.GraphWidget(
             title="Estimated accuracy of each serve batch, without labels (95 % interval; "
-            "over-estimates a confidently wrong model)",
+            "over-estimates a confidently wrong model; unreliable: outside its calibration's domain)",
             left=[
                 loop_metric(telemetry.ESTIMATED_ACCURACY, "Average", "estimate"),
                 loop_metric(telemetry.ESTIMATED_ACCURACY_LOWER, "Average", "lower"),
                 loop_metric(telemetry.ESTIMATED_ACCURACY_UPPER, "Average", "upper"),
+                loop_metric(telemetry.ESTIMATED_ACCURACY_UNRELIABLE, "Average", "unreliable (not to be believed)"),
             ],
             left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
             width=12,

@@ -223,3 +223,49 @@ def test_agreement_is_the_share_of_images_on_which_two_copies_agree() -> None:
     with pytest.raises(ValueError, match="shape"):
         ae.estimate_agreement(first, second[:10])
 
+
+
+def confidently_wrong(probabilities: np.ndarray, into: int = 0, share: float = 0.6) -> np.ndarray:
+    """The same outputs, but ``share`` of the images confidently predicted as class ``into``: what a model
+    does on a shift that makes it confidently wrong (the Noisy stage: errors pile into a few classes)."""
+    out = probabilities.copy()
+    moved = np.arange(len(out)) < share * len(out)
+    out[moved] = 0.002
+    out[moved, into] = 1.0 - 0.002 * (N_CLASSES - 1)
+    return out
+
+
+def test_an_estimate_outside_its_calibrations_class_mix_is_marked(calibration: ae.AccuracyCalibration) -> None:
+    """Confidently wrong outputs raise the estimate, so only the domain can say not to believe it."""
+    probabilities, labels, _ = calibrated_outputs(np.random.default_rng(11), 42)
+    inside = ae.estimated_accuracy(probabilities, calibration)
+    assert inside.domain_distance is not None and inside.domain_limit is not None
+    assert not inside.outside_domain and inside.shown() == inside.percent()
+    wrong = confidently_wrong(probabilities)
+    outside = ae.estimated_accuracy(wrong, calibration)
+    assert outside.estimate > true_accuracy(wrong, labels) + 0.2  # far off, and high
+    assert outside.outside_domain and outside.shown() == "unreliable"
+    assert outside.summary().startswith("est. unreliable (") and "class mix" in outside.why_unreliable()
+
+
+def test_the_domain_limit_is_what_sampling_alone_gives_for_the_batch_size(
+        calibration: ae.AccuracyCalibration) -> None:
+    """In-distribution batches are marked at about the domain's α, at any size; the limit narrows with n."""
+    rng = np.random.default_rng(12)
+    for n in (42, 200):
+        marked = [ae.estimated_accuracy(calibrated_outputs(rng, n)[0], calibration).outside_domain
+                  for _ in range(400)]
+        assert np.mean(marked) <= 2 * ae.DOMAIN_ALPHA
+    counts = calibration.predicted_counts
+    assert ae.class_mix_limit(counts, 42) > ae.class_mix_limit(counts, 200) > ae.class_mix_limit(counts, 5000)
+
+
+def test_a_calibration_written_before_domains_existed_is_read_and_gives_no_domain(
+        calibration: ae.AccuracyCalibration) -> None:
+    old = calibration.to_dict()
+    del old["predicted_counts"]
+    again = ae.AccuracyCalibration.from_dict(old)
+    assert again.predicted_counts == ()
+    probabilities, _, _ = calibrated_outputs(np.random.default_rng(13), 42)
+    found = ae.estimated_accuracy(confidently_wrong(probabilities), again)
+    assert (found.domain_distance, found.domain_limit, found.outside_domain) == (None, None, False)

@@ -27,7 +27,8 @@ def power(tmp_path: Path) -> DriftPower:
         cell("b", "c", 0.9, 0.7, 0.9), cell("a", "d", 1.0, 0.7, 1.0),
     ]
     results = {"setup": {"drift": DriftConfig().to_dict(), "batch_sizes": [42], "seeds": [0]}, "cells": cells,
-               "models": [{"calibration": {"val": {"n": 34}}}], "summary": {"estimation": [], "policies": []}}
+               "models": [{"calibration": {"val": {"n": 34}}}],
+               "summary": {"estimation": [], "policies": [], "domain": []}}
     path = tmp_path / "accuracy_estimation.json"
     path.write_text(json.dumps({"date": "2026-12-01T10:00:00+00:00", "results": results}))
     loaded = DriftPower.load(path)

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from driftloop.config import DriftConfig
+from driftloop.config import DecisionPolicy, DriftConfig
 from driftloop.local.measured import DETECTION_SHARE, RESULTS_FILE, RUNS_PER_MONTH, SEED_BATCH_SIZE, DriftPower
-from driftloop.ml.accuracy_estimate import DEFAULT_METHOD
+from driftloop.ml.accuracy_estimate import DEFAULT_METHOD, DOMAIN_ALPHA
 from tools.sections import replace_section
 
 DOC: Final = Path(__file__).resolve().parents[1] / "docs" / "drift.md"
@@ -77,7 +77,28 @@ def render_readme_section(power: DriftPower, config: DriftConfig, batch_size: in
 
 
 POLICIES_SHOWN: Final = ("drift", "harm(atc_ne, 5)", "harm(atc_ne, 10)", "drift_and_harm(atc_ne, 5)",
-                         "drift_and_harm(agreement, 5)")
+                         "drift_and_harm(agreement, 5)", "drift_or_harm(atc_ne, 5)", "drift_or_harm(atc_ne, 10)")
+
+
+def default_policy_name(policy: DecisionPolicy) -> str:
+    """The benchmark's name of the configured rule: ``drift``, or e.g. ``drift_or_harm(atc_ne, 10)``."""
+    if policy.rule == "drift":
+        return policy.rule
+    return f"{policy.rule}({DEFAULT_METHOD}, {policy.harm_threshold_points:g})"
+
+
+def _domain_line(power: DriftPower, size: int) -> str:
+    found = power.domain_at(size, DOMAIN_ALPHA)
+
+    def rate(side: str, far: int) -> str:
+        return f"{_pct(found[f'{side}_off_{far}_rate'])}"
+
+    return (f"- **Its validity domain** (the predicted class mix against validation's, α = {DOMAIN_ALPHA:g}): "
+            f"{_pct(found['marked_share'])} of the {size}-image estimates are marked unreliable. A marked one is "
+            f"more than 10 points off in {rate('marked', 10)} of batches (more than 20 in {rate('marked', 20)}), "
+            f"an unmarked one in {rate('unmarked', 10)} ({rate('unmarked', 20)}): "
+            f"{found['unmarked']['off_20']:,} of {found['marked']['off_20'] + found['unmarked']['off_20']:,} "
+            "estimates more than 20 points off are left unmarked.")
 
 
 def _estimate_lines(power: DriftPower, size: int) -> list[str]:
@@ -93,15 +114,18 @@ def _estimate_lines(power: DriftPower, size: int) -> list[str]:
         f"{_pct(error[f'coverage_{size}'])} of batches ({_pct(error[f'coverage_own_{size}'])} on the own stage). "
         f"Two copies of the model agreeing (`agreement`, needs a second training) err by "
         f"{100 * agreement[f'mae_{size}']:.1f} points.",
+        _domain_line(power, size),
         "",
-        f"| rule, batches of {size} | harmful batches (≥ 10 points) missed | harmless batches (< 5 points) "
-        "retrained on | retrains per 7 batches |",
-        "|---|---|---|---|",
+        f"| rule, batches of {size} (the default in bold) | harmful batches (≥ 10 points) missed | harmless batches "
+        "(< 5 points) retrained on | retrains per 7 batches | Original model on Original: retrained |",
+        "|---|---|---|---|---|",
     ]
+    default = default_policy_name(DecisionPolicy())
     for name in POLICIES_SHOWN:
         row = power.policy(name, size)
-        lines.append(f"| `{name}` | {_pct(row['missed_rate'])} | {_pct(row['needless_rate'])} | "
-                     f"{row['retrains_per_cycle']:.2f} |")
+        shown = f"**`{name}`**" if name == default else f"`{name}`"
+        lines.append(f"| {shown} | {_pct(row['missed_rate'])} | {_pct(row['needless_rate'])} | "
+                     f"{row['retrains_per_cycle']:.2f} | {row['original_flagged']} of {row['original_batches']} |")
     return lines
 
 

@@ -62,6 +62,8 @@ class DriftPower:
     validation_images: int = 0  # what each estimator was calibrated on (the model's validation set)
     estimation: tuple[dict[str, Any], ...] = ()  # per (calibration, method): errors, coverage, width
     policies: tuple[dict[str, Any], ...] = ()  # per (batch size, policy): harmful missed, needless retrains
+    # Per (batch size, α): the default estimate's validity domain, how often marked and unmarked ones are far off.
+    domain: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def load(cls, path: Path = RESULTS_FILE) -> DriftPower | None:
@@ -83,7 +85,7 @@ class DriftPower:
                    batch_sizes=tuple(int(b) for b in setup["batch_sizes"]), seeds=tuple(setup["seeds"]),
                    cells=tuple(cells), validation_images=int(results["models"][0]["calibration"]["val"]["n"]),
                    estimation=tuple(results["summary"]["estimation"]),
-                   policies=tuple(results["summary"]["policies"]))
+                   policies=tuple(results["summary"]["policies"]), domain=tuple(results["summary"]["domain"]))
 
     def measured_for(self, config: DriftConfig) -> bool:
         """Whether these figures are for ``config``'s detector (features, correction, α)."""
@@ -109,6 +111,9 @@ class DriftPower:
 
     def policy(self, name: str, batch_size: int) -> dict[str, Any]:
         return next(p for p in self.policies if p["policy"] == name and p["batch_size"] == batch_size)
+
+    def domain_at(self, batch_size: int, alpha: float) -> dict[str, Any]:
+        return next(d for d in self.domain if d["batch_size"] == batch_size and d["alpha"] == alpha)
 
     def cell(self, model: str, test_set: str) -> Cell | None:
         return next((c for c in self.cells if (c.model, c.test_set) == (model, test_set)), None)

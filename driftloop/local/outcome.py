@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from driftloop.drift_report import EstimatedAccuracy
+from driftloop.drift_report import UNRELIABLE, EstimatedAccuracy
 from driftloop.layout import STAGE_NAMES
 
 HARM_POINTS = 0.05  # an accuracy drop this large should have been flagged as drift
@@ -94,7 +94,7 @@ _TIMELINE_WIDTHS: Final = (
     5,
     max(len(f"on {stage} (kept champion)") for stage in STAGE_NAMES),
     len(_TIMELINE_HEADER[5]),
-    len(_TIMELINE_HEADER[6]),
+    max(len(_TIMELINE_HEADER[6]), len(UNRELIABLE)),
 )
 
 
@@ -111,9 +111,15 @@ def timeline_line(r: RunRow) -> str:
     """One hourly run as a line of the timeline table."""
     retrained = f"on {r.retrained_on} ({'promoted' if r.promoted else 'kept champion'})" if r.retrained else "-"
     accuracy = "-" if r.accuracy is None else f"{100 * r.accuracy:.1f}%"
-    estimated = "-" if r.accuracy_estimate is None else f"{100 * r.accuracy_estimate.estimate:.1f}%"
     return _timeline_cells((r.time, r.test_set, r.reference_trained_on, "TRUE" if r.drift else "false",
-                            retrained, accuracy, estimated))
+                            retrained, accuracy, estimate_point(r.accuracy_estimate)))
+
+
+def estimate_point(estimate: EstimatedAccuracy | None) -> str:
+    """An estimate in a narrow column: ``88.1%``, ``unreliable`` outside its calibration's domain, ``-`` without one."""
+    if estimate is None:
+        return "-"
+    return UNRELIABLE if estimate.outside_domain else f"{100 * estimate.estimate:.1f}%"
 
 
 def timeline_table(rows: list[RunRow]) -> str:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from driftloop import intake, production
 from driftloop.config import Settings
+from driftloop.drift_report import UNRELIABLE
 from driftloop.layout import READY_MARKER, STAGE_NAMES, batch_prefix, data_prefix, labelled_entry, labels_prefix
 from driftloop.local.data.stream import StreamImage, make_first_data_set, make_stream
 from driftloop.local.runner import LocalSystem, ServeOutcome, numbered_run_ids
@@ -74,6 +75,8 @@ class HourRow:
     promoted: bool | None
     retrain_batches: list[str]  # the labelled batches the retrain trained on
     reason: str
+    # The estimate lies outside its calibration's domain: shown as unreliable, not as a number.
+    estimate_outside_domain: bool = False
 
 
 @dataclass
@@ -181,7 +184,8 @@ def _row(hour: int, when: datetime, outcome: ServeOutcome, accuracy: float, arri
     return HourRow(
         hour=hour, time=when.strftime("%d %H:%M"), stage=STAGE_NAMES[hour // options.hours_per_stage],
         batch=batch_id(hour), model_run_id=outcome.record.model_run_id, accuracy=round(accuracy, 6),
-        estimate=None if estimate is None else round(estimate.estimate, 6), drift=outcome.record.is_drift,
+        estimate=None if estimate is None else round(estimate.estimate, 6),
+        estimate_outside_domain=estimate is not None and estimate.outside_domain, drift=outcome.record.is_drift,
         labels_arrived=arrived, labelled=labelled, label_request_images=outcome.record.label_request_images,
         retrained=retrain is not None, promoted=None if retrain is None else retrain.promoted,
         retrain_batches=[] if lineage is None else lineage.batches, reason=outcome.decision.reason,
@@ -198,9 +202,10 @@ def timeline_line(row: HourRow) -> str:
     retrain = ("-" if not row.retrained else
                f"on {len(row.retrain_batches)} labelled batches ({'promoted' if row.promoted else 'kept champion'})")
     estimate = "-" if row.estimate is None else f"{100 * row.estimate:.1f}%"
+    estimate = UNRELIABLE if row.estimate_outside_domain else estimate
     cells = (row.time, row.stage, row.batch, f"{100 * row.accuracy:.1f}%", estimate, "TRUE" if row.drift else "false",
              labelled, str(row.label_request_images or "-"), retrain)
-    widths = (8, 8, 9, 8, 9, 5, 26, 5, 0)
+    widths = (8, 8, 9, 8, len(UNRELIABLE), 5, 26, 5, 0)
     return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
 
 

@@ -65,7 +65,9 @@ def _accuracy_figure(rows: list[RunRow]) -> str:
     x = list(range(len(rows)))
     accuracy = [100 * r.accuracy if r.accuracy is not None else float("nan") for r in rows]
     ax.plot(x, accuracy, "o-", label="accuracy of the serving model")
-    estimated = [r.accuracy_estimate for r in rows]
+    # Estimates outside their calibration's domain are not numbers to believe: grey crosses, no interval.
+    estimated = [r.accuracy_estimate if r.accuracy_estimate and not r.accuracy_estimate.outside_domain else None
+                 for r in rows]
     if any(e is not None for e in estimated):
         nan = float("nan")
         ax.fill_between(x, [100 * e.lower if e else nan for e in estimated],
@@ -73,6 +75,11 @@ def _accuracy_figure(rows: list[RunRow]) -> str:
                         label="its 95 % interval")
         ax.plot(x, [100 * e.estimate if e else nan for e in estimated], "s--", color="tab:orange", markersize=4,
                 label="estimated without labels")
+    unreliable = [(i, r.accuracy_estimate) for i, r in enumerate(rows)
+                  if r.accuracy_estimate and r.accuracy_estimate.outside_domain]
+    if unreliable:
+        ax.scatter([i for i, _ in unreliable], [100 * e.estimate for _, e in unreliable], marker="x", color="grey",
+                   label="estimate outside its calibration's domain (unreliable)")
     # Each retrain is marked at the run that started it, with a short horizontal label beside it.
     marks = retrain_marks(rows)
     for promoted, marker, colour, label in ((True, "^", "green", "retrained, promoted"),
@@ -85,7 +92,8 @@ def _accuracy_figure(rows: list[RunRow]) -> str:
         ax.annotate(m.label, (m.run, accuracy[m.run]), textcoords="offset points",
                     xytext=(0, -16 if m.run % 2 else 10), ha="center", fontsize=7,
                     color="green" if m.promoted else "grey")
-    lowest = [a for a in accuracy if a == a] + [100 * e.lower for e in estimated if e is not None]
+    lowest = ([a for a in accuracy if a == a] + [100 * e.lower for e in estimated if e is not None]
+              + [100 * e.estimate for _, e in unreliable])
     ax.set_ylim(min(lowest or [0]) - 12, 108)
     ax.legend(fontsize=7, loc="lower left")
     ax.set_xticks(x, [f"{r.time}\n{r.test_set}" for r in rows], fontsize=8)
@@ -132,8 +140,12 @@ def _shap_samples(rows: list[RunRow], objects: ObjectStore) -> list[tuple[str, s
 
 
 def estimate_cell(row: RunRow) -> str:
-    """The run's label-free estimate and its interval; ``-`` without one."""
-    return "-" if row.accuracy_estimate is None else row.accuracy_estimate.percent()
+    """The run's label-free estimate and its interval; ``-`` without one; outside its calibration's
+    domain the mark and why, not the number."""
+    estimate = row.accuracy_estimate
+    if estimate is None:
+        return "-"
+    return f"{estimate.shown()} ({estimate.why_unreliable()})" if estimate.outside_domain else estimate.shown()
 
 
 def _methods(rows: list[RunRow]) -> str:
@@ -235,14 +247,17 @@ th {{ background: #f3f3f3; }} img {{ max-width: 100%; }} figure {{ margin: 1rem 
 </style></head><body>
 <h1>driftloop: seven-stage drift simulation</h1>
 <p>The train pipeline ran once on the Original set, then the serve pipeline ran hourly on the test sets
-Original → Stage-1 → … → Noisy → Original. Drift on stage k's test set retrains on stage k's train and
+Original → Stage-1 → … → Noisy → Original. Drift on stage k's test set (or, under the default rule
+<code>drift_or_harm</code>, an estimated drop of the policy's X points) retrains on stage k's train and
 validation sets; a retrained model replaces the current one only if it is at least as accurate on that
 validation set.</p>
 <h2>Timeline</h2>{timeline}
 <p>"Estimated" is the serving model's accuracy on the batch as the serve run estimated it without labels
 ({html.escape(_methods(rows))}, calibrated on the model's validation set), with its 95 % interval for a
 batch of that size. It follows the accuracy where a shift leaves the model unsure;
-it over-estimates a model that is confidently wrong (docs/benchmarks.md, section 6).</p>
+it over-estimates a model that is confidently wrong (docs/benchmarks.md, section 6). Where the model's mix of
+predicted classes moved further from its validation set's than sampling explains, the batch is outside what
+the calibration covered and the estimate reads "unreliable" (a grey cross in the figure).</p>
 <img src="data:image/png;base64,{_drift_figure(rows)}" alt="drift statistic per hour">
 <img src="data:image/png;base64,{_accuracy_figure(rows)}" alt="accuracy per hour">
 {_criterion_section(rows, drift or DriftConfig())}

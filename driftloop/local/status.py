@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from driftloop.drift_report import EstimatedAccuracy
 from driftloop.layout import STAGE_NAMES, ParameterNames
 from driftloop.records import ServeRecord, TrainRecord, is_no_record, last_train_attempt, parse_record, read_record
 from driftloop.registry import ModelRegistry, SqliteModelRegistry
@@ -94,6 +95,11 @@ def _verdict(record: TrainRecord) -> str:
     return f"{'REJECTED' if _rejected_by_a_person(record) else 'NOT promoted'}{kept}"
 
 
+def _estimated(estimate: EstimatedAccuracy) -> str:
+    """``est. 88.1% [74.0, 95.1]``; outside the calibration's domain the mark first, and why."""
+    return estimate.summary() if estimate.outside_domain else f"est. {estimate.percent()}"
+
+
 def serve_line(record: ServeRecord) -> str:
     """One serve run: time, input, images (skipped), drift with statistic vs threshold, the estimated
     accuracy with its interval (when the run made one), the decision.
@@ -104,7 +110,7 @@ def serve_line(record: ServeRecord) -> str:
     # Significant but below the effect-size floor reads "no (p < threshold)"; the reason says why.
     sign = "<" if record.statistic < record.threshold else ">="
     drift = f"drift: {'YES' if record.is_drift else 'no '} ({record.statistic:.3g} {sign} {record.threshold:.3g})"
-    estimated = "" if record.accuracy_estimate is None else f"  est. {record.accuracy_estimate.percent()}"
+    estimated = "" if record.accuracy_estimate is None else f"  {_estimated(record.accuracy_estimate)}"
     rule = "" if record.rule_fired in (None, "drift") else f" ({record.rule_fired})"
     decision = (f"retrain{rule}: {record.retrain_run_id or 'started'}" if record.retrain
                 else f"no retrain ({record.retrain_reason})")

@@ -44,6 +44,17 @@ Intervals (``AccuracyEstimate.lower``/``upper``, at ``confidence``, 0.95 by defa
   at ``n`` covers the *population* accuracy, not the batch's; the normal one collapses to a point at
   ``k = n``, the usual case for a good model on a small batch.)
 
+Validity domain (``class_mix_domain``): the calibration saw the model's *predicted class mix* on the
+validation set (``AccuracyCalibration.predicted_counts``). A batch whose mix lies further from it (total
+variation distance) than sampling alone puts a batch of its size in all but ``DOMAIN_ALPHA`` of draws
+is outside what the calibration covered, and its estimate is marked unreliable. Why the class mix:
+the estimate fails where the model is *confidently wrong*, and confident errors are systematic, so
+they pile into a few classes; the confidence cannot show that, the mix of predicted classes does
+(measured against the other label-free statistics on the benchmark's first seed: the KS distances of
+the drift features, of the entropy, the share of scores below validation's; docs/benchmarks.md
+section 6). A true change of the class mix (label shift) marks the estimate too, rightly: the
+calibration did not cover it either.
+
 Neither interval includes the error of the method under shift (its bias), nor the error of a
 threshold or map fitted on a small validation set: ``bench/accuracy_estimation.py`` measures how
 often they cover the true batch accuracy (docs/benchmarks.md).
@@ -57,7 +68,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
+from functools import lru_cache
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Final, Literal, get_args
@@ -77,6 +89,11 @@ DEFAULT_METHOD: Final[Method] = "atc_ne"
 CALIBRATION_FILE: Final = "accuracy_calibration.json"
 SCHEMA_VERSION: Final = 1
 DEFAULT_CONFIDENCE: Final = 0.95
+# A batch's class mix outside the range sampling gives in all but this share of draws is outside the
+# domain: the drift test's α (DriftConfig.p_val's default), so an unchanged batch is marked about as
+# rarely as it is flagged. The range is simulated from this many draws, with a fixed seed (repeatable).
+DOMAIN_ALPHA: Final = 0.05
+DOMAIN_DRAWS: Final = 4000
 EXACT_MAX_N: Final = 5000  # Poisson-binomial by dynamic programming up to here (O(n^2)), normal beyond
 ENTROPY_FLOOR: Final = 1e-12  # p log p at p = 0 is taken as 0 via log(max(p, floor)), as driftloop.ml.drift does
 _INTERVALS: Final[dict[Method, str]] = {
@@ -158,16 +175,21 @@ class AccuracyCalibration:
     cbpe_x: tuple[float, ...]  # isotonic map of max confidence -> P(correct): knots
     cbpe_y: tuple[float, ...]
     schema: int = SCHEMA_VERSION
+    # Validation images predicted as each class: the class mix the calibration covered (the validity
+    # domain). Empty in calibrations written before domains existed: their estimates have no domain.
+    predicted_counts: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["cbpe_x"], data["cbpe_y"] = list(self.cbpe_x), list(self.cbpe_y)
+        data["predicted_counts"] = list(self.predicted_counts)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AccuracyCalibration:
         known = {f.name for f in fields(cls)}
-        unknown, missing = sorted(set(data) - known), sorted(known - set(data) - {"schema"})
+        optional = {f.name for f in fields(cls) if f.default is not MISSING}
+        unknown, missing = sorted(set(data) - known), sorted(known - set(data) - optional)
         if unknown or missing:
             raise ValueError(f"AccuracyCalibration: unknown keys {unknown}, missing keys {missing}")
         if data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
@@ -175,11 +197,14 @@ class AccuracyCalibration:
         values = dict(data)
         values["cbpe_x"] = tuple(float(v) for v in data["cbpe_x"])
         values["cbpe_y"] = tuple(float(v) for v in data["cbpe_y"])
+        values["predicted_counts"] = tuple(int(v) for v in data.get("predicted_counts", ()))
         for name in ("accuracy", "average_confidence", "atc_mc_threshold", "atc_ne_threshold"):
             values[name] = float(data[name])
         calibration = cls(**values)
         if len(calibration.cbpe_x) != len(calibration.cbpe_y) or not calibration.cbpe_x:
             raise ValueError("AccuracyCalibration: cbpe_x and cbpe_y must be non-empty and of one length")
+        if calibration.predicted_counts and len(calibration.predicted_counts) != calibration.n_classes:
+            raise ValueError("AccuracyCalibration: predicted_counts must count each of the n_classes")
         return calibration
 
     def to_json(self) -> str:
@@ -215,8 +240,45 @@ def calibrate(probabilities: Any, labels: Any) -> AccuracyCalibration:
         n=len(p), n_classes=p.shape[1], accuracy=float(correct.mean()), average_confidence=float(confidence.mean()),
         atc_mc_threshold=atc_threshold(confidence, correct),
         atc_ne_threshold=atc_threshold(negative_entropy(p), correct),
-        cbpe_x=xs, cbpe_y=ys,
+        cbpe_x=xs, cbpe_y=ys, predicted_counts=tuple(int(c) for c in predicted_counts(p)),
     )
+
+
+def predicted_counts(probabilities: Any) -> np.ndarray:
+    """How many images of the batch the model predicts as each class."""
+    p = _probabilities(probabilities)
+    return np.bincount(p.argmax(axis=1), minlength=p.shape[1])
+
+
+def class_mix_distance(counts: Any, reference: Any) -> float:
+    """Total variation distance between two class mixes given as counts: the share of the predictions
+    that would have to change class for one mix to become the other (0 to 1)."""
+    a, b = np.asarray(counts, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    return float(0.5 * np.abs(a / a.sum() - b / b.sum()).sum())
+
+
+@lru_cache(maxsize=256)
+def class_mix_limit(reference: tuple[int, ...], n: int, alpha: float = DOMAIN_ALPHA) -> float:
+    """The class-mix distance that sampling alone exceeds in ``alpha`` of draws: a batch of ``n`` and
+    the ``reference`` counts' own images, both drawn from the reference's mix (so the small
+    validation set's own noise widens the range, as it should). Cached: a loop serves one size often."""
+    counts = np.asarray(reference, dtype=np.int64)
+    m, shares = int(counts.sum()), counts / counts.sum()
+    rng = np.random.default_rng(0)
+    again = rng.multinomial(m, shares, size=DOMAIN_DRAWS) / m
+    batch = rng.multinomial(n, shares, size=DOMAIN_DRAWS) / n
+    return float(np.quantile(0.5 * np.abs(again - batch).sum(axis=1), 1 - alpha))
+
+
+def class_mix_domain(probabilities: Any, calibration: AccuracyCalibration,
+                     alpha: float = DOMAIN_ALPHA) -> tuple[float, float] | None:
+    """The batch's class-mix distance from validation and the limit of the calibration's domain
+    (outside when the distance exceeds the limit); None for a calibration without its class mix."""
+    if not calibration.predicted_counts:
+        return None
+    counts = predicted_counts(_probabilities(probabilities, calibration.n_classes))
+    return (class_mix_distance(counts, calibration.predicted_counts),
+            class_mix_limit(calibration.predicted_counts, int(counts.sum()), alpha))
 
 
 @dataclass(frozen=True)
@@ -334,8 +396,10 @@ def estimated_accuracy(probabilities: Any, calibration: AccuracyCalibration, met
                        confidence: float = DEFAULT_CONFIDENCE) -> EstimatedAccuracy:
     """One batch's estimate as the drift report and the serve record carry it: with the drop from validation."""
     found = estimate(probabilities, calibration, method, confidence)
+    domain = class_mix_domain(probabilities, calibration)
     return EstimatedAccuracy(
         method=found.method, estimate=found.accuracy, lower=found.lower, upper=found.upper,
         confidence=found.confidence, n=found.n, validation_accuracy=calibration.accuracy,
         drop_points=100 * (calibration.accuracy - found.accuracy),
+        domain_distance=None if domain is None else domain[0], domain_limit=None if domain is None else domain[1],
     )

@@ -34,6 +34,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from driftloop import loop, telemetry
 from driftloop.config import DecisionPolicy
+from driftloop.drift_report import EstimatedAccuracy
 from driftloop.layout import ParameterNames, make_run_id
 from driftloop.registry import SageMakerModelRegistry
 from driftloop.stores.objects import S3ObjectStore
@@ -101,13 +102,21 @@ def decide(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name=telemetry.DRIFT_DETECTED, unit=MetricUnit.Count, value=int(report.is_drift))
     metrics.add_metric(name=telemetry.BATCH_SIZE, unit=MetricUnit.Count, value=report.batch_size)
     if report.accuracy_estimate is not None:
-        estimate = report.accuracy_estimate
-        for name, value in ((telemetry.ESTIMATED_ACCURACY, estimate.estimate),
-                            (telemetry.ESTIMATED_ACCURACY_LOWER, estimate.lower),
-                            (telemetry.ESTIMATED_ACCURACY_UPPER, estimate.upper)):
-            metrics.add_metric(name=name, unit=MetricUnit.NoUnit, value=value)
+        _estimate_metrics(report.accuracy_estimate)
     logger.info("retrain decision", extra={"decision": decision.to_dict(), "report": report.message})
     return decision.to_dict()
+
+
+def _estimate_metrics(estimate: EstimatedAccuracy) -> None:
+    """The estimate and its interval; outside its calibration's domain, only the unreliable estimate."""
+    if estimate.outside_domain:
+        metrics.add_metric(name=telemetry.ESTIMATED_ACCURACY_UNRELIABLE, unit=MetricUnit.NoUnit,
+                           value=estimate.estimate)
+        return
+    for name, value in ((telemetry.ESTIMATED_ACCURACY, estimate.estimate),
+                        (telemetry.ESTIMATED_ACCURACY_LOWER, estimate.lower),
+                        (telemetry.ESTIMATED_ACCURACY_UPPER, estimate.upper)):
+        metrics.add_metric(name=name, unit=MetricUnit.NoUnit, value=value)
 
 
 @logger.inject_lambda_context

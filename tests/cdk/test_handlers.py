@@ -6,6 +6,7 @@ import io
 import json
 import tarfile
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -291,6 +292,23 @@ def test_the_batchs_accuracy_estimate_is_a_metric_and_in_the_serve_record(
     without = serve(aws, "s2", "data/stage-1/test", False, lambda_context)
     assert without["accuracy_estimate"] is None
     assert telemetry.ESTIMATED_ACCURACY not in emitted_metrics(capsys.readouterr().out)
+
+
+def test_an_estimate_outside_its_calibrations_domain_is_published_apart_as_unreliable(
+    aws: Emulated, lambda_context: LambdaContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dashboard draws EstimatedAccuracy as a number to believe: an unreliable one must not be in it."""
+    from driftloop import telemetry
+
+    train(aws, "t1", "original", 0.9, lambda_context)
+    capsys.readouterr()
+    outside = replace(ESTIMATE, domain_distance=0.52, domain_limit=0.32)
+    record = serve(aws, "s1", "data/noisy/test", False, lambda_context, estimate=outside)
+    emitted = emitted_metrics(capsys.readouterr().out)
+    assert emitted[telemetry.ESTIMATED_ACCURACY_UNRELIABLE] == [outside.estimate]
+    assert not {telemetry.ESTIMATED_ACCURACY, telemetry.ESTIMATED_ACCURACY_LOWER,
+                telemetry.ESTIMATED_ACCURACY_UPPER} & set(emitted)
+    assert EstimatedAccuracy.from_dict(record["accuracy_estimate"]).outside_domain
 
 
 def test_the_cooldown_counts_serve_runs_since_the_last_retrain(

@@ -310,7 +310,8 @@ def test_dashboard_shows_drift_accuracy_and_outcomes(dev: Template) -> None:
     (dashboard,) = dev.find_resources("AWS::CloudWatch::Dashboard").values()
     body = resolve(dashboard["Properties"]["DashboardBody"])
     shown = ("DriftStatistic", "ChallengerAccuracy", "ChampionAccuracy", "EstimatedAccuracy", "EstimatedAccuracyLower",
-             "EstimatedAccuracyUpper", "LabelledAccuracy", "LabelledImages", "ExecutionsFailed", "ExecutionsSucceeded")
+             "EstimatedAccuracyUpper", "EstimatedAccuracyUnreliable", "LabelledAccuracy", "LabelledImages",
+             "ExecutionsFailed", "ExecutionsSucceeded")
     assert [metric for metric in shown if metric not in body] == []
 
 
