@@ -3,10 +3,10 @@ and a train run killed between its record writes leaves nothing that misleads st
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from support.train_runs import recorded_train_run
 
 from driftloop import loop
 from driftloop.config import DecisionPolicy
@@ -138,25 +138,13 @@ def local_stores(tmp_path: Path, params: ParameterStore | None = None) -> loop.S
                        params=params or SqliteParameterStore(tmp_path / "parameters.sqlite"), names=ParameterNames())
 
 
-def train_run(stores: loop.Stores, run_id: str, hour: int, accuracy: float) -> TrainRecord:
-    """A train run's jobs done (its metrics, the champion's evaluation), then its records written."""
-    plan = loop.plan_run(stores, "train", run_id=run_id, time=f"2026-12-01T{hour:02d}:00:00+00:00",
-                         start={"train_data": "data/stage-2/train", "val_data": "data/stage-2/val"})
-    stores.objects.put_bytes(f"{plan.uri['model']}/metrics.json", json.dumps({
-        "val_accuracy": accuracy, "val_loss": 0.7, "epochs": 3, "best_epoch": 3, "wall_time_s": 1.0, "n_train": 10,
-        "n_val": 5, "n_params": 100, "classes": ["a", "b"], "trained_on": "stage-2", "config": {}}).encode())
-    stores.objects.put_bytes(f"{plan.uri['champion_eval']}/evaluation.json",
-                             json.dumps({"n": 5, "classes": ["a", "b"], "accuracy": 0.5}).encode())
-    return loop.record_train(stores, plan)
-
-
 @pytest.mark.parametrize("writes", [0, 1], ids=["before-the-first-write", "between-the-writes"])
 def test_a_train_run_killed_at_its_record_writes_never_says_promoted_while_the_old_model_serves(
         tmp_path: Path, writes: int) -> None:
     stores = local_stores(tmp_path)
-    train_run(stores, "train-old", 10, 0.6)
+    recorded_train_run(stores, "train-old", 10, 0.6)
     with pytest.raises(Killed):
-        train_run(local_stores(tmp_path, DiesAfterWrites(stores.params, writes)), "train-new", 11, 0.9)
+        recorded_train_run(local_stores(tmp_path, DiesAfterWrites(stores.params, writes)), "train-new", 11, 0.9)
 
     serving = read_record(stores.params, stores.names.train_latest, TrainRecord)
     assert serving is not None
@@ -188,12 +176,12 @@ def test_a_serve_killed_after_its_retrain_was_recorded_still_holds_the_next_serv
         tmp_path: Path) -> None:
     stores = local_stores(tmp_path)
     policy = DecisionPolicy(cooldown_runs=2)
-    train_run(stores, "train-old", 9, 0.6)
+    recorded_train_run(stores, "train-old", 9, 0.6)
     stores.params.put(stores.names.serve_latest,
                       serve_record("serve-a", 10, retrain_run_id=None, runs_since_retrain=5).to_json())
     # serve-b (11:00) drifted and retrained: its retrain recorded both records, promoted; then it died.
     dying = local_stores(tmp_path, DiesAfterWrites(stores.params, 2))
-    retrain = train_run(dying, "train-new", 11, 0.9)
+    retrain = recorded_train_run(dying, "train-new", 11, 0.9)
     assert retrain.promoted
     with pytest.raises(Killed):
         dying.params.put(dying.names.serve_latest,

@@ -20,6 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # app.py, stacks/ and lambdas/ live at the repository root
     sys.path.insert(0, str(REPO_ROOT))
 
+from aws_cdk.assertions import Template  # noqa: E402
 from support.moto_server import moto_env, moto_reset, moto_server  # noqa: E402, F401
 
 # The production variant also turns the other switches: no simulation, schedule off, e-mail, sharding,
@@ -84,6 +85,18 @@ class LambdaContext:
     memory_limit_in_mb: int = 256
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:driftloop-test"
     aws_request_id: str = "5f6c1d6e-0000-4000-8000-000000000000"
+
+
+@pytest.fixture(scope="module")
+def dev(synthesized: Synthesized) -> Template:
+    """The development stack's template."""
+    return Template.from_stack(synthesized.development)
+
+
+@pytest.fixture(scope="module")
+def prod(synthesized: Synthesized) -> Template:
+    """The production stack's template."""
+    return Template.from_stack(synthesized.production)
 
 
 @pytest.fixture

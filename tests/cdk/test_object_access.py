@@ -19,11 +19,6 @@ from .test_stack import as_list, logical_id, statements_of
 Access = dict[str, list[str]]  # S3 action -> sorted key patterns (ListBucket: its s3:prefix condition)
 
 
-@pytest.fixture(scope="module")
-def prod(synthesized: Synthesized) -> Template:
-    return Template.from_stack(synthesized.production)
-
-
 def s3_access(template: Template, stack: Any, role: Any) -> Access:
     bucket = resolve({"Fn::GetAtt": [logical_id(stack.storage.bucket), "Arn"]})
     found: dict[str, set[str]] = {}

@@ -14,16 +14,6 @@ from .conftest import Synthesized
 from .test_stack import as_list, logical_id, statements_of
 
 
-@pytest.fixture(scope="module")
-def dev(synthesized: Synthesized) -> Template:
-    return Template.from_stack(synthesized.development)
-
-
-@pytest.fixture(scope="module")
-def prod(synthesized: Synthesized) -> Template:
-    return Template.from_stack(synthesized.production)
-
-
 def test_each_stack_has_its_own_package_group_named_from_the_stack(dev: Template, prod: Template) -> None:
     dev.resource_count_is("AWS::SageMaker::ModelPackageGroup", 1)
     dev.has_resource_properties("AWS::SageMaker::ModelPackageGroup", {"ModelPackageGroupName": "Driftloop"})

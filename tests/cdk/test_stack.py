@@ -20,16 +20,6 @@ from .conftest import REPO_ROOT, Synthesized
 from .definitions import definition_of, job_name_prefix, sagemaker_jobs
 
 
-@pytest.fixture(scope="module")
-def dev(synthesized: Synthesized) -> Template:
-    return Template.from_stack(synthesized.development)
-
-
-@pytest.fixture(scope="module")
-def prod(synthesized: Synthesized) -> Template:
-    return Template.from_stack(synthesized.production)
-
-
 def logical_id(construct: Any) -> str:
     return str(Stack.of(construct).resolve(construct.node.default_child.logical_id))
 

@@ -6,13 +6,12 @@ no model is trained; the commands run in a subprocess.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-from driftloop import loop
-from driftloop.config import ApprovalMode
+from support.train_runs import recorded_train_run
+
 from driftloop.local.runner import LocalSystem
 
 DRIFTLOOP = Path(sys.executable).parent / "driftloop"
@@ -22,22 +21,11 @@ def driftloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(DRIFTLOOP), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
 
 
-def train(stores: loop.Stores, hour: int, accuracy: float, approval: ApprovalMode) -> None:
-    plan = loop.plan_run(stores, "train", run_id=f"train-{hour}", time=f"2026-12-01T{hour:02d}:00:00+00:00",
-                         start={"train_data": "data/original/train", "val_data": "data/original/val"})
-    stores.objects.put_bytes(f"{plan.uri['model']}/metrics.json", json.dumps({
-        "val_accuracy": accuracy, "val_loss": 0.7, "epochs": 3, "best_epoch": 3, "wall_time_s": 1.0, "n_train": 10,
-        "n_val": 5, "n_params": 100, "classes": ["a", "b"], "trained_on": "original", "config": {}}).encode())
-    stores.objects.put_bytes(f"{plan.uri['champion_eval']}/evaluation.json",
-                             json.dumps({"n": 5, "classes": ["a", "b"], "accuracy": 0.8}).encode())
-    loop.record_train(stores, plan, approval=approval)
-
-
 def test_models_lists_the_versions_status_shows_the_pending_one_and_approve_and_reject_act(tmp_path: Path) -> None:
     stores = LocalSystem(tmp_path / "W").stores
-    train(stores, 10, 0.8, "automatic")
-    train(stores, 11, 0.9, "manual")
-    train(stores, 12, 0.95, "manual")
+    recorded_train_run(stores, "train-10", 10, 0.8, stage="original", champion=0.8, approval="automatic")
+    recorded_train_run(stores, "train-11", 11, 0.9, stage="original", champion=0.8, approval="manual")
+    recorded_train_run(stores, "train-12", 12, 0.95, stage="original", champion=0.8, approval="manual")
 
     status = driftloop("status", "--workdir", "W", "--runs", "0", cwd=tmp_path)
     assert status.returncode == 0, status.stderr

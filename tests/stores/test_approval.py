@@ -7,10 +7,10 @@ gets which status, and what serving reads (``train/latest``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from support.train_runs import recorded_train_run
 
 from driftloop import loop
 from driftloop.config import ApprovalMode
@@ -32,15 +32,8 @@ def stores(tmp_path: Path, registry: ModelRegistry) -> loop.Stores:
 
 def train(stores: loop.Stores, hour: int, accuracy: float, *, champion: float = 0.5,
           approval: ApprovalMode = "manual") -> TrainRecord:
-    """A train run at ``hour`` whose model scores ``accuracy``, the champion ``champion``, then its records."""
-    plan = loop.plan_run(stores, "train", run_id=f"train-{hour}", time=f"2026-12-01T{hour:02d}:00:00+00:00",
-                         start={"train_data": "data/stage-2/train", "val_data": "data/stage-2/val"})
-    stores.objects.put_bytes(f"{plan.uri['model']}/metrics.json", json.dumps({
-        "val_accuracy": accuracy, "val_loss": 0.7, "epochs": 3, "best_epoch": 3, "wall_time_s": 1.0, "n_train": 10,
-        "n_val": 5, "n_params": 100, "classes": ["a", "b"], "trained_on": "stage-2", "config": {}}).encode())
-    stores.objects.put_bytes(f"{plan.uri['champion_eval']}/evaluation.json",
-                             json.dumps({"n": 5, "classes": ["a", "b"], "accuracy": champion}).encode())
-    return loop.record_train(stores, plan, approval=approval)
+    """Train run ``train-<hour>``, manual approval unless told otherwise."""
+    return recorded_train_run(stores, f"train-{hour}", hour, accuracy, champion=champion, approval=approval)
 
 
 def serving(stores: loop.Stores) -> str | None:
