@@ -6,6 +6,7 @@ the CDK stacks (SSM parameters, one S3 bucket) and by the drift-decision Lambda.
 Object layout (keys are relative to the bucket or the local store's root)::
 
     data/<stage>/{train,val,test}/<class>/<image>   data sets as users upload them
+    data/retrain-<serve run id>/lineage.json        a production retrain set's lineage, beside its splits
     batches/<id>/<image>                             new unlabelled serve batches (images at any depth)
     batches/<id>/_READY                              the batch's marker: the upload is complete
     ledger/served/<id>.json                          the first serve of a batch (its create-only claim)
@@ -236,6 +237,14 @@ def retrain_set_prefix(name: str) -> str:
     """``data/retrain-<name>``: a production retrain's data set, with ``train``/``val`` splits and its lineage."""
     check_batch_id(name)
     return f"data/{RETRAIN_SET}-{name}"
+
+
+LINEAGE_FILE: Final = "lineage.json"
+
+
+def lineage_key(split_prefix: str) -> str:
+    """A data set's lineage, beside its splits: ``data/retrain-x/train`` -> ``data/retrain-x/lineage.json``."""
+    return f"{split_prefix.rpartition('/')[0]}/{LINEAGE_FILE}"
 
 
 def run_record_key(pipeline: PipelineName, run_id: str) -> str:

@@ -55,6 +55,7 @@ from driftloop.pipelines import (
 from driftloop.plan_checks import (
     InvalidInput,
     check_job_environment,
+    check_registrable,
     check_run_id,
     check_start,
     data_name,
@@ -142,6 +143,7 @@ def plan_run(stores: Stores, pipeline_name: PipelineName, *, run_id: str, time: 
     start = {name: value for name, value in start.items() if name != STARTED_BY_KEY}
     check_run_id(run_id)
     check_start(pipeline, start)
+    check_registrable(pipeline, start)
     current = read_record(stores.params, stores.names.train_latest, TrainRecord)
     required = {a for s in pipeline.steps for a in s.required_artifacts()}
     if current is None and required & set(pipeline.resolved_artifacts()):

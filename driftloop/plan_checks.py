@@ -24,10 +24,12 @@ from driftloop.layout import (
     PipelineName,
     batch_prefix,
     data_prefix,
+    lineage_key,
     retrain_set_prefix,
     stage_of_data_prefix,
 )
 from driftloop.pipelines import BATCH_START_FIELD, PIPELINES, RUN_FACTS_ENV, RUN_SETTINGS_ENV, Pipeline
+from driftloop.registry import metadata_problem
 from driftloop.stores.objects import check_key
 
 # A Step Functions execution name (1 to 80 letters, digits, '-' and '_'): a run id is one, and one folder.
@@ -118,6 +120,20 @@ def check_job_environment(facts: Mapping[str, str], settings: Mapping[str, Mappi
             )
 
 
+def check_registrable(pipeline: Pipeline, start: Mapping[str, str]) -> None:
+    """A train run's model package names its data (and a retrain set's lineage) as S3 URIs, which SageMaker
+    Model Registry takes only short and plain (``registry.metadata_problem``): checked at the longest
+    bucket name on both backends, so that a local run is refused where AWS would refuse its last step."""
+    if pipeline.name != "train":
+        return
+    for name, prefix in start.items():
+        for key in (prefix, lineage_key(prefix)):
+            if (problem := metadata_problem(f"s3://{'b' * MAX_BUCKET_NAME}/{key}")) is not None:
+                raise InvalidInput(f"{name}={prefix!r}: the model package of this run would name {key} as an S3 URI "
+                                   f"that is {problem} (at the longest bucket name), which SageMaker Model Registry "
+                                   "refuses: give the data set a shorter name of letters, digits and '_.-'")
+
+
 def data_name(prefix: str, uri: str) -> str:
     """The ``data_name`` run fact: a stage's name for its data set (``data/<stage>/<split>``), else its URI."""
     return stage_of_data_prefix(prefix) or uri
@@ -141,6 +157,7 @@ def check_plannable(pipeline_name: PipelineName, start: Mapping[str, str], *, ru
     of ``run_id_length`` characters and the longest bucket name, can be planned."""
     pipeline = PIPELINES[pipeline_name]
     check_start(pipeline, start)
+    check_registrable(pipeline, start)
     first = start[pipeline.start_inputs()[0]]
     facts = {"run_id": "r" * run_id_length,
                                  "data_name": data_name(first, f"s3://{'b' * MAX_BUCKET_NAME}/{first}")}

@@ -42,7 +42,14 @@ from driftloop.labels import (
     read_predictions,
     usable_labels,
 )
-from driftloop.layout import batch_prefix, labelled_entry, retrain_set_prefix, run_record_key, stage_of_data_prefix
+from driftloop.layout import (
+    batch_prefix,
+    labelled_entry,
+    lineage_key,
+    retrain_set_prefix,
+    run_record_key,
+    stage_of_data_prefix,
+)
 from driftloop.pipelines import PREDICTIONS_FILE
 from driftloop.records import LabelledSummary, ServeRecord, TrainRecord
 from driftloop.stores.objects import ObjectNotFound, ObjectStore
@@ -50,13 +57,7 @@ from driftloop.stores.objects import ObjectNotFound, ObjectStore
 log = logging.getLogger(__name__)
 
 Split = Literal["train", "val"]
-LINEAGE_FILE: Final = "lineage.json"
 MAX_JOINS_RECORDED: Final = 3  # joins a serve record names (the ledger keeps every one)
-
-
-def lineage_key(split_prefix: str) -> str:
-    """A data set's lineage, beside its splits: ``data/retrain-x/train`` -> ``data/retrain-x/lineage.json``."""
-    return f"{split_prefix.rpartition('/')[0]}/{LINEAGE_FILE}"
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,13 @@ import pytest
 
 from driftloop import loop
 from driftloop.layout import MAX_START_PREFIX, ParameterNames
-from driftloop.pipelines import RUN_FACTS_ENV
+from driftloop.pipelines import RUN_FACTS_ENV, SERVE_PIPELINE
 from driftloop.plan_checks import (
     MAX_JOB_ENVIRONMENT_VALUE,
     MAX_RUN_ID,
     InvalidInput,
     check_plannable,
+    check_start,
     deployment_starts,
     job_environment,
 )
@@ -50,10 +51,23 @@ def test_a_start_prefix_aws_would_refuse_is_refused_at_plan_time(
     assert objects.list("runs") == []
 
 
-def test_the_longest_start_prefix_is_planned(objects: ObjectStore, params: ParameterStore) -> None:
-    longest = "data/" + "s" * (MAX_START_PREFIX - len("data//val")) + "/val"
+def test_the_longest_start_prefix_can_be_served() -> None:
+    longest = "batches/" + "b" * (MAX_START_PREFIX - len("batches/"))
     assert len(longest) == MAX_START_PREFIX
-    assert plan_train(objects, params, "data/original/train", val_data=longest).start["val_data"] == longest
+    check_start(SERVE_PIPELINE, {"batch": longest})
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("photos,v2", "holds ','"),
+    ("n" * 170, "257 characters, not 1 to 256"),  # its lineage.json's URI, at a 63-character bucket
+])
+def test_train_data_that_sagemaker_model_registry_could_not_name_is_refused_at_plan_time(
+    objects: ObjectStore, params: ParameterStore, name: str, why: str
+) -> None:
+    """The run's model package names its data as S3 URIs: short and plain, or registration fails at the end."""
+    with pytest.raises(InvalidInput, match=f"train_data=.*{re.escape(why)}.*SageMaker Model Registry refuses"):
+        plan_train(objects, params, f"data/{name}/train")
+    assert plan_train(objects, params, f"data/{'n' * 169}/train", run_id="t2").facts["data_name"] == "n" * 169
 
 
 def test_a_data_set_name_that_overfills_a_job_environment_value_is_refused_at_plan_time(
