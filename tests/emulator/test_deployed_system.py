@@ -342,6 +342,9 @@ GONE_PROBES: dict[str, Probe | None] = {
     "AWS::IAM::Role": lambda s, name: s.client("iam").get_role(RoleName=name),
     "AWS::Scheduler::Schedule": lambda s, name: s.client("scheduler").get_schedule(Name=name),
     "AWS::CloudWatch::Dashboard": lambda s, name: s.client("cloudwatch").get_dashboard(DashboardName=name),
+    "AWS::SageMaker::ModelPackageGroup": lambda s, name: s.client("sagemaker").describe_model_package_group(
+        ModelPackageGroupName=name
+    ),
     "AWS::Logs::LogGroup": None,  # checked below: no log group at all is left
     "AWS::IAM::Policy": None,
     "AWS::S3::BucketPolicy": None,
