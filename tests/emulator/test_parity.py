@@ -43,9 +43,13 @@ pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 # Models good enough for champion/challenger to mean something (the plumbing tests train 3 epochs,
 # a near-random model on six classes): measured on the small set, ~5 s a training. Two instances
 # for each serve step that scales out: the records must not change with the number of hosts.
+# The rule is drift alone: on the small set's few validation images the label-free estimate reads the
+# Original batch 10 points below validation, so the default drift_or_harm would retrain there on both
+# backends alike (seen 2026-12-07); this scenario's retrain points are drift's.
 DEPLOYMENT_CONTEXT: dict[str, Any] = {
     "driftloop": {
         "settings": {**TEST_CONTEXT["driftloop"]["settings"], "algorithm": {"epochs": 15, "patience": 4}},
+        "decision": {"rule": "drift"},
         "instances": {"process": 2, "drift_features": 2, "predict": 2},
     }
 }
@@ -126,8 +130,7 @@ def test_the_detector_names_its_stage_and_train_run_on_both_backends(
 def test_a_drifting_stage_retrains_and_promotes_alike(backends: Backends, after_serve_noisy: dict[str, Any]) -> None:
     record = after_serve_noisy["serve/latest"]
     assert (record["is_drift"], record["retrain"], record["stage"]) == (True, True, "noisy")
-    # The default drift_or_harm rule: the Original model on Noisy drifts and its estimate falls far below validation.
-    assert record["rule_fired"] == "drift_and_harm" and record["accuracy_estimate"] is not None
+    assert record["rule_fired"] == "drift" and record["accuracy_estimate"] is not None
     latest = after_serve_noisy["train/latest"]
     assert latest["run_id"] == record["retrain_run_id"] and latest["promoted"] is True
     assert latest["stage"] == "noisy" and latest["champion_run_id"] == backends.train_ids[0]
