@@ -124,6 +124,21 @@ def _pool(workdir: Path, name: str, seeds: Sequence[int], size: str) -> Path:
     return _cached(workdir / name, params, make)
 
 
+def _val_sets(workdir: Path, seed: int, size: str, data: Path) -> Path:
+    """Every stage's validation images, processed as a batch: ``<folder>/<stage>`` (labelled shards).
+
+    The loop's earlier models are scored on the serving model's validation set (the agreement
+    estimators calibrate on it), so every model is run on every stage's validation images."""
+    params = {"seed": seed, "size": size, "processing": ProcessingConfig().to_dict()}
+
+    def make(folder: Path) -> None:
+        for stage in STAGE_NAMES:
+            _run("processing", "serve", {"batch": data / stage / "val"}, {"batch": folder / stage},
+                 ProcessingConfig().to_dict())
+
+    return _cached(workdir / f"acc-val-{size}-s{seed}", params, make)
+
+
 @dataclass(frozen=True)
 class ModelOutputs:
     """One model's ``predictions`` features (entropy, then class probabilities) and labels per image set."""
@@ -132,7 +147,7 @@ class ModelOutputs:
     seed: int
     val_accuracy: float
     training: dict[str, Any]
-    features: dict[str, np.ndarray]  # "reference", "val", "calibration", "test/<stage>"
+    features: dict[str, np.ndarray]  # "reference", "val", "calibration", "test/<stage>", "val/<stage>"
     labels: dict[str, np.ndarray]
     # The same for a second copy trained alike from another seed (the ``agreement`` method).
     second: dict[str, np.ndarray] | None = None
@@ -157,10 +172,11 @@ def _feature_settings() -> dict[str, Any]:
 
 
 def _model_outputs(workdir: Path, seed: int, size: str, stage: str, training: TrainingConfig,
-                   data: Path, test_pool: Path, calibration_pool: Path) -> ModelOutputs:
+                   data: Path, pools: tuple[Path, Path, Path]) -> ModelOutputs:
+    test_pool, calibration_pool, val_sets = pools
     params = {"seed": seed, "size": size, "stage": stage, "training": training.to_dict(),
               "processing": ProcessingConfig().to_dict(), "drift": _feature_settings(),
-              "test_pool": test_pool.name, "calibration_pool": calibration_pool.name}
+              "test_pool": test_pool.name, "calibration_pool": calibration_pool.name, "val_sets": val_sets.name}
 
     def make(folder: Path) -> None:
         from driftloop.ml import drift
@@ -180,7 +196,8 @@ def _model_outputs(workdir: Path, seed: int, size: str, stage: str, training: Tr
         keep = drift.reference_indices(n_train, config.max_reference, config.seed)
         sets = {"reference": (shards / "train", keep), "val": (shards / "val", None),
                 "calibration": (calibration_pool / stage, None),
-                **{f"test/{s}": (test_pool / s, None) for s in STAGE_NAMES}}
+                **{f"test/{s}": (test_pool / s, None) for s in STAGE_NAMES},
+                **{f"val/{s}": (val_sets / s, None) for s in STAGE_NAMES}}
         arrays: dict[str, np.ndarray] = {}
         for key, (source, subset) in sets.items():
             arrays[f"features:{key}"] = drift.extract_features(model, drift.iter_images(source, subset))
@@ -216,10 +233,10 @@ def prepare(options: BenchOptions) -> tuple[list[ModelOutputs], dict[str, Any]]:
         test_pool = _pool(options.workdir, f"acc-pool-{size}-s{seed}-test", [base + i for i in range(tiles)], size)
         calibration_pool = _pool(options.workdir, f"acc-pool-{size}-s{seed}-calibration",
                                  [base + CALIBRATION_OFFSET], size)
+        pools = (test_pool, calibration_pool, _val_sets(options.workdir, seed, size, data))
         for stage in STAGE_NAMES:
-            first = _model_outputs(options.workdir, seed, size, stage, training, data, test_pool, calibration_pool)
-            second = _model_outputs(options.workdir, seed, size, stage, second_training, data, test_pool,
-                                    calibration_pool)
+            first = _model_outputs(options.workdir, seed, size, stage, training, data, pools)
+            second = _model_outputs(options.workdir, seed, size, stage, second_training, data, pools)
             for key, labels in first.labels.items():
                 if key != "reference" and not np.array_equal(labels, second.labels[key]):
                     raise RuntimeError(f"the two copies saw {key} in different orders")
@@ -254,10 +271,40 @@ class Policy:
 
 
 def all_methods() -> tuple[str, ...]:
-    """The single-model methods and ``agreement`` (two copies)."""
-    from driftloop.ml.accuracy_estimate import AGREEMENT, METHODS
+    """The single-model methods, ``agreement`` (two copies) and the loop's-own-models methods."""
+    from driftloop.ml.accuracy_estimate import AGREEMENT, METHODS, MODELS_METHODS
 
-    return (*METHODS, AGREEMENT)
+    return (*METHODS, AGREEMENT, *MODELS_METHODS)
+
+
+# The champions before a stage's model, as the loop holds them after retraining on each stage in the
+# stream's order: the previous stages' models, newest first (Original's are Noisy, Stage-5, Stage-4:
+# the cycle's second round; the first Original model has none and keeps the single-model estimate).
+EARLIER_CHAMPIONS = 3
+
+
+@dataclass(frozen=True)
+class Family:
+    """The serving model and the champions before it: predicted classes per test set, and their calibration."""
+
+    predictions: dict[str, np.ndarray]  # test set -> models × pool images
+    calibration: Any  # accuracy_estimate.ModelsCalibration on the serving model's validation set
+
+
+def _family(o: ModelOutputs, by_stage: dict[tuple[int, str], ModelOutputs]) -> Family:
+    from driftloop.ml.accuracy_estimate import ModelsCalibration
+
+    k = STAGE_NAMES.index(o.stage)
+    members = [o, *(by_stage[(o.seed, STAGE_NAMES[(k - d) % len(STAGE_NAMES)])]
+                    for d in range(1, EARLIER_CHAMPIONS + 1))]
+    val = f"val/{o.stage}"
+    for member in members:
+        if not np.array_equal(member.labels[val], o.labels[val]):
+            raise RuntimeError(f"{member.stage}'s model saw {val} in another order")
+    calibration = ModelsCalibration.fit(np.stack([m.probabilities(val).argmax(axis=1) for m in members]),
+                                        o.labels[val])
+    return Family({s: np.stack([m.probabilities(f"test/{s}").argmax(axis=1) for m in members])
+                   for s in STAGE_NAMES}, calibration)
 
 
 def policies() -> list[Policy]:
@@ -267,12 +314,16 @@ def policies() -> list[Policy]:
     return found
 
 
-def _estimates(probabilities: np.ndarray, second: np.ndarray, calibration: Any) -> dict[str, Any]:
-    """Every method's estimate of one batch (``agreement`` ignores the calibration)."""
+def _estimates(probabilities: np.ndarray, second: np.ndarray, calibration: Any,
+               family: tuple[np.ndarray, Any]) -> dict[str, Any]:
+    """Every method's estimate of one batch (``agreement`` and the models' methods ignore the
+    calibration: theirs is the models' own, ``family``'s second part)."""
     from driftloop.ml import accuracy_estimate as ae
 
+    predictions, models = family
     return {**ae.estimate_all(probabilities, calibration),
-            ae.AGREEMENT: ae.estimate_agreement(probabilities, second)}
+            ae.AGREEMENT: ae.estimate_agreement(probabilities, second),
+            **{m: ae.estimate_with_models(predictions, models, m) for m in ae.MODELS_METHODS}}
 
 
 def _drift_checker(reference: np.ndarray) -> tuple[Any, Any, np.ndarray]:
@@ -285,12 +336,13 @@ def _drift_checker(reference: np.ndarray) -> tuple[Any, Any, np.ndarray]:
 
 
 def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_accuracy: float,
-          checker: tuple[Any, Any, np.ndarray], batch_sizes: Sequence[int], n_batches: int,
+          checker: tuple[Any, Any, np.ndarray], family: Family, batch_sizes: Sequence[int], n_batches: int,
           policy_list: list[Policy]) -> dict[str, Any]:
     """Every batch of one (model, test stage) cell: estimation errors, coverage, drift and policy verdicts,
     and whether the default estimate lay inside its calibration's domain."""
+    from driftloop.ml import accuracy_estimate as ae
     from driftloop.ml import drift
-    from driftloop.ml.accuracy_estimate import DEFAULT_METHOD
+    from driftloop.ml.accuracy_estimate import DEFAULT_METHOD, METHODS
 
     memo, ks, shares = checker
     config = DriftConfig()
@@ -301,7 +353,9 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
         raise ValueError("the agreement method needs the second copy's outputs")
     second = outputs.second[key][:, 1:]
     correct = probabilities.argmax(axis=1) == labels
-    pool = {c: {m: e.accuracy for m, e in _estimates(probabilities, second, cal).items()}
+    members = family.predictions[stage]
+    pool = {c: {m: e.accuracy for m, e in _estimates(probabilities, second, cal,
+                                                      (members, family.calibration)).items()}
             for c, cal in calibrations.items()}
     methods = all_methods()
     cell: dict[str, Any] = {
@@ -319,7 +373,8 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
         widths: dict[str, dict[str, list[float]]] = {c: {m: [] for m in methods} for c in calibrations}
         counts = {p.name: {"harmful": 0, "harmful_missed": 0, "harmless": 0, "needless": 0, "flagged": 0}
                   for p in policy_list}
-        domain = _empty_domain_tally()
+        domain = _empty_domain_tally([str(a) for a in DOMAIN_ALPHAS])
+        marks = _empty_domain_tally([name for name, *_ in mark_names()])
         n_drift = 0
         truths = []
         for i, indices in enumerate(draws):
@@ -336,14 +391,20 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
                     raise RuntimeError(f"memoised KS disagrees with drift.score on {outputs.stage} x {stage}")
             n_drift += is_drift
             drop: dict[str, float] = {}
+            shared = {m: e for m, e in _estimates(probabilities[indices], second[indices], calibrations["val"],
+                                                   (members[:, indices], family.calibration)).items()
+                      if m not in METHODS}
             for c, calibration in calibrations.items():
-                for m, result in _estimates(probabilities[indices], second[indices], calibration).items():
+                found = {**ae.estimate_all(probabilities[indices], calibration), **shared}
+                for m, result in found.items():
                     errors[c][m].append(result.accuracy - truth)
                     covered[c][m] += result.lower <= truth <= result.upper
                     widths[c][m].append(result.upper - result.lower)
                     if c == "val":
                         drop[m] = calibration.accuracy - result.accuracy
-            _tally_domain(domain, probabilities[indices], calibrations["val"], errors["val"][DEFAULT_METHOD][-1])
+            mix_marked = _tally_domain(domain, probabilities[indices], calibrations["val"],
+                                       errors["val"][DEFAULT_METHOD][-1])
+            _tally_marks(marks, mix_marked, {m: truth + errors["val"][m][-1] for m in methods}, truth)
             true_drop = own_accuracy - truth
             for policy in policy_list:
                 fired = policy.fires(is_drift, drop)
@@ -362,40 +423,73 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
             "bias": {c: {m: float(np.mean(e)) for m, e in per.items()} for c, per in errors.items()},
             "coverage": {c: {m: n / n_batches for m, n in per.items()} for c, per in covered.items()},
             "width": {c: {m: float(np.mean(w)) for m, w in per.items()} for c, per in widths.items()},
-            "policies": counts, "domain": domain,
+            "policies": counts, "domain": domain, "marks": marks,
         }
     return cell
 
 
-def _empty_domain_tally() -> dict[str, dict[str, dict[str, int]]]:
+def _empty_domain_tally(names: Sequence[str]) -> dict[str, dict[str, dict[str, int]]]:
     far = {f"off_{100 * f:.0f}": 0 for f in FAR_OFF}
-    return {str(a): {side: {"n": 0, **far} for side in ("marked", "unmarked")} for a in DOMAIN_ALPHAS}
+    return {name: {side: {"n": 0, **far} for side in ("marked", "unmarked")} for name in names}
 
 
 def _tally_domain(tally: dict[str, dict[str, dict[str, int]]], batch: np.ndarray, calibration: Any,
-                  error: float) -> None:
-    """Count one batch's default estimate as marked (outside the domain) or not, per α, and how far off it is."""
-    from driftloop.ml.accuracy_estimate import class_mix_domain
+                  error: float) -> bool:
+    """Count one batch's default estimate as marked (outside the domain) or not, per α, and how far off it
+    is; whether the default α marks it."""
+    from driftloop.ml.accuracy_estimate import DOMAIN_ALPHA, class_mix_domain
 
+    marked_at_default = False
     for alpha in DOMAIN_ALPHAS:
         found = class_mix_domain(batch, calibration, alpha)
         if found is None:
             raise RuntimeError("the calibration has no class mix: it predates the validity domain")
         distance, limit = found
         side = tally[str(alpha)]["marked" if distance > limit else "unmarked"]
+        marked_at_default |= alpha == DOMAIN_ALPHA and distance > limit
         side["n"] += 1
         for far in FAR_OFF:
             side[f"off_{100 * far:.0f}"] += abs(error) > far
+    return marked_at_default
+
+
+GAPS = (0.10, 0.20)  # a second mark: the default estimate and a models' estimate this far apart
+
+
+def mark_names() -> tuple[tuple[str, str, str, float], ...]:
+    """(name, estimator, the other estimator, gap) of every mark the benchmark tallies beyond the class
+    mix: each estimate is marked when the class mix is outside the domain (α ``DOMAIN_ALPHA``) or when it
+    and the other estimate lie at least the gap apart (a gap of 0: the class mix alone)."""
+    from driftloop.ml.accuracy_estimate import DEFAULT_METHOD, MODELS_METHODS
+
+    found: list[tuple[str, str, str, float]] = []
+    for m in MODELS_METHODS:
+        found.append((f"{m}: class mix", m, m, 0.0))
+        for gap in GAPS:
+            found.append((f"{m}: class mix or {100 * gap:.0f} points from {DEFAULT_METHOD}", m, DEFAULT_METHOD, gap))
+            found.append((f"{DEFAULT_METHOD}: class mix or {100 * gap:.0f} points from {m}", DEFAULT_METHOD, m, gap))
+    return tuple(found)
+
+
+def _tally_marks(tally: dict[str, dict[str, dict[str, int]]], mix_marked: bool, estimates: dict[str, float],
+                 truth: float) -> None:
+    """Count one batch under every extra mark: marked or not, and how far off the marked estimator is."""
+    for name, estimator, other, gap in mark_names():
+        marked = mix_marked or (gap > 0 and abs(estimates[estimator] - estimates[other]) >= gap - 1e-12)
+        side = tally[name]["marked" if marked else "unmarked"]
+        side["n"] += 1
+        for far in FAR_OFF:
+            side[f"off_{100 * far:.0f}"] += abs(estimates[estimator] - truth) > far
 
 
 def _summaries(cells: list[dict[str, Any]], batch_sizes: Sequence[int], policy_list: list[Policy]) -> dict[str, Any]:
-    from driftloop.ml.accuracy_estimate import AGREEMENT
+    from driftloop.ml.accuracy_estimate import METHODS
 
     estimation = []
     for c in CALIBRATIONS:
         for m in all_methods():
-            if m == AGREEMENT and c != CALIBRATIONS[0]:
-                continue  # calibration-free: one row
+            if m not in METHODS and c != CALIBRATIONS[0]:
+                continue  # calibrated on their own (or not at all): one row
             row: dict[str, Any] = {"calibration": c, "method": m}
             own = [x for x in cells if x["model"] == x["test_set"]]
             shifted = [x for x in cells if x["model"] != x["test_set"]]
@@ -428,31 +522,36 @@ def _summaries(cells: list[dict[str, Any]], batch_sizes: Sequence[int], policy_l
                 "needless_rate": totals["needless"] / max(totals["harmless"], 1),
                 "retrains_per_cycle": len(STAGE_NAMES) * totals["flagged"] / n_batches,
             })
-    return {"estimation": estimation, "policies": policy_rows, "domain": _domain_summary(cells, batch_sizes)}
+    marks = [(name, name) for name, *_ in mark_names()]
+    return {"estimation": estimation, "policies": policy_rows, "domain": _domain_summary(cells, batch_sizes),
+            "marks": _domain_summary(cells, batch_sizes, "marks", marks)}
 
 
-def _domain_summary(cells: list[dict[str, Any]], batch_sizes: Sequence[int]) -> list[dict[str, Any]]:
-    """Per α and batch size: the share of estimates marked, and how often a marked and an unmarked one is far off."""
+def _domain_summary(cells: list[dict[str, Any]], batch_sizes: Sequence[int], field: str = "domain",
+                    keys: Sequence[tuple[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Per mark (by default each α of the class mix) and batch size: the share of estimates marked, and
+    how often a marked and an unmarked one is far off. ``keys``: (the tally's key, the row's label)."""
     rows = []
+    labelled = keys or [(str(a), a) for a in DOMAIN_ALPHAS]
     for b in batch_sizes:
-        for alpha in DOMAIN_ALPHAS:
-            sides = {side: {k: sum(x["by_batch_size"][str(b)]["domain"][str(alpha)][side][k] for x in cells)
-                            for k in cells[0]["by_batch_size"][str(b)]["domain"][str(alpha)][side]}
+        for key, label in labelled:
+            sides = {side: {k: sum(x["by_batch_size"][str(b)][field][key][side][k] for x in cells)
+                            for k in cells[0]["by_batch_size"][str(b)][field][key][side]}
                      for side in ("marked", "unmarked")}
-            row: dict[str, Any] = {"batch_size": b, "alpha": alpha, **sides,
+            row: dict[str, Any] = {"batch_size": b, "alpha" if field == "domain" else "mark": label, **sides,
                                    "marked_share": sides["marked"]["n"] / max(sides["marked"]["n"]
                                                                              + sides["unmarked"]["n"], 1)}
             for side in sides:
                 for far in FAR_OFF:
-                    key = f"off_{100 * far:.0f}"
-                    row[f"{side}_{key}_rate"] = sides[side][key] / max(sides[side]["n"], 1)
+                    off = f"off_{100 * far:.0f}"
+                    row[f"{side}_{off}_rate"] = sides[side][off] / max(sides[side]["n"], 1)
             rows.append(row)
     return rows
 
 
 # Policies whose counts the JSON keeps per cell (totals cover every policy): the drift rule and the
 # harm rules of the best single-model method and of agreement.
-CELL_POLICY_METHODS = ("atc_ne", "agreement")
+CELL_POLICY_METHODS = ("atc_ne", "agreement", "previous_agreement", "previous_scaled", "aline", "triplet")
 
 
 def _round(value: Any) -> Any:
@@ -493,8 +592,9 @@ def _per_cell(cells: list[dict[str, Any]], batch_sizes: Sequence[int]) -> list[d
                     "bias": mean("bias", "val"), "coverage": mean("coverage", "val"), "width": mean("width", "val"),
                     "policies": {name: {k: sum(p["policies"][name][k] for p in parts)
                                         for k in parts[0]["policies"][name]} for name in policy_names},
-                    "domain": {a: {side: {k: sum(p["domain"][a][side][k] for p in parts) for k in counts}
-                                   for side, counts in sides.items()} for a, sides in parts[0]["domain"].items()},
+                    **{field: {a: {side: {k: sum(p[field][a][side][k] for p in parts) for k in counts}
+                                   for side, counts in sides.items()} for a, sides in parts[0][field].items()}
+                       for field in ("domain", "marks")},
                 }
             out.append(_round(row))
     return out
@@ -545,29 +645,42 @@ def _cost(outputs: ModelOutputs, models: list[dict[str, Any]]) -> dict[str, Any]
             "training_s_second_copy": float(np.sum(second_s)), "trainings": len(models)}
 
 
+def _model_cells(job: tuple[ModelOutputs, Family, int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One model's seven cells, and what the JSON says of the model (a process pool's task)."""
+    from driftloop.ml import accuracy_estimate as ae
+
+    o, family, n_batches = job
+    calibrations = {"val": ae.calibrate(o.probabilities("val"), o.labels["val"]),
+                    "large": ae.calibrate(o.probabilities("calibration"), o.labels["calibration"])}
+    if abs(calibrations["val"].accuracy - o.val_accuracy) > 1e-6:
+        raise RuntimeError(f"validation accuracy {calibrations['val'].accuracy} differs from the "
+                           f"component's {o.val_accuracy}")
+    own = o.probabilities(f"test/{o.stage}")
+    own_accuracy = float(np.mean(own.argmax(axis=1) == o.labels[f"test/{o.stage}"]))
+    checker = _drift_checker(o.features["reference"])
+    started = time.perf_counter()
+    cells = [_cell(o, stage, calibrations, own_accuracy, checker, family, BATCH_SIZES, n_batches, policies())
+             for stage in STAGE_NAMES]
+    print(f"  seed {o.seed} {o.stage}: {time.perf_counter() - started:.0f} s", flush=True)
+    return ({"seed": o.seed, "model": o.stage, "val_accuracy": o.val_accuracy, "own_accuracy": own_accuracy,
+             "calibration": {c: cal.to_dict() for c, cal in calibrations.items()}, **o.training}, cells)
+
+
 def run(options: BenchOptions) -> Result:
+    from driftloop.components.processing import available_cores
+    from driftloop.local.data.stages import map_in_order
     from driftloop.ml import accuracy_estimate as ae
 
     outputs, setup = prepare(options)
+    by_stage = {(o.seed, o.stage): o for o in outputs}
     n_batches = 20 if options.quick else N_BATCHES
     policy_list = policies()
-    cells = []
-    models = []
-    started = time.perf_counter()
-    for o in outputs:
-        calibrations = {"val": ae.calibrate(o.probabilities("val"), o.labels["val"]),
-                        "large": ae.calibrate(o.probabilities("calibration"), o.labels["calibration"])}
-        if abs(calibrations["val"].accuracy - o.val_accuracy) > 1e-6:
-            raise RuntimeError(f"validation accuracy {calibrations['val'].accuracy} differs from the "
-                               f"component's {o.val_accuracy}")
-        own = o.probabilities(f"test/{o.stage}")
-        own_accuracy = float(np.mean(own.argmax(axis=1) == o.labels[f"test/{o.stage}"]))
-        checker = _drift_checker(o.features["reference"])
-        models.append({"seed": o.seed, "model": o.stage, "val_accuracy": o.val_accuracy, "own_accuracy": own_accuracy,
-                       "calibration": {c: cal.to_dict() for c, cal in calibrations.items()}, **o.training})
-        for stage in STAGE_NAMES:
-            cells.append(_cell(o, stage, calibrations, own_accuracy, checker, BATCH_SIZES, n_batches, policy_list))
-        print(f"  seed {o.seed} {o.stage}: {time.perf_counter() - started:.0f} s", flush=True)
+    # Every model's cells are independent numpy work: one process per core (the batches' draws are
+    # seeded per cell, so the figures do not depend on the pool).
+    done = map_in_order(_model_cells, [(o, _family(o, by_stage), n_batches) for o in outputs],
+                        workers=1 if options.quick else available_cores())
+    models = [model for model, _ in done]
+    cells = [cell for _, found in done for cell in found]
     summary = _summaries(cells, BATCH_SIZES, policy_list)
     summary["cost"] = _cost(outputs[0], models)
     data = {"setup": {**setup, "batch_sizes": list(BATCH_SIZES), "n_batches": n_batches,
@@ -585,15 +698,19 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def _domain_table(rows: list[dict[str, Any]]) -> str:
-    body = [(r["batch_size"], r["alpha"], f"{r['marked_share']:.2f}",
+def _domain_table(rows: list[dict[str, Any]], marks: bool = False) -> str:
+    label = "mark" if marks else "alpha"
+    body = [(r["batch_size"], r[label], f"{r['marked_share']:.2f}",
              *(f"{r[f'{side}_off_{100 * far:.0f}_rate']:.2f} ({r[side][f'off_{100 * far:.0f}']} / {r[side]['n']})"
                for side in ("marked", "unmarked") for far in FAR_OFF))
             for r in rows]
-    header = ("batch", "α", "marked", *(f"{side}: > {100 * far:.0f} points off" for side in ("marked", "unmarked")
-                                        for far in FAR_OFF))
-    return table(header, body, "Validity domain of the default estimate (class mix against validation's): how "
-                               "often a marked (outside) and an unmarked estimate is far off the true batch accuracy")
+    header = ("batch", "estimate: mark" if marks else "α", "marked",
+              *(f"{side}: > {100 * far:.0f} points off" for side in ("marked", "unmarked") for far in FAR_OFF))
+    title = ("Marks beyond the class mix: an estimate marked when the class mix is outside (α 0.05) or when it "
+             "and another estimate lie the gap apart" if marks else
+             "Validity domain of the default estimate (class mix against validation's): how often a marked "
+             "(outside) and an unmarked estimate is far off the true batch accuracy")
+    return table(header, body, title)
 
 
 def _tables(data: dict[str, Any]) -> list[str]:
@@ -618,6 +735,7 @@ def _tables(data: dict[str, Any]) -> list[str]:
                         f"Retrain policies: harmful = true drop ≥ {100 * HARMFUL_DROP:.0f} points below the model's "
                         f"own-stage accuracy, needless = flagged at a drop < {100 * HARMLESS_DROP:.0f}"))
     tables.append(_domain_table(data["summary"]["domain"]))
+    tables.append(_domain_table(data["summary"]["marks"], marks=True))
     cells = data["cells"]
     for method in dict.fromkeys((data["recommended"]["method"], data["recommended"]["method_overall"])):
         for b in sizes:

@@ -403,3 +403,100 @@ def estimated_accuracy(probabilities: Any, calibration: AccuracyCalibration, met
         drop_points=100 * (calibration.accuracy - found.accuracy),
         domain_distance=None if domain is None else domain[0], domain_limit=None if domain is None else domain[1],
     )
+
+
+# The loop's own models (issue 24, item 3): the serving model and the champions before it, each
+# trained on another stage, scored on the same batch. Calibrated on the serving model's labelled
+# validation set, on which every one of them is run once (``ModelsCalibration``).
+ModelsMethod = Literal["previous_agreement", "previous_scaled", "aline", "triplet"]
+MODELS_METHODS: Final[tuple[ModelsMethod, ...]] = get_args(ModelsMethod)
+
+
+def agreement_matrix(predictions: Any) -> np.ndarray:
+    """Pairwise share of images on which two models predict the same class (models × models).
+
+    ``predictions`` holds each model's predicted class per image, serving model first, all in one order."""
+    classes = np.asarray(predictions)
+    if classes.ndim != 2 or classes.shape[1] == 0:
+        raise ValueError(f"need models × images predicted classes, got shape {classes.shape}")
+    return np.asarray((classes[:, None, :] == classes[None, :, :]).mean(axis=2))
+
+
+@dataclass(frozen=True)
+class ModelsCalibration:
+    """The models on the serving model's validation set: each one's accuracy and their agreements."""
+
+    accuracies: tuple[float, ...]  # serving model first, then the champions before it, newest first
+    agreements: tuple[tuple[float, ...], ...]
+    n: int  # validation images
+
+    @classmethod
+    def fit(cls, predictions: Any, labels: Any) -> ModelsCalibration:
+        classes, truth = np.asarray(predictions), np.asarray(labels)
+        matrix = agreement_matrix(classes)
+        return cls(accuracies=tuple(float(a) for a in (classes == truth[None, :]).mean(axis=1)),
+                   agreements=tuple(tuple(float(x) for x in row) for row in matrix), n=len(truth))
+
+
+def _probit(rate: Any, n: int) -> np.ndarray:
+    """The normal quantile of a rate, moved off 0 and 1 by half an image (a 34-image 100 % stays finite)."""
+    clipped = (np.asarray(rate, dtype=np.float64) * n + 0.5) / (n + 1)
+    return np.vectorize(NormalDist().inv_cdf)(clipped)
+
+
+def _aline(batch: np.ndarray, calibration: ModelsCalibration, n: int) -> float:
+    """ALine-S (Baek et al., NeurIPS 2022): the line that maps validation agreement to batch agreement
+    in probit space, over every pair of models, maps the serving model's validation accuracy too."""
+    m = len(calibration.accuracies)
+    pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
+    x = _probit([calibration.agreements[i][j] for i, j in pairs], calibration.n)
+    y = _probit([batch[i, j] for i, j in pairs], n)
+    if len(pairs) < 2 or float(np.ptp(x)) < 1e-9:
+        slope, offset = 1.0, float(np.mean(y - x))
+    else:
+        slope, offset = (float(v) for v in np.polyfit(x, y, 1))
+    return NormalDist().cdf(slope * float(_probit(calibration.accuracies[0], calibration.n)) + offset)
+
+
+def _triplet(batch: np.ndarray, iterations: int = 100) -> float:
+    """Accuracies ``a`` with ``agreement(i, j) = a_i a_j`` (independent errors that never coincide;
+    Platanios et al., UAI 2014), by alternating least squares; the serving model's."""
+    m = len(batch)
+    accuracy = np.full(m, float(np.sqrt(np.clip(batch[np.triu_indices(m, 1)].mean(), 0.0, 1.0))))
+    off_diagonal = batch * (1 - np.eye(m))
+    for _ in range(iterations):
+        before = accuracy.copy()
+        for i in range(m):
+            weight = float((accuracy ** 2).sum() - accuracy[i] ** 2)
+            if weight > 0:
+                accuracy[i] = min(max(float(off_diagonal[i] @ accuracy) / weight, 0.0), 1.0)
+        if float(np.abs(accuracy - before).max()) < 1e-6:
+            break
+    return float(accuracy[0])
+
+
+def estimate_with_models(predictions: Any, calibration: ModelsCalibration, method: ModelsMethod,
+                         confidence: float = DEFAULT_CONFIDENCE) -> AccuracyEstimate:
+    """The serving model's accuracy on a batch from its agreement with the champions before it.
+
+    ``predictions``: predicted classes on the batch, models × images, in ``calibration``'s model order.
+    ``previous_agreement`` is the share agreeing with the newest earlier champion; ``previous_scaled``
+    scales it by validation accuracy over validation agreement; ``aline`` and ``triplet`` use every pair
+    (three models at least, else they fall back to ``previous_scaled``)."""
+    batch = agreement_matrix(predictions)
+    n = int(np.asarray(predictions).shape[1])
+    if len(batch) != len(calibration.accuracies) or len(batch) < 2:
+        raise ValueError(f"need the serving model and at least one earlier one, as calibrated "
+                         f"({len(calibration.accuracies)} models), got {len(batch)}")
+    scaled = batch[0, 1] * calibration.accuracies[0] / max(calibration.agreements[0][1], 1.0 / calibration.n)
+    points = {"previous_agreement": batch[0, 1], "previous_scaled": scaled}
+    if method == "aline":
+        point = _aline(batch, calibration, n)
+    elif method == "triplet" and len(batch) >= 3:
+        point = _triplet(batch)
+    else:
+        point = points.get(method, scaled)
+    point = float(np.clip(point, 0.0, 1.0))
+    lower, upper = wilson_interval(n * point / 2, n / 2, confidence)
+    return AccuracyEstimate(method=method, accuracy=point, lower=min(lower, point), upper=max(upper, point),
+                            confidence=confidence, interval="paired_wilson", n=n)
