@@ -235,9 +235,9 @@ class ControlStepFunctions(Construct):
         # Manual approval only: in automatic mode a winner is registered Approved and promoted by record_train
         # itself, and SageMaker's state change event for that new package must not start a second promotion.
         self.promote: lambda_.Function | None = None
-        self.approvals: events.Rule | None = None
+        self.decisions: events.Rule | None = None
         if config.decision_policy.approval == "manual":
-            self.promote, self.approvals = self._promote(parameters)
+            self.promote, self.decisions = self._promote(parameters)
 
     def all(self) -> list[lambda_.Function]:
         return [f for f in (self.claim_batch, self.plan, self.decide, self.record_serve, self.record_train,
@@ -266,17 +266,20 @@ class ControlStepFunctions(Construct):
         nag.wildcards(function.role, PACKAGES_OF_THE_GROUP, resources=(packages,))
 
     def _promote(self, parameters: RunParameters) -> tuple[lambda_.Function, events.Rule]:
-        """A package of this stack's group approved in the registry (console or CLI): its model is promoted.
+        """A package of this stack's group approved in the registry (console or CLI): its model is promoted;
+        one rejected there: the rejection is recorded as ``driftloop reject`` records it (train/last-attempt).
 
         Made in manual mode only, where no package is created Approved (winners wait as pending, losers
-        are Rejected), so the rule sees only a person's approvals.
+        are Rejected), so every Approved the rule sees is a person's. SageMaker also tells of the creation of a
+        package champion/challenger registered Rejected: the handler (``loop.rejected_in_registry``) finds
+        its run already recorded so and writes nothing.
 
-        An EventBridge rule on SageMaker's package state change, for this group and Approved only,
-        invokes it. A refused approval (out of order) is logged and told on the topic; an invocation
-        that fails after Lambda's retries goes to the topic too (its dead-letter target).
+        An EventBridge rule on SageMaker's package state change, for this group and Approved or Rejected,
+        invokes it. A refused approval or rejection (out of order, the serving model's) is logged and told on
+        the topic; an invocation that fails after Lambda's retries goes to the topic too (its dead-letter target).
         """
-        promote = self._function("Promote", "promote", "a model package approved in the registry -> promoted",
-                                 dead_letter_topic=self.topic)
+        promote = self._function("Promote", "promote", "a model package approved (promoted) or rejected in the "
+                                 "registry", dead_letter_topic=self.topic)
         promote.add_environment("TOPIC_ARN", self.topic.topic_arn)
         self.topic.grant_publish(promote)
         assert promote.role is not None
@@ -289,13 +292,13 @@ class ControlStepFunctions(Construct):
         allow(promote, "ssm:PutParameter", parameters.train_latest, parameters.train_last_attempt)
         rule = events.Rule(
             self,
-            "PackageApproved",
-            description=f"driftloop: a model package of group {self.config.package_group} approved",
+            "PackageDecided",
+            description=f"driftloop: a model package of group {self.config.package_group} approved or rejected",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
                 detail_type=["SageMaker Model Package State Change"],
                 detail={"ModelPackageGroupName": [self.config.package_group],
-                        "ModelApprovalStatus": ["Approved"]},
+                        "ModelApprovalStatus": ["Approved", "Rejected"]},
             ),
         )
         rule.add_target(targets.LambdaFunction(promote, retry_attempts=2))

@@ -1,5 +1,5 @@
-"""The model registry in the template: one package group per stack, the rule that promotes on approval,
-and IAM that reaches this group's packages only (driftloop.registry, stacks.control_steps)."""
+"""The model registry in the template: one package group per stack, the rule that promotes on approval and
+records a rejection, and IAM that reaches this group's packages only (driftloop.registry, stacks.control_steps)."""
 
 from __future__ import annotations
 
@@ -35,14 +35,16 @@ def _package_rules(template: Template) -> list[Any]:
             if r["Properties"]["EventPattern"].get("source") == ["aws.sagemaker"]]
 
 
-def test_in_manual_mode_a_rule_promotes_only_approvals_of_this_group(synthesized: Synthesized,
-                                                                      prod: Template) -> None:
+def test_in_manual_mode_a_rule_takes_approvals_and_rejections_of_this_group_only(synthesized: Synthesized,
+                                                                                  prod: Template) -> None:
+    """Approved promotes; Rejected is recorded (loop.rejected_in_registry); PendingManualApproval (a new
+    winner's registration) and other groups' packages never reach the Lambda."""
     promote = logical_id(synthesized.production.functions.promote)
     (rule,) = _package_rules(prod)
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.sagemaker"],
         "detail-type": ["SageMaker Model Package State Change"],
-        "detail": {"ModelPackageGroupName": ["DriftloopProd"], "ModelApprovalStatus": ["Approved"]},
+        "detail": {"ModelPackageGroupName": ["DriftloopProd"], "ModelApprovalStatus": ["Approved", "Rejected"]},
     }
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [promote, "Arn"]}
