@@ -11,6 +11,9 @@
   and the outcome to record (started, or skipped because another retrain holds the lease);
 * ``release_retrain_lease``: when a train run ends, its lease (if it holds it) is let go;
 * ``next_batch``: simulation mode, the next stage's test set; advances the cycle position;
+* ``empty_package_group``: CloudFormation's custom resource for the stack's model package group
+  (development only): on the stack's delete, every package of the group is deleted first, since
+  CloudFormation cannot delete a group that holds packages;
 * ``promote``: EventBridge's "SageMaker Model Package State Change" for a package of this stack's group
   set to Approved -> its model is promoted (``train/latest``); set to Rejected -> recorded as
   ``driftloop reject`` records it (``train/last-attempt``), the champion serving on. An approval or
@@ -174,6 +177,17 @@ def promote(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"promoted": False, "summary": message}
     logger.info(record.summary(), extra={"package": arn})
     return {"promoted": True, "summary": record.summary()}
+
+
+@logger.inject_lambda_context
+def empty_package_group(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """The custom resource's onEvent (``custom_resources.Provider``): nothing on Create or Update; on Delete,
+    the group's packages are deleted (CloudFormation then deletes the group, which must be empty)."""
+    group = event["ResourceProperties"]["ModelPackageGroupName"]
+    if event["RequestType"] == "Delete":
+        deleted = SageMakerModelRegistry(group).delete_every_package()
+        logger.info(f"deleted {len(deleted)} model packages of group {group}", extra={"packages": deleted})
+    return {"PhysicalResourceId": event.get("PhysicalResourceId") or group}
 
 
 def _notify(subject: str, message: str) -> None:

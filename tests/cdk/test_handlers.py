@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from support.aws_emulation import model_packages_as_aws_has_them
 
 from driftloop.contracts import ContractError
@@ -575,3 +576,41 @@ def test_rejecting_the_serving_models_package_in_the_registry_is_refused_and_tol
     assert "rejection of" in manual[0] and "is the current model's: its rejection in the registry was not acted " \
                                           "on" in manual[0]
     assert aws.parameter(NAMES.train_latest) == serving
+
+
+# ---------------------------------------------------------------------------------- empty_package_group
+def custom_resource_event(request_type: str) -> dict[str, Any]:
+    """What CDK's Provider framework hands the onEvent function for the stack's custom resource."""
+    event = {"RequestType": request_type, "ResourceType": "Custom::DriftloopPackageGroupEmptied",
+             "LogicalResourceId": "PackageGroupEmptied", "ResourceProperties": {
+                 "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:framework",
+                 "ModelPackageGroupName": GROUP}}
+    return event if request_type == "Create" else {**event, "PhysicalResourceId": GROUP}
+
+
+def test_the_stacks_delete_empties_the_package_group_so_it_can_be_deleted(
+        aws: Emulated, moto_env: Any, manual: list[str], lambda_context: LambdaContext) -> None:
+    sagemaker = moto_env.client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName="SomeOtherStack")
+    sagemaker.create_model_package(ModelPackageGroupName="SomeOtherStack", ModelApprovalStatus="Approved")
+    assert handlers().empty_package_group(custom_resource_event("Create"), lambda_context) == {
+        "PhysicalResourceId": GROUP}
+    first = train(aws, "t1", "stage-1", 0.8, lambda_context)["record"]
+    handlers().promote(approve_in_registry(moto_env, first["package_id"]), lambda_context)
+    train(aws, "t2", "stage-2", 0.9, lambda_context, champion_accuracy=0.5)
+    train(aws, "t3", "stage-3", 0.4, lambda_context, champion_accuracy=0.8)  # registered Rejected
+
+    def packages(group: str) -> list[str]:
+        return [p["ModelPackageArn"] for p in sagemaker.list_model_packages(
+            ModelPackageGroupName=group)["ModelPackageSummaryList"]]
+
+    assert len(packages(GROUP)) == 3
+    with pytest.raises(ClientError, match="ConflictException"):  # what CloudFormation's delete would meet
+        sagemaker.delete_model_package_group(ModelPackageGroupName=GROUP)
+    answer = handlers().empty_package_group(custom_resource_event("Delete"), lambda_context)
+    assert answer == {"PhysicalResourceId": GROUP}
+    assert packages(GROUP) == [] and len(packages("SomeOtherStack")) == 1
+    sagemaker.delete_model_package_group(ModelPackageGroupName=GROUP)  # now possible, as on AWS
+    # A delete retried by CloudFormation finds nothing left and still succeeds.
+    sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    assert handlers().empty_package_group(custom_resource_event("Delete"), lambda_context) == answer
