@@ -63,7 +63,7 @@ from driftloop.plan_checks import (
 from driftloop.records import ServeRecord, TrainRecord, last_train_attempt, read_record
 from driftloop.registry import ApprovalStatus, ModelPackage, ModelRegistry, TrainedModel
 from driftloop.scores import Evaluation, TrainMetrics
-from driftloop.stores.objects import ObjectStore
+from driftloop.stores.objects import ObjectNotFound, ObjectStore
 from driftloop.stores.params import ParameterStore
 
 # Step Functions adds this to the input of an execution started by another one (the serve machine
@@ -430,9 +430,7 @@ def approved_in_registry(stores: Stores, package_id: str) -> TrainRecord:
     delivered twice) is nothing to do: its record is returned.
     """
     registry = _registry(stores)
-    package = next((p for p in registry.packages() if p.package_id == package_id), None)
-    if package is None:
-        raise NotApprovable(f"model package {package_id} is not one of {registry.describe()}: nothing promoted")
+    package = _package_of(registry, package_id, "nothing promoted")
     current = read_record(stores.params, stores.names.train_latest, TrainRecord)
     if current is not None and current.run_id == package.run_id and current.package_id == package.package_id:
         return current
@@ -466,10 +464,53 @@ def reject(stores: Stores, run_id: str, reason: str) -> ModelPackage:
         raise NotApprovable(f"model package v{package.version} of train run {run_id} is {package.status}, not "
                             "pending approval: only a pending package can be rejected")
     rejected = registry.set_status(run_id, "Rejected", reason)
-    record = _run_record(stores, run_id)
-    _update_last_attempt(stores, replace(record, approval="Rejected",
-                                         reason=f"{record.reason}; rejected: {_kept(reason)}"))
+    _record_rejection(stores, _run_record(stores, run_id), rejected)
     return rejected
+
+
+def rejected_in_registry(stores: Stores, package_id: str) -> TrainRecord | None:
+    """A package a person rejected in the registry itself (on AWS: the console, or ``aws sagemaker
+    update-model-package``; EventBridge tells the ``promote`` Lambda): recorded as ``reject`` records it,
+    so both backends' records read alike; the champion keeps serving.
+
+    SageMaker also tells of a package's creation, and may tell of one change more than once, so this is
+    idempotent: nothing is written (None) for a package champion/challenger registered Rejected (its run
+    record already says so), for one whose run is still being recorded (``record_train`` records the status
+    it finds), or for a rejection already recorded. The serving model's package is refused: serving never
+    moves on a rejection, and the message says so.
+    """
+    registry = _registry(stores)
+    package = _package_of(registry, package_id, "nothing recorded")
+    if package.status != "Rejected":
+        raise NotApprovable(f"model package v{package.version} of train run {package.run_id} is {package.status} "
+                            "now, not Rejected: nothing recorded")
+    try:
+        record = _run_record(stores, package.run_id)
+    except ObjectNotFound:
+        return None
+    if record.approval == "Rejected":
+        return None
+    current = read_record(stores.params, stores.names.train_latest, TrainRecord)
+    if current is not None and current.run_id == package.run_id:
+        raise NotApprovable(f"model package v{package.version} of train run {package.run_id} is the current "
+                            "model's: its rejection in the registry was not acted on, it serves until a newer "
+                            "model is approved")
+    return _record_rejection(stores, record, package)
+
+
+def _package_of(registry: ModelRegistry, package_id: str, outcome: str) -> ModelPackage:
+    """The registry's package ``package_id``; one of another group is refused, saying ``outcome``."""
+    package = next((p for p in registry.packages() if p.package_id == package_id), None)
+    if package is None:
+        raise NotApprovable(f"model package {package_id} is not one of {registry.describe()}: {outcome}")
+    return package
+
+
+def _record_rejection(stores: Stores, record: TrainRecord, package: ModelPackage) -> TrainRecord | None:
+    """``train/last-attempt`` says a person rejected the run's model, and why (the package's reason); the
+    record written, or None if there was nothing to write (not the last attempt, or already said)."""
+    rejected = replace(record, approval="Rejected", reason=f"{record.reason}; rejected: {_kept(package.reason)}")
+    return rejected if _update_last_attempt(stores, rejected) else None
 
 
 def _run_record(stores: Stores, run_id: str) -> TrainRecord:
@@ -477,11 +518,14 @@ def _run_record(stores: Stores, run_id: str) -> TrainRecord:
     return TrainRecord.from_json(stores.objects.get_bytes(run_record_key("train", run_id)))
 
 
-def _update_last_attempt(stores: Stores, record: TrainRecord) -> None:
-    """``train/last-attempt`` says what became of its run, when ``record`` is of that run."""
+def _update_last_attempt(stores: Stores, record: TrainRecord) -> bool:
+    """``train/last-attempt`` says what became of its run, when ``record`` is of that run (and it does not
+    say so already: a repeated event writes nothing). Whether it was written."""
     attempt = read_record(stores.params, stores.names.train_last_attempt, TrainRecord)
-    if attempt is not None and attempt.run_id == record.run_id:
-        stores.params.put(stores.names.train_last_attempt, record.to_json())
+    if attempt is None or attempt.run_id != record.run_id or attempt == record:
+        return False
+    stores.params.put(stores.names.train_last_attempt, record.to_json())
+    return True
 
 
 def _registry(stores: Stores) -> ModelRegistry:

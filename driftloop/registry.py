@@ -191,12 +191,14 @@ class SageMakerModelRegistry(ModelRegistry):
         return f"model package group {self.group} (SageMaker Model Registry, {self.client.meta.region_name})"
 
     def packages(self) -> list[ModelPackage]:
-        arns = [summary["ModelPackageArn"]
+        # A summary has no metadata: each package is described.
+        packages = [_package(self.client.describe_model_package(ModelPackageName=arn)) for arn in self._arns()]
+        return sorted(packages, key=lambda package: package.version)
+
+    def _arns(self) -> list[str]:
+        return [summary["ModelPackageArn"]
                 for page in self.client.get_paginator("list_model_packages").paginate(ModelPackageGroupName=self.group)
                 for summary in page["ModelPackageSummaryList"]]
-        # A summary has no metadata: each package is described.
-        packages = [_package(self.client.describe_model_package(ModelPackageName=arn)) for arn in arns]
-        return sorted(packages, key=lambda package: package.version)
 
     def _register(self, trained: TrainedModel, status: ApprovalStatus, reason: str) -> ModelPackage:
         arn = self.client.create_model_package(**package_request(self.group, trained, status, reason))[
@@ -207,6 +209,14 @@ class SageMakerModelRegistry(ModelRegistry):
         self.client.update_model_package(ModelPackageArn=package.package_id, ModelApprovalStatus=status,
                                          ApprovalDescription=reason)
         return _package(self.client.describe_model_package(ModelPackageName=package.package_id))
+
+    def delete_every_package(self) -> list[str]:
+        """Deletes each package of the group (the ARNs, oldest first): CloudFormation refuses to delete a group
+        that still holds packages, so the stack's teardown empties it first (``empty_package_group``)."""
+        arns = self._arns()
+        for arn in arns:
+            self.client.delete_model_package(ModelPackageName=arn)
+        return arns
 
 
 def package_request(group: str, trained: TrainedModel, status: ApprovalStatus, reason: str) -> dict[str, Any]:

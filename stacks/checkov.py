@@ -12,7 +12,8 @@ every resource not named here. No finding asks for a change this system needs; e
 - the log groups hold run metadata, never a secret or an image, and CloudWatch Logs encrypts them
   at rest with its own keys (the data bucket they describe is SSE-S3 too);
 - the access-log bucket cannot log into itself;
-- CDK's own auto-delete-objects handler (development only) is CloudFormation's, not the pipelines'.
+- CDK's own auto-delete-objects handler and the model package group's emptying custom resource (its
+  Lambda and CDK's Provider framework; development only) serve CloudFormation, not the pipelines.
 """
 
 from __future__ import annotations
@@ -71,6 +72,27 @@ AUTO_DELETE_HANDLER: Final = {
     "take it from the account's unreserved pool and can fail the deploy in an account at a low quota.",
     "CKV_AWS_117": "CDK's auto-delete-objects handler (development only) calls only the S3 API to empty this "
     "stack's buckets; the stack has no VPC and no private resource to reach.",
+}
+
+# The Lambda that empties the model package group when the stack is deleted (development only).
+TEARDOWN_LAMBDA: Final = {
+    "CKV_AWS_116": "Invoked only by CDK's Provider framework for CloudFormation, synchronously: a failure fails "
+    "the stack's delete, which is where it shows; a dead-letter queue would hold only the CloudFormation event.",
+    "CKV_AWS_115": "Invoked once per create, update or delete of its one custom resource; reserving concurrency "
+    "would take it from the account's unreserved pool and can fail the deploy in an account at a low quota.",
+    "CKV_AWS_117": "Calls only the SageMaker API (over TLS, by IAM) to delete this stack's model packages; the "
+    "stack has no VPC and no private resource to reach.",
+    "CKV_AWS_173": CONTROL_STEP_LAMBDA["CKV_AWS_173"],
+}
+# CDK's Provider framework Lambda for that custom resource: CDK's code, which relays CloudFormation's event.
+PROVIDER_FRAMEWORK_LAMBDA: Final = {
+    "CKV_AWS_116": "CDK's Provider framework onEvent Lambda, invoked by CloudFormation for the one custom "
+    "resource that empties the model package group: CloudFormation fails the stack operation when it fails, "
+    "which is where a failure shows; a dead-letter queue would hold only the CloudFormation event.",
+    "CKV_AWS_115": TEARDOWN_LAMBDA["CKV_AWS_115"],
+    "CKV_AWS_117": "CDK's Provider framework onEvent Lambda calls only the Lambda API (the emptying function) and "
+    "CloudFormation's response URL; the stack has no VPC and no private resource to reach.",
+    "CKV_AWS_173": "Its environment holds only the emptying function's ARN (also in the template).",
 }
 
 

@@ -27,7 +27,17 @@ from pathlib import Path
 from typing import Any, Final
 
 import jsii
-from aws_cdk import BundlingOptions, DockerImage, Duration, IgnoreMode, ILocalBundling, Stack
+from aws_cdk import (
+    BundlingOptions,
+    CustomResource,
+    DockerImage,
+    Duration,
+    IgnoreMode,
+    ILocalBundling,
+    RemovalPolicy,
+    Stack,
+    custom_resources,
+)
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -176,6 +186,13 @@ PACKAGES_OF_THE_GROUP: Final = (
     "Model packages are numbered by SageMaker as they are registered (model-package/<group>/<version>): "
     "the wildcard is the version, within this stack's group."
 )
+# The custom resource that empties the model package group on the stack's delete (development only).
+PACKAGE_GROUP_EMPTIED: Final = "Custom::DriftloopPackageGroupEmptied"
+PROVIDER_FRAMEWORK: Final = (
+    "CDK's custom-resource Provider framework (aws-cdk-lib custom_resources): its onEvent Lambda is CDK's own "
+    "Node.js code on the runtime CDK picks, with the basic execution role CDK gives it; it only invokes "
+    "this stack's empty_package_group function (any version of it: '<arn>:*') and answers CloudFormation."
+)
 # Why the handlers run on the Python the project pins (cdk-nag L1: not the newest runtime).
 TESTED_RUNTIME: Final = (
     "The handlers run on the Python the project pins and tests them on (3.11, requires-python); a newer "
@@ -232,12 +249,13 @@ class ControlStepFunctions(Construct):
         self.release_retrain_lease = self._release_retrain_lease()
         self.next_batch = self._next_batch(parameters) if config.simulation else None
         self.claim_batch = None if config.simulation else self._claim_batch()
+        self.empty_package_group, self.package_group_emptied = self._package_group_teardown()
         # Manual approval only: in automatic mode a winner is registered Approved and promoted by record_train
         # itself, and SageMaker's state change event for that new package must not start a second promotion.
         self.promote: lambda_.Function | None = None
-        self.approvals: events.Rule | None = None
+        self.decisions: events.Rule | None = None
         if config.decision_policy.approval == "manual":
-            self.promote, self.approvals = self._promote(parameters)
+            self.promote, self.decisions = self._promote(parameters)
 
     def all(self) -> list[lambda_.Function]:
         return [f for f in (self.claim_batch, self.plan, self.decide, self.record_serve, self.record_train,
@@ -265,18 +283,67 @@ class ControlStepFunctions(Construct):
         nag.wildcards(function.role, LISTS_MODEL_PACKAGES, resources=("*",))
         nag.wildcards(function.role, PACKAGES_OF_THE_GROUP, resources=(packages,))
 
+    def _package_group_teardown(self) -> tuple[lambda_.Function | None, CustomResource | None]:
+        """Development deletes the group, emptied first (CloudFormation cannot delete a group that holds
+        packages); production keeps it, as it keeps the bucket and the records its packages point into."""
+        if self.config.destroy_on_teardown:
+            return self._empties_package_group_on_delete()
+        self.package_group.apply_removal_policy(RemovalPolicy.RETAIN)
+        return None, None
+
+    def _empties_package_group_on_delete(self) -> tuple[lambda_.Function, CustomResource]:
+        """A custom resource that, when the stack is deleted, deletes every package of the group before
+        CloudFormation deletes the group (as CDK's autoDeleteObjects empties a bucket).
+
+        It depends on the group, so CloudFormation creates it after the group and deletes it before; its
+        Lambda (``empty_package_group``, behind CDK's Provider framework) may list the packages and delete
+        this group's only.
+        """
+        empty = self._function("EmptyPackageGroup", "empty_package_group",
+                               "on the stack's delete: the model package group's packages deleted",
+                               skips=checkov.TEARDOWN_LAMBDA)
+        empty.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:ListModelPackages"], resources=["*"]))
+        empty.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:DeleteModelPackage"],
+                                                     resources=[self.packages_arn()]))
+        assert empty.role is not None
+        nag.wildcards(empty.role, LISTS_MODEL_PACKAGES, resources=("*",))
+        nag.wildcards(empty.role, PACKAGES_OF_THE_GROUP,
+                      resources=(nag.arn("sagemaker", f"model-package/{self.config.package_group.lower()}/*"),))
+        provider = custom_resources.Provider(self, "EmptyPackageGroupProvider", on_event_handler=empty,
+                                             log_group=log_group(self, "EmptyPackageGroupProviderLogs", self.config))
+        self._suppress_provider_findings(provider, empty)
+        emptied = CustomResource(self, "PackageGroupEmptied", service_token=provider.service_token,
+                                 resource_type=PACKAGE_GROUP_EMPTIED,
+                                 properties={"ModelPackageGroupName": self.config.package_group})
+        emptied.node.add_dependency(self.package_group)
+        return empty, emptied
+
+    def _suppress_provider_findings(self, provider: custom_resources.Provider, target: lambda_.Function) -> None:
+        """CDK's Provider framework: its onEvent Lambda (Node.js, CDK's code) only relays CloudFormation's
+        event to ``empty_package_group`` and answers CloudFormation."""
+        framework = provider.node.find_child("framework-onEvent")
+        assert isinstance(framework, lambda_.Function) and framework.role is not None
+        nag.suppress(framework, "AwsSolutions-L1", PROVIDER_FRAMEWORK)
+        nag.wildcards(framework.role, PROVIDER_FRAMEWORK,
+                      resources=(f"{nag.ref(target)}:*",))
+        nag.managed_policy(framework.role, PROVIDER_FRAMEWORK, "service-role/AWSLambdaBasicExecutionRole")
+        checkov.skip(framework, checkov.PROVIDER_FRAMEWORK_LAMBDA)
+
     def _promote(self, parameters: RunParameters) -> tuple[lambda_.Function, events.Rule]:
-        """A package of this stack's group approved in the registry (console or CLI): its model is promoted.
+        """A package of this stack's group approved in the registry (console or CLI): its model is promoted;
+        one rejected there: the rejection is recorded as ``driftloop reject`` records it (train/last-attempt).
 
         Made in manual mode only, where no package is created Approved (winners wait as pending, losers
-        are Rejected), so the rule sees only a person's approvals.
+        are Rejected), so every Approved the rule sees is a person's. SageMaker also tells of the creation of a
+        package champion/challenger registered Rejected: the handler (``loop.rejected_in_registry``) finds
+        its run already recorded so and writes nothing.
 
-        An EventBridge rule on SageMaker's package state change, for this group and Approved only,
-        invokes it. A refused approval (out of order) is logged and told on the topic; an invocation
-        that fails after Lambda's retries goes to the topic too (its dead-letter target).
+        An EventBridge rule on SageMaker's package state change, for this group and Approved or Rejected,
+        invokes it. A refused approval or rejection (out of order, the serving model's) is logged and told on
+        the topic; an invocation that fails after Lambda's retries goes to the topic too (its dead-letter target).
         """
-        promote = self._function("Promote", "promote", "a model package approved in the registry -> promoted",
-                                 dead_letter_topic=self.topic)
+        promote = self._function("Promote", "promote", "a model package approved (promoted) or rejected in the "
+                                 "registry", dead_letter_topic=self.topic)
         promote.add_environment("TOPIC_ARN", self.topic.topic_arn)
         self.topic.grant_publish(promote)
         assert promote.role is not None
@@ -289,13 +356,13 @@ class ControlStepFunctions(Construct):
         allow(promote, "ssm:PutParameter", parameters.train_latest, parameters.train_last_attempt)
         rule = events.Rule(
             self,
-            "PackageApproved",
-            description=f"driftloop: a model package of group {self.config.package_group} approved",
+            "PackageDecided",
+            description=f"driftloop: a model package of group {self.config.package_group} approved or rejected",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
                 detail_type=["SageMaker Model Package State Change"],
                 detail={"ModelPackageGroupName": [self.config.package_group],
-                        "ModelApprovalStatus": ["Approved"]},
+                        "ModelApprovalStatus": ["Approved", "Rejected"]},
             ),
         )
         rule.add_target(targets.LambdaFunction(promote, retry_attempts=2))
@@ -379,7 +446,8 @@ class ControlStepFunctions(Construct):
         return next_batch
 
     def _function(self, construct_id: str, handler: str, purpose: str, *,
-                  dead_letter_topic: sns.ITopic | None = None) -> lambda_.Function:
+                  dead_letter_topic: sns.ITopic | None = None, skips: dict[str, str] | None = None
+                  ) -> lambda_.Function:
         role = iam.Role(
             self,
             f"{construct_id}Role",
@@ -405,7 +473,8 @@ class ControlStepFunctions(Construct):
             dead_letter_topic=dead_letter_topic,
         )
         nag.suppress(function, "AwsSolutions-L1", TESTED_RUNTIME)
-        checkov.skip(function, checkov.CONTROL_STEP_LAMBDA if dead_letter_topic is None else checkov.PROMOTE_LAMBDA)
+        checkov.skip(function, skips or (checkov.CONTROL_STEP_LAMBDA if dead_letter_topic is None
+                                         else checkov.PROMOTE_LAMBDA))
         return function
 
     def _reads(self, function: lambda_.Function, reason: str, *patterns: str) -> None:

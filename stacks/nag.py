@@ -49,3 +49,10 @@ def wildcards(construct: IConstruct, reason: str, *, resources: tuple[str, ...] 
     NagSuppressions.add_resource_suppressions(
         construct, [NagPackSuppression(id=IAM5, reason=reason, applies_to=applies_to)], apply_to_children=True
     )
+
+
+def managed_policy(construct: IConstruct, reason: str, policy: str) -> None:
+    """Suppress IAM4 on the construct for exactly this AWS managed policy (``service-role/<name>``)."""
+    NagSuppressions.add_resource_suppressions(construct, [NagPackSuppression(
+        id="AwsSolutions-IAM4", reason=reason, applies_to=[f"Policy::arn:<AWS::Partition>:iam::aws:policy/{policy}"])],
+        apply_to_children=True)

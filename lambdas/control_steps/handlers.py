@@ -11,9 +11,13 @@
   and the outcome to record (started, or skipped because another retrain holds the lease);
 * ``release_retrain_lease``: when a train run ends, its lease (if it holds it) is let go;
 * ``next_batch``: simulation mode, the next stage's test set; advances the cycle position;
+* ``empty_package_group``: CloudFormation's custom resource for the stack's model package group
+  (development only): on the stack's delete, every package of the group is deleted first, since
+  CloudFormation cannot delete a group that holds packages;
 * ``promote``: EventBridge's "SageMaker Model Package State Change" for a package of this stack's group
-  set to Approved -> its model is promoted (``train/latest``); an approval refused (out of order) is
-  logged and told on the topic.
+  set to Approved -> its model is promoted (``train/latest``); set to Rejected -> recorded as
+  ``driftloop reject`` records it (``train/last-attempt``), the champion serving on. An approval or
+  rejection refused (out of order, the serving model's) is logged and told on the topic.
 
 Every event is parsed by its contract (``driftloop.loop``) before anything runs; a missing or unknown
 field fails with its name, and a plan that is not the one planned for its run (``loop.check_plan``) is
@@ -150,24 +154,40 @@ def record_train(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
 
 @logger.inject_lambda_context
 def promote(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """A package approved in the registry: promoted, or refused with a message (logged and on the topic).
-
-    A refusal is an answer, not a failure: the event is not retried (nothing would change).
+    """A person's decision in the registry: an Approved package is promoted, a Rejected one recorded (the
+    loop's ``approved_in_registry`` and ``rejected_in_registry``), or refused with a message (logged and on
+    the topic). A refusal is an answer, not a failure: the event is not retried (nothing would change).
     """
     detail = event["detail"]
-    arn, group = detail["ModelPackageArn"], detail["ModelPackageGroupName"]
+    arn, group, status = detail["ModelPackageArn"], detail["ModelPackageGroupName"], detail["ModelApprovalStatus"]
     try:
         if group != os.environ["MODEL_PACKAGE_GROUP"]:
             raise loop.NotApprovable(f"model package {arn} is of group {group}, not this stack's "
-                                     f"{os.environ['MODEL_PACKAGE_GROUP']}: nothing promoted")
+                                     f"{os.environ['MODEL_PACKAGE_GROUP']}: nothing done")
+        if status == "Rejected":
+            rejected = loop.rejected_in_registry(_stores(), arn)
+            summary = f"model package {arn}: nothing to record" if rejected is None else rejected.summary()
+            logger.info(summary, extra={"package": arn})
+            return {"promoted": False, "summary": summary}
         record = loop.approved_in_registry(_stores(), arn)
     except loop.NotApprovable as refused:
-        message = f"driftloop: approval of {arn} refused: {refused}"
+        message = f"driftloop: {'rejection' if status == 'Rejected' else 'approval'} of {arn} refused: {refused}"
         logger.warning(message)
-        _notify("driftloop: approval refused", message)
+        _notify(f"driftloop: {'rejection' if status == 'Rejected' else 'approval'} refused", message)
         return {"promoted": False, "summary": message}
     logger.info(record.summary(), extra={"package": arn})
     return {"promoted": True, "summary": record.summary()}
+
+
+@logger.inject_lambda_context
+def empty_package_group(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """The custom resource's onEvent (``custom_resources.Provider``): nothing on Create or Update; on Delete,
+    the group's packages are deleted (CloudFormation then deletes the group, which must be empty)."""
+    group = event["ResourceProperties"]["ModelPackageGroupName"]
+    if event["RequestType"] == "Delete":
+        deleted = SageMakerModelRegistry(group).delete_every_package()
+        logger.info(f"deleted {len(deleted)} model packages of group {group}", extra={"packages": deleted})
+    return {"PhysicalResourceId": event.get("PhysicalResourceId") or group}
 
 
 def _notify(subject: str, message: str) -> None:

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from support.aws_emulation import model_packages_as_aws_has_them
 
 from driftloop.contracts import ContractError
@@ -493,3 +494,123 @@ def test_an_approval_out_of_order_or_of_another_group_is_refused_and_told(
     refused = handlers().promote(event, lambda_context)
     assert refused["promoted"] is False and "not this stack's DriftloopTest" in refused["summary"]
     assert aws.parameter(NAMES.train_latest) == champion
+
+
+def reject_in_registry(moto_env: Any, arn: str, reason: str = "not this one") -> dict[str, Any]:
+    """A person rejects a package (console or CLI); the event EventBridge then delivers."""
+    moto_env.client("sagemaker").update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Rejected",
+                                                      ApprovalDescription=reason)
+    return state_change(arn, "Rejected")
+
+
+def state_change(arn: str, status: str) -> dict[str, Any]:
+    return {"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change",
+            "detail": {"ModelPackageArn": arn, "ModelPackageGroupName": GROUP, "ModelApprovalStatus": status}}
+
+
+def versions(aws: Emulated, name: str) -> int:
+    return len(aws.ssm.get_parameter_history(Name=name)["Parameters"])
+
+
+def test_a_rejection_in_the_registry_is_recorded_as_driftloop_reject_records_it_once(
+        aws: Emulated, moto_env: Any, manual: list[str], lambda_context: LambdaContext) -> None:
+    first = train(aws, "t1", "stage-1", 0.8, lambda_context)["record"]
+    handlers().promote(approve_in_registry(moto_env, first["package_id"]), lambda_context)
+    champion = aws.parameter(NAMES.train_latest)
+    pending = train(aws, "t2", "stage-2", 0.9, lambda_context, champion_accuracy=0.5)["record"]
+
+    event = reject_in_registry(moto_env, pending["package_id"], "trained on mislabelled batches")
+    answer = handlers().promote(event, lambda_context)
+    attempt = json.loads(aws.parameter(NAMES.train_last_attempt))
+    # What loop.reject (driftloop reject RUN --reason ...) writes locally.
+    assert attempt == {**pending, "approval": "Rejected",
+                       "reason": f"{pending['reason']}; rejected: trained on mislabelled batches"}
+    assert answer["promoted"] is False and manual == []
+    assert aws.parameter(NAMES.train_latest) == champion
+    # SageMaker may tell of one change more than once: the second event writes nothing.
+    written = versions(aws, NAMES.train_last_attempt)
+    again = handlers().promote(event, lambda_context)
+    assert "nothing to record" in again["summary"] and versions(aws, NAMES.train_last_attempt) == written
+
+
+def test_a_package_registered_rejected_by_champion_challenger_writes_nothing_when_its_creation_is_told(
+        aws: Emulated, moto_env: Any, manual: list[str], lambda_context: LambdaContext) -> None:
+    """SageMaker sends the state change event when a package is created, and the rule takes Rejected."""
+    first = train(aws, "t1", "stage-1", 0.8, lambda_context)["record"]
+    handlers().promote(approve_in_registry(moto_env, first["package_id"]), lambda_context)
+    loser = train(aws, "t2", "stage-2", 0.4, lambda_context, champion_accuracy=0.8)["record"]
+    assert loser["approval"] == "Rejected"
+    written = {name: versions(aws, name) for name in (NAMES.train_latest, NAMES.train_last_attempt)}
+
+    answer = handlers().promote(state_change(loser["package_id"], "Rejected"), lambda_context)
+    assert answer == {"promoted": False, "summary": f"model package {loser['package_id']}: nothing to record"}
+    assert {name: versions(aws, name) for name in written} == written and manual == []
+    assert json.loads(aws.parameter(NAMES.train_last_attempt)) == loser
+
+
+def test_a_rejection_told_before_its_run_is_recorded_writes_nothing(
+        aws: Emulated, moto_env: Any, manual: list[str], lambda_context: LambdaContext) -> None:
+    """record_train registers the package first: the creation event can come before the run record exists."""
+    from driftloop.registry import SageMakerModelRegistry, TrainedModel
+
+    registry = SageMakerModelRegistry(GROUP, moto_env.client("sagemaker"))
+    package = registry.register(TrainedModel(
+        run_id="t9", time="2026-12-01T10:00:00+00:00", model=f"s3://{BUCKET}/runs/train/t9/model", image=None,
+        val_accuracy=0.4, champion_val_accuracy=0.8, train_data=f"s3://{BUCKET}/data/x/train",
+        val_data=f"s3://{BUCKET}/data/x/val", lineage=None), "Rejected", "kept champion")
+    answer = handlers().promote(state_change(package.package_id, "Rejected"), lambda_context)
+    assert "nothing to record" in answer["summary"] and manual == []
+    assert aws.parameter(NAMES.train_last_attempt) == NO_RECORD
+
+
+def test_rejecting_the_serving_models_package_in_the_registry_is_refused_and_told(
+        aws: Emulated, moto_env: Any, manual: list[str], lambda_context: LambdaContext) -> None:
+    """Locally ``driftloop reject`` refuses an Approved package; in the console it is already done: serving
+    stays on the model, and the topic says the rejection was not acted on."""
+    first = train(aws, "t1", "stage-1", 0.8, lambda_context)["record"]
+    handlers().promote(approve_in_registry(moto_env, first["package_id"]), lambda_context)
+    serving = aws.parameter(NAMES.train_latest)
+
+    answer = handlers().promote(reject_in_registry(moto_env, first["package_id"]), lambda_context)
+    assert answer["promoted"] is False and manual == [answer["summary"]]
+    assert "rejection of" in manual[0] and "is the current model's: its rejection in the registry was not acted " \
+                                          "on" in manual[0]
+    assert aws.parameter(NAMES.train_latest) == serving
+
+
+# ---------------------------------------------------------------------------------- empty_package_group
+def custom_resource_event(request_type: str) -> dict[str, Any]:
+    """What CDK's Provider framework hands the onEvent function for the stack's custom resource."""
+    event = {"RequestType": request_type, "ResourceType": "Custom::DriftloopPackageGroupEmptied",
+             "LogicalResourceId": "PackageGroupEmptied", "ResourceProperties": {
+                 "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:framework",
+                 "ModelPackageGroupName": GROUP}}
+    return event if request_type == "Create" else {**event, "PhysicalResourceId": GROUP}
+
+
+def test_the_stacks_delete_empties_the_package_group_so_it_can_be_deleted(
+        aws: Emulated, moto_env: Any, manual: list[str], lambda_context: LambdaContext) -> None:
+    sagemaker = moto_env.client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName="SomeOtherStack")
+    sagemaker.create_model_package(ModelPackageGroupName="SomeOtherStack", ModelApprovalStatus="Approved")
+    assert handlers().empty_package_group(custom_resource_event("Create"), lambda_context) == {
+        "PhysicalResourceId": GROUP}
+    first = train(aws, "t1", "stage-1", 0.8, lambda_context)["record"]
+    handlers().promote(approve_in_registry(moto_env, first["package_id"]), lambda_context)
+    train(aws, "t2", "stage-2", 0.9, lambda_context, champion_accuracy=0.5)
+    train(aws, "t3", "stage-3", 0.4, lambda_context, champion_accuracy=0.8)  # registered Rejected
+
+    def packages(group: str) -> list[str]:
+        return [p["ModelPackageArn"] for p in sagemaker.list_model_packages(
+            ModelPackageGroupName=group)["ModelPackageSummaryList"]]
+
+    assert len(packages(GROUP)) == 3
+    with pytest.raises(ClientError, match="ConflictException"):  # what CloudFormation's delete would meet
+        sagemaker.delete_model_package_group(ModelPackageGroupName=GROUP)
+    answer = handlers().empty_package_group(custom_resource_event("Delete"), lambda_context)
+    assert answer == {"PhysicalResourceId": GROUP}
+    assert packages(GROUP) == [] and len(packages("SomeOtherStack")) == 1
+    sagemaker.delete_model_package_group(ModelPackageGroupName=GROUP)  # now possible, as on AWS
+    # A delete retried by CloudFormation finds nothing left and still succeeds.
+    sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    assert handlers().empty_package_group(custom_resource_event("Delete"), lambda_context) == answer

@@ -1,5 +1,5 @@
-"""The model registry in the template: one package group per stack, the rule that promotes on approval,
-and IAM that reaches this group's packages only (driftloop.registry, stacks.control_steps)."""
+"""The model registry in the template: one package group per stack, the rule that promotes on approval and
+records a rejection, and IAM that reaches this group's packages only (driftloop.registry, stacks.control_steps)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from stacks.config import ConfigError, DeploymentConfig
+from stacks.control_steps import PACKAGE_GROUP_EMPTIED
 
 from .conftest import Synthesized
 from .test_stack import as_list, logical_id, statements_of
@@ -35,14 +36,16 @@ def _package_rules(template: Template) -> list[Any]:
             if r["Properties"]["EventPattern"].get("source") == ["aws.sagemaker"]]
 
 
-def test_in_manual_mode_a_rule_promotes_only_approvals_of_this_group(synthesized: Synthesized,
-                                                                      prod: Template) -> None:
+def test_in_manual_mode_a_rule_takes_approvals_and_rejections_of_this_group_only(synthesized: Synthesized,
+                                                                                  prod: Template) -> None:
+    """Approved promotes; Rejected is recorded (loop.rejected_in_registry); PendingManualApproval (a new
+    winner's registration) and other groups' packages never reach the Lambda."""
     promote = logical_id(synthesized.production.functions.promote)
     (rule,) = _package_rules(prod)
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.sagemaker"],
         "detail-type": ["SageMaker Model Package State Change"],
-        "detail": {"ModelPackageGroupName": ["DriftloopProd"], "ModelApprovalStatus": ["Approved"]},
+        "detail": {"ModelPackageGroupName": ["DriftloopProd"], "ModelApprovalStatus": ["Approved", "Rejected"]},
     }
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [promote, "Arn"]}
@@ -99,3 +102,47 @@ def test_a_failed_promotion_reaches_the_topic(synthesized: Synthesized, prod: Te
     topic = logical_id(stack.notifications.topic)
     assert promote["Properties"]["DeadLetterConfig"] == {"TargetArn": {"Ref": topic}}
     assert promote["Properties"]["Environment"]["Variables"]["TOPIC_ARN"] == {"Ref": topic}
+
+
+# ------------------------------------------------------------------------------------------ teardown
+def test_development_empties_the_group_before_deleting_it_and_production_keeps_it(
+        synthesized: Synthesized, dev: Template, prod: Template) -> None:
+    """CloudFormation cannot delete a group that still holds packages: the custom resource that deletes them
+    depends on the group, so CloudFormation creates it after the group and deletes it first."""
+    functions = synthesized.development.functions
+    (group_id, group), = dev.find_resources("AWS::SageMaker::ModelPackageGroup").items()
+    assert group.get("DeletionPolicy", "Delete") == "Delete"
+    (emptied,) = dev.find_resources(PACKAGE_GROUP_EMPTIED).values()
+    assert group_id in emptied["DependsOn"]
+    assert emptied["Properties"]["ModelPackageGroupName"] == "Driftloop"
+    assert emptied.get("DeletionPolicy", "Delete") == "Delete"
+    framework = emptied["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
+    environment = dev.find_resources("AWS::Lambda::Function")[framework]["Properties"]["Environment"]["Variables"]
+    assert environment["USER_ON_EVENT_FUNCTION_ARN"] == {"Fn::GetAtt": [logical_id(functions.empty_package_group),
+                                                                        "Arn"]}
+    handler = dev.find_resources("AWS::Lambda::Function")[logical_id(functions.empty_package_group)]
+    assert handler["Properties"]["Handler"] == "lambdas.control_steps.handlers.empty_package_group"
+
+    (kept,) = prod.find_resources("AWS::SageMaker::ModelPackageGroup").values()
+    assert kept["DeletionPolicy"] == "Retain" and prod.find_resources(PACKAGE_GROUP_EMPTIED) == {}
+    assert synthesized.production.functions.empty_package_group is None
+
+
+def test_the_emptying_lambda_may_delete_only_this_groups_packages(synthesized: Synthesized, dev: Template) -> None:
+    empty = synthesized.development.functions.empty_package_group
+    granted = {}
+    for statement in statements_of(dev, empty.role):
+        for action in as_list(statement["Action"]):
+            if action.startswith("sagemaker:"):
+                resources = as_list(statement["Resource"])
+                granted[action] = ["*" if r == "*" else _arn_text(r) for r in resources]
+    assert granted == {"sagemaker:ListModelPackages": ["*"],  # grants on no resource type
+                       "sagemaker:DeleteModelPackage": ["arn:<ref>:sagemaker:<ref>:<ref>:model-package/driftloop/*"]}
+    # The Provider framework's Lambda may invoke the emptying function only.
+    (emptied,) = dev.find_resources(PACKAGE_GROUP_EMPTIED).values()
+    framework = dev.find_resources("AWS::Lambda::Function")[emptied["Properties"]["ServiceToken"]["Fn::GetAtt"][0]]
+    role = framework["Properties"]["Role"]["Fn::GetAtt"][0]
+    invoked = [r for p in dev.find_resources("AWS::IAM::Policy").values() if {"Ref": role} in p["Properties"]["Roles"]
+               for s in p["Properties"]["PolicyDocument"]["Statement"] for r in as_list(s["Resource"])]
+    target = logical_id(empty)
+    assert invoked and all(str(r).count(target) == 1 for r in invoked), invoked

@@ -350,6 +350,7 @@ GONE_PROBES: dict[str, Probe | None] = {
     "AWS::S3::BucketPolicy": None,
     "AWS::SNS::TopicPolicy": None,
     "Custom::S3AutoDeleteObjects": None,
+    "Custom::DriftloopPackageGroupEmptied": None,  # the group it empties is probed above
 }
 
 
@@ -369,6 +370,9 @@ def test_delete_stack_leaves_nothing_behind(deployed: DeployedSystem, failed_ser
     stack_id = cloudformation.describe_stacks(StackName=deployed.stack_name)["Stacks"][0]["StackId"]
     assert {r["ResourceType"] for r in resources} <= set(GONE_PROBES), "a new resource type needs a probe here"
     assert deployed.keys(f"s3://{deployed.bucket}/runs/"), "the scenario left artifacts for the teardown to delete"
+    # ... and model packages: CloudFormation deletes the group only once the custom resource has emptied it.
+    assert deployed.client("sagemaker").list_model_packages(
+        ModelPackageGroupName=deployed.package_group)["ModelPackageSummaryList"], "no package for the teardown to delete"
     destroy(deployed.server, deployed.assembly)
     deployed.destroyed = True
     wait_until(  # a deleted stack is described by its id only

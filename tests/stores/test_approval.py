@@ -7,6 +7,7 @@ gets which status, and what serving reads (``train/latest``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,32 @@ def test_a_reason_longer_than_a_record_keeps_is_refused_and_one_from_the_console
     stores.registry.set_status("train-11", "Approved", "y" * 1024)
     record = loop.approve(stores, "train-11", "fine")
     assert record.reason.endswith("; approved: " + "y" * (loop.REASON_MAX - 1) + "…")
+
+
+def test_a_rejection_made_in_the_registry_is_recorded_as_reject_records_it(stores: loop.Stores) -> None:
+    """On AWS a person rejects in the console and the promote Lambda calls ``rejected_in_registry``; locally
+    ``driftloop reject`` calls ``reject``: ``train/last-attempt`` reads alike, and a repeated or creation
+    event writes nothing."""
+    assert stores.registry is not None
+    train(stores, 10, 0.8, approval="automatic")
+    by_hand = train(stores, 11, 0.9, champion=0.8)
+    loop.reject(stores, "train-11", "mislabelled")
+    assert read_record(stores.params, stores.names.train_last_attempt, TrainRecord) == replace(
+        by_hand, approval="Rejected", reason=f"{by_hand.reason}; rejected: mislabelled")
+
+    in_console = train(stores, 12, 0.9, champion=0.8)
+    package = stores.registry.set_status("train-12", "Rejected", "mislabelled")
+    recorded = loop.rejected_in_registry(stores, package.package_id)
+    assert recorded == replace(in_console, approval="Rejected", reason=f"{in_console.reason}; rejected: mislabelled")
+    assert read_record(stores.params, stores.names.train_last_attempt, TrainRecord) == recorded
+    history = len(stores.params.history(stores.names.train_last_attempt))
+    assert loop.rejected_in_registry(stores, package.package_id) is None  # the event again
+
+    loser = train(stores, 13, 0.6, champion=0.8)  # registered Rejected by champion/challenger
+    assert loop.rejected_in_registry(stores, loser.package_id or "") is None
+    assert len(stores.params.history(stores.names.train_last_attempt)) == history + 1  # train-13's own record
+    assert serving(stores) == "train-10"
+    serving_package = stores.registry.set_status("train-10", "Rejected", "in the console")
+    with pytest.raises(loop.NotApprovable, match="is the current model's: its rejection in the registry was not"):
+        loop.rejected_in_registry(stores, serving_package.package_id)
+    assert serving(stores) == "train-10"

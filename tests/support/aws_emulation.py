@@ -12,9 +12,10 @@ comment saying what is missing and why it matters. Nothing in ``driftloop/``, ``
    value with a definite JSONPath, and lets a Fail state rethrow a ``States.*`` error.
 2. CloudFormation creates state machines in the backend that executes them.
 3. CloudFormation knows ``AWS::Scheduler::Schedule``, ``AWS::SageMaker::ModelPackageGroup`` and the
-   CDK's ``Custom::S3AutoDeleteObjects``,
-   accepts (without applying) ``AWS::S3::BucketPolicy`` and ``AWS::SNS::TopicPolicy``, and does
-   not report a bucket it could not delete as deleted.
+   CDK's ``Custom::S3AutoDeleteObjects``, runs a custom resource of CDK's Provider framework (its
+   Python onEvent function, on create and on delete), deletes a resource only after those that depend
+   on it, accepts (without applying) ``AWS::S3::BucketPolicy`` and ``AWS::SNS::TopicPolicy``, and does
+   not report a bucket or a model package group it could not delete as deleted.
 4. Step Functions' service integrations send and return AWS's parameter casing.
 5. Step Functions runs ``sagemaker:createProcessingJob.sync`` / ``createTrainingJob.sync``.
 6. SageMaker runs the jobs it is asked to create (``job_runner.LocalJobRunner``).
@@ -22,8 +23,9 @@ comment saying what is missing and why it matters. Nothing in ``driftloop/``, ``
    the layers CloudFormation gave them; ``delete_stack`` deletes a template's layer.
 8. SageMaker errors reach Step Functions named as AWS names them (``SageMaker.<modeled exception>``
    or the generic ``SageMaker.AmazonSageMakerException``, the error code in the cause).
-9. SageMaker's UpdateModelPackage changes only what it is given (``model_packages_as_aws_has_them``,
-   also applied alone by the model registry's store tests).
+9. SageMaker's UpdateModelPackage changes only what it is given, and DeleteModelPackage and
+   DeleteModelPackageGroup exist, the latter refusing a group that holds packages
+   (``model_packages_as_aws_has_them``, also applied alone by the registry's store and handler tests).
 10. A model package's approval status reaches EventBridge ("SageMaker Model Package State Change",
    on create and on each status change), and EventBridge invokes Lambda targets (asynchronously,
    on a thread, as AWS does for a rule's target).
@@ -57,13 +59,16 @@ from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 from moto.awslambda import models as lambda_models
 from moto.cloudformation import parsing as cfn_parsing
+from moto.cloudformation.custom_model import CustomModel
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.core.config import default_user_config
+from moto.core.responses import EmptyResult
 from moto.core.utils import utcnow
 from moto.events import models as events_models
 from moto.events.models import events_backends
 from moto.s3.exceptions import BucketNotEmpty
 from moto.s3.models import FakeBucket, s3_backends
+from moto.sagemaker.exceptions import ConflictException, ValidationError
 from moto.sagemaker.models import SageMakerModelBackend, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 from moto.scheduler.models import scheduler_backends
@@ -180,6 +185,7 @@ def emulated_aws(server: MotoServer, *, images: ImageCatalog, workdir: Path, job
             _state_machines_from_cloudformation_are_executable(patch)
             _cloudformation_knows_more_types(patch)
             _cloudformation_refuses_to_delete_full_buckets(patch)
+            _cloudformation_deletes_dependants_first(patch)
             _service_integrations_use_aws_casing(patch)
             _sagemaker_sync_integration(patch)
             _sagemaker_runs_jobs(patch, emulation, runner)
@@ -377,7 +383,9 @@ class _ModelPackageGroupResource(_LocalModel):
         raise UnformattedGetAttTemplateException()
 
     def delete(self, account_id: str, region: str) -> None:
-        sagemaker_backends[account_id][region].model_package_groups.pop(self.name, None)
+        """Refused while the group holds packages (as on AWS: 9.); moto retries it in a later pass."""
+        if self.name in sagemaker_backends[account_id][region].model_package_groups:
+            _delete_model_package_group(sagemaker_backends[account_id][region], self.name)
 
     @staticmethod
     def cloudformation_type() -> str:
@@ -402,7 +410,7 @@ class _ModelPackageGroupResource(_LocalModel):
     def delete_from_cloudformation_json(
         cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
     ) -> None:
-        sagemaker_backends[account_id][region_name].model_package_groups.pop(resource_name, None)
+        cls(account_id, region_name, resource_name).delete(account_id, region_name)
 
 
 class _AutoDeleteObjectsResource(_LocalModel):
@@ -444,6 +452,50 @@ class _AutoDeleteObjectsResource(_LocalModel):
         cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **_: Any
     ) -> _AutoDeleteObjectsResource:
         return cls(resource_name, cloudformation_json["Properties"]["BucketName"], account_id, region_name)
+
+
+class _ProviderFrameworkResource(_LocalModel):
+    """A ``Custom::`` resource whose service token is CDK's Provider framework (``custom_resources.Provider``).
+
+    moto hands any ``Custom::`` resource to its ``CustomModel``, which invokes the service token's function
+    on create only (never on delete) and waits for an answer; the framework's function is CDK's Node.js
+    code, which does not run here (7.). Its one job is done here instead: CloudFormation's event goes to the
+    user's onEvent function (``USER_ON_EVENT_FUNCTION_ARN`` in the framework's environment), on create and
+    on delete, synchronously; a function error fails the resource, as the framework fails it on AWS. Any
+    other ``Custom::`` resource is left to moto's ``CustomModel``.
+    """
+
+    def __init__(self, name: str, properties: dict[str, Any], function: str, region: str, resource_type: str) -> None:
+        self.physical_resource_id = name
+        self.properties, self.function, self.region, self.resource_type = properties, function, region, resource_type
+
+    def on_event(self, request_type: str) -> dict[str, Any]:
+        event = {"RequestType": request_type, "ResourceType": self.resource_type,
+                 "LogicalResourceId": self.physical_resource_id, "ResourceProperties": self.properties,
+                 **({} if request_type == "Create" else {"PhysicalResourceId": self.physical_resource_id})}
+        answer = boto_client_for(region=self.region, service="lambda").invoke(
+            FunctionName=self.function, Payload=json.dumps(event))
+        payload = json.loads(answer["Payload"].read() or b"{}")
+        if answer.get("FunctionError"):
+            raise RuntimeError(f"custom resource {self.resource_type}: {request_type} failed: {payload}")
+        return payload if isinstance(payload, dict) else {}
+
+    def delete(self, account_id: str, region: str) -> None:
+        self.on_event("Delete")
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        properties = cloudformation_json["Properties"]
+        framework = lambda_models.lambda_backends[account_id][region_name].get_function(properties["ServiceToken"])
+        function = framework.environment_vars.get("USER_ON_EVENT_FUNCTION_ARN")
+        if function is None:
+            return CustomModel.create_from_cloudformation_json(resource_name, cloudformation_json, account_id,
+                                                               region_name, **kwargs)
+        resource = cls(resource_name, properties, function, region_name, kwargs["ResourceType"])
+        resource.physical_resource_id = resource.on_event("Create").get("PhysicalResourceId") or resource_name
+        return resource
 
 
 class _PolicyResource(_LocalModel):
@@ -516,13 +568,62 @@ def _cloudformation_refuses_to_delete_full_buckets(patch: pytest.MonkeyPatch) ->
     patch.setattr(FakeBucket, "delete_from_cloudformation_json", classmethod(delete_if_empty))
 
 
+def _references(value: Any) -> set[str]:
+    """The logical ids a template fragment names: ``Ref``, ``Fn::GetAtt`` and ``${Id}`` in ``Fn::Sub``."""
+    if isinstance(value, list):
+        return set().union(*map(_references, value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    found = set().union(*map(_references, value.values())) if value else set()
+    if isinstance(value.get("Ref"), str):
+        found.add(value["Ref"])
+    if "Fn::GetAtt" in value:
+        attribute = value["Fn::GetAtt"]
+        found.add(attribute[0] if isinstance(attribute, list) else str(attribute).split(".")[0])
+    if "Fn::Sub" in value:
+        text = value["Fn::Sub"][0] if isinstance(value["Fn::Sub"], list) else value["Fn::Sub"]
+        found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", str(text))}
+    return found
+
+
+def _cloudformation_deletes_dependants_first(patch: pytest.MonkeyPatch) -> None:
+    """CloudFormation deletes a resource only once nothing left in the stack depends on it (``DependsOn``,
+    ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``); moto's ``ResourceMap.delete`` deletes in no particular order. That
+    matters for a custom resource: its function must still be there when its delete runs (a custom resource
+    that empties the model package group, before the group's own delete). A resource something still
+    depends on is refused here, and moto's next pass deletes it. Retained resources block nothing."""
+    delete = cfn_parsing.ResourceMap._delete_resource
+
+    def delete_after_dependants(resource_map: Any, parsed_resource: Any, resource_json: dict[str, Any]) -> None:
+        logical_id = parsed_resource.logical_resource_id
+        templates = resource_map._resource_json_map
+        waiting = [other for other in templates if other != logical_id and other in resource_map._parsed_resources
+                   and templates[other].get("DeletionPolicy") != "Retain"
+                   and logical_id in (_references(templates[other].get("Properties", {}))
+                                      | set(_as_list(templates[other].get("DependsOn", []))))]
+        if waiting:
+            raise RuntimeError(f"{logical_id} is still needed by {', '.join(sorted(waiting))}")
+        delete(resource_map, parsed_resource, resource_json)
+
+    patch.setattr(cfn_parsing.ResourceMap, "_delete_resource", delete_after_dependants)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
 def _cloudformation_knows_more_types(patch: pytest.MonkeyPatch) -> None:
     """Register the models above where moto's CloudFormation looks a resource type up
     (``moto.cloudformation.parsing.resource_class_from_type`` and the name-property lookup)."""
     find_class = cfn_parsing.resource_class_from_type
     find_name_property = cfn_parsing.resource_name_property_from_type
     models = _CLOUDFORMATION_MODELS
-    patch.setattr(cfn_parsing, "resource_class_from_type", lambda t: models[t] if t in models else find_class(t))
+    def resource_class(resource_type: str) -> Any:
+        if resource_type in models:
+            return models[resource_type]
+        return _ProviderFrameworkResource if resource_type.startswith("Custom::") else find_class(resource_type)
+
+    patch.setattr(cfn_parsing, "resource_class_from_type", resource_class)
     patch.setattr(
         cfn_parsing,
         "resource_name_property_from_type",
@@ -930,6 +1031,43 @@ def model_packages_as_aws_has_them(patch: pytest.MonkeyPatch) -> None:
         return str(arn)
 
     patch.setattr(SageMakerModelBackend, "update_model_package", update_model_package)
+    _model_packages_can_be_deleted(patch)
+
+
+def _model_packages_can_be_deleted(patch: pytest.MonkeyPatch) -> None:
+    """moto's SageMaker has neither DeleteModelPackage nor DeleteModelPackageGroup (its responses raise
+    NotImplementedError). Added as AWS has them: a package is deleted by ARN or name; a group is deleted
+    only once it holds no package (ConflictException otherwise), which is why the stack's teardown empties
+    it first (``empty_package_group``)."""
+
+    def delete_model_package(self: SageMakerModelBackend, model_package_name: str) -> None:
+        arn = self.describe_model_package(model_package_name).arn
+        self.model_packages.pop(arn)
+        for name in [n for n, mapped in self.model_package_name_mapping.items() if mapped == arn]:
+            del self.model_package_name_mapping[name]
+
+    def respond_delete_model_package(response: SageMakerResponse) -> Any:
+        delete_model_package(response.sagemaker_backend, response._get_param("ModelPackageName"))
+        return EmptyResult()
+
+    def respond_delete_model_package_group(response: SageMakerResponse) -> Any:
+        _delete_model_package_group(response.sagemaker_backend, response._get_param("ModelPackageGroupName"))
+        return EmptyResult()
+
+    patch.setattr(SageMakerResponse, "delete_model_package", respond_delete_model_package, raising=False)
+    patch.setattr(SageMakerResponse, "delete_model_package_group", respond_delete_model_package_group,
+                  raising=False)
+
+
+def _delete_model_package_group(backend: SageMakerModelBackend, name: str) -> None:
+    """DeleteModelPackageGroup as AWS does it: refused while the group holds a package."""
+    name = name.rsplit("/", 1)[-1]
+    if name not in backend.model_package_groups:
+        raise ValidationError(f"Model Package Group {name} does not exist.")
+    held = [p.arn for p in backend.model_packages.values() if p.model_package_group_name == name]
+    if held:
+        raise ConflictException(f"Model Package Group {name} holds {len(held)} model packages: delete them first")
+    del backend.model_package_groups[name]
 
 
 # 10. --------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ Only what differs by nature is mapped: the store root (``s3://<bucket>/`` on AWS
 relative to the store), times, the id of a retrain the serve state machine started (a Step
 Functions execution name; the local runner names it from the clock and a random suffix), and a
 model package's id (its ARN in the stack's group on AWS, ``driftloop/<version>`` locally): compared
-as the group's version number, so the same model must be the same version on both. Every other
+as the group's version number, so the same model must be the same version on both; and in the
+registries' histories, a package's algorithm image (AWS runs one, the local runner none). Every other
 run id is the same on both sides: the AWS executions are started with the local run ids as their names.
 """
 
@@ -18,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from driftloop.local.runner import LocalSystem, ServeOutcome
-from driftloop.registry import LOCAL_GROUP
+from driftloop.registry import LOCAL_GROUP, SageMakerModelRegistry
 from support.deployed_system import DeployedSystem
 
 RECORDS = ("train/latest", "train/last-attempt", "serve/latest")
@@ -72,6 +73,19 @@ class Backends:
             assert aws[name] == local[name], f"{name} differs between the backends"
         return local
 
+    def assert_same_registry(self) -> list[dict[str, Any]]:
+        """The two model package groups' histories, package by package and field by field (as ``comparable``
+        maps them: a package's ARN as its version's local id, the store root, times). The algorithm image
+        is what only AWS has (the local runner runs none): present there, None locally, then left out."""
+        assert self.local.stores.registry is not None, "the local system has no model registry"
+        local = [package.to_dict() for package in self.local.stores.registry.packages()]
+        registry = SageMakerModelRegistry(self.aws.package_group, self.aws.client("sagemaker"))
+        aws = [package.to_dict() for package in registry.packages()]
+        aws_images, local_images = ([p["trained"].pop("image") for p in side] for side in (aws, local))
+        assert all(aws_images) and not any(local_images), (aws_images, local_images)
+        mapped = self.comparable({"packages": aws}, root=self.aws.uri(""), package_group=self.aws.package_group)
+        assert mapped == self.comparable({"packages": local}), "the model registries' histories differ"
+        return local
 
     def aws_key(self, local_key: str) -> str:
         """Where AWS wrote what the local runner wrote at ``local_key``: a retrain's id is its execution name."""
