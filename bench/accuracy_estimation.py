@@ -274,7 +274,22 @@ def all_methods() -> tuple[str, ...]:
     """The single-model methods, ``agreement`` (two copies) and the loop's-own-models methods."""
     from driftloop.ml.accuracy_estimate import AGREEMENT, METHODS, MODELS_METHODS
 
-    return (*METHODS, AGREEMENT, *MODELS_METHODS)
+    return (*METHODS, AGREEMENT, *MODELS_METHODS, SWITCHED)
+
+
+# A candidate for "use it where it is better": the default estimate inside its validity domain, the
+# loop's-models estimate outside it (where the default is most often far off).
+SWITCH_TO = "triplet"
+SWITCHED = f"atc_ne_else_{SWITCH_TO}"
+
+
+def _outside_domain(batch: np.ndarray, calibration: Any) -> bool:
+    from driftloop.ml.accuracy_estimate import class_mix_domain
+
+    found = class_mix_domain(batch, calibration)
+    if found is None:
+        raise RuntimeError("the calibration has no class mix: it predates the validity domain")
+    return found[0] > found[1]
 
 
 # The champions before a stage's model, as the loop holds them after retraining on each stage in the
@@ -315,15 +330,17 @@ def policies() -> list[Policy]:
 
 
 def _estimates(probabilities: np.ndarray, second: np.ndarray, calibration: Any,
-               family: tuple[np.ndarray, Any]) -> dict[str, Any]:
+               family: tuple[np.ndarray, Any], outside: bool) -> dict[str, Any]:
     """Every method's estimate of one batch (``agreement`` and the models' methods ignore the
-    calibration: theirs is the models' own, ``family``'s second part)."""
+    calibration: theirs is the models' own, ``family``'s second part; ``outside``: the batch's class mix
+    is outside the validation calibration's domain, which picks ``SWITCHED``'s estimate)."""
     from driftloop.ml import accuracy_estimate as ae
 
     predictions, models = family
-    return {**ae.estimate_all(probabilities, calibration),
-            ae.AGREEMENT: ae.estimate_agreement(probabilities, second),
-            **{m: ae.estimate_with_models(predictions, models, m) for m in ae.MODELS_METHODS}}
+    found: dict[str, Any] = {**ae.estimate_all(probabilities, calibration),
+                             ae.AGREEMENT: ae.estimate_agreement(probabilities, second),
+                             **{m: ae.estimate_with_models(predictions, models, m) for m in ae.MODELS_METHODS}}
+    return {**found, SWITCHED: found[SWITCH_TO] if outside else found[ae.DEFAULT_METHOD]}
 
 
 def _drift_checker(reference: np.ndarray) -> tuple[Any, Any, np.ndarray]:
@@ -355,7 +372,8 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
     correct = probabilities.argmax(axis=1) == labels
     members = family.predictions[stage]
     pool = {c: {m: e.accuracy for m, e in _estimates(probabilities, second, cal,
-                                                      (members, family.calibration)).items()}
+                                                      (members, family.calibration),
+                                                      _outside_domain(probabilities, calibrations["val"])).items()}
             for c, cal in calibrations.items()}
     methods = all_methods()
     cell: dict[str, Any] = {
@@ -391,8 +409,9 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
                     raise RuntimeError(f"memoised KS disagrees with drift.score on {outputs.stage} x {stage}")
             n_drift += is_drift
             drop: dict[str, float] = {}
+            outside = _outside_domain(probabilities[indices], calibrations["val"])
             shared = {m: e for m, e in _estimates(probabilities[indices], second[indices], calibrations["val"],
-                                                   (members[:, indices], family.calibration)).items()
+                                                   (members[:, indices], family.calibration), outside).items()
                       if m not in METHODS}
             for c, calibration in calibrations.items():
                 found = {**ae.estimate_all(probabilities[indices], calibration), **shared}
@@ -456,26 +475,33 @@ def _tally_domain(tally: dict[str, dict[str, dict[str, int]]], batch: np.ndarray
 GAPS = (0.10, 0.20)  # a second mark: the default estimate and a models' estimate this far apart
 
 
-def mark_names() -> tuple[tuple[str, str, str, float], ...]:
-    """(name, estimator, the other estimator, gap) of every mark the benchmark tallies beyond the class
-    mix: each estimate is marked when the class mix is outside the domain (α ``DOMAIN_ALPHA``) or when it
-    and the other estimate lie at least the gap apart (a gap of 0: the class mix alone)."""
+Mark = tuple[str, str, tuple[str, str], float]
+
+
+def mark_names() -> tuple[Mark, ...]:
+    """(name, estimator, the two estimates compared, gap) of every mark the benchmark tallies beyond the
+    class mix: an estimate is marked when the class mix is outside the domain (α ``DOMAIN_ALPHA``) or when
+    the two estimates lie at least the gap apart (a gap of 0: the class mix alone)."""
     from driftloop.ml.accuracy_estimate import DEFAULT_METHOD, MODELS_METHODS
 
-    found: list[tuple[str, str, str, float]] = []
+    found: list[Mark] = [(f"{SWITCHED}: class mix", SWITCHED, (SWITCHED, SWITCHED), 0.0)]
+    found += [(f"{SWITCHED}: class mix or {100 * gap:.0f} points between {DEFAULT_METHOD} and {SWITCH_TO}",
+               SWITCHED, (DEFAULT_METHOD, SWITCH_TO), gap) for gap in GAPS]
     for m in MODELS_METHODS:
-        found.append((f"{m}: class mix", m, m, 0.0))
+        found.append((f"{m}: class mix", m, (m, m), 0.0))
         for gap in GAPS:
-            found.append((f"{m}: class mix or {100 * gap:.0f} points from {DEFAULT_METHOD}", m, DEFAULT_METHOD, gap))
-            found.append((f"{DEFAULT_METHOD}: class mix or {100 * gap:.0f} points from {m}", DEFAULT_METHOD, m, gap))
+            label = f"class mix or {100 * gap:.0f} points"
+            found.append((f"{m}: {label} from {DEFAULT_METHOD}", m, (m, DEFAULT_METHOD), gap))
+            found.append((f"{DEFAULT_METHOD}: {label} from {m}", DEFAULT_METHOD, (DEFAULT_METHOD, m), gap))
     return tuple(found)
 
 
 def _tally_marks(tally: dict[str, dict[str, dict[str, int]]], mix_marked: bool, estimates: dict[str, float],
                  truth: float) -> None:
     """Count one batch under every extra mark: marked or not, and how far off the marked estimator is."""
-    for name, estimator, other, gap in mark_names():
-        marked = mix_marked or (gap > 0 and abs(estimates[estimator] - estimates[other]) >= gap - 1e-12)
+    for name, estimator, (first, second), gap in mark_names():
+        apart = abs(estimates[first] - estimates[second])
+        marked = mix_marked or (gap > 0 and apart >= gap - 1e-12)
         side = tally[name]["marked" if marked else "unmarked"]
         side["n"] += 1
         for far in FAR_OFF:
@@ -551,7 +577,8 @@ def _domain_summary(cells: list[dict[str, Any]], batch_sizes: Sequence[int], fie
 
 # Policies whose counts the JSON keeps per cell (totals cover every policy): the drift rule and the
 # harm rules of the best single-model method and of agreement.
-CELL_POLICY_METHODS = ("atc_ne", "agreement", "previous_agreement", "previous_scaled", "aline", "triplet")
+CELL_POLICY_METHODS = ("atc_ne", "agreement", "previous_agreement", "previous_scaled", "aline", "triplet",
+                       SWITCHED)
 
 
 def _round(value: Any) -> Any:
@@ -686,6 +713,7 @@ def run(options: BenchOptions) -> Result:
     data = {"setup": {**setup, "batch_sizes": list(BATCH_SIZES), "n_batches": n_batches,
                       "harm_thresholds": list(HARM_THRESHOLDS), "harmful_drop": HARMFUL_DROP,
                       "harmless_drop": HARMLESS_DROP, "interval_confidence": ae.DEFAULT_CONFIDENCE,
+                      "earlier_champions": EARLIER_CHAMPIONS, "switched_method": SWITCHED,
                       "drift": DriftConfig().to_dict(), "calibrations": list(CALIBRATIONS)},
             "models": models, "cells": _per_cell(cells, BATCH_SIZES), "summary": summary,
             "recommended": _recommend(summary, BATCH_SIZES),

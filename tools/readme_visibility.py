@@ -13,7 +13,7 @@ from typing import Final
 
 from driftloop.config import DecisionPolicy, DriftConfig
 from driftloop.local.measured import DETECTION_SHARE, RESULTS_FILE, RUNS_PER_MONTH, SEED_BATCH_SIZE, DriftPower
-from driftloop.ml.accuracy_estimate import DEFAULT_METHOD, DOMAIN_ALPHA
+from driftloop.ml.accuracy_estimate import DEFAULT_METHOD, DOMAIN_ALPHA, MODELS_METHODS
 from tools.sections import replace_section
 
 DOC: Final = Path(__file__).resolve().parents[1] / "docs" / "drift.md"
@@ -101,6 +101,36 @@ def _domain_line(power: DriftPower, size: int) -> str:
             "estimates more than 20 points off are left unmarked.")
 
 
+def _models_lines(power: DriftPower, size: int) -> list[str]:
+    """The estimate from the loop's own models (issue 24, item 3), when the file has it."""
+    if not power.marks:
+        return []
+    best = power.best_of(MODELS_METHODS, 200)
+    others = ", ".join(f"`{m}` {100 * power.estimation_error(m)['mae_200']:.1f}" for m in MODELS_METHODS
+                       if m != best["method"])
+    lines = [
+        f"- **From the loop's own models** (the serving model's agreement with the {power.earlier_champions} champions "
+        f"before it, on the batch and on its validation set): the best, `{best['method']}`, errs by "
+        f"**{100 * best['mae_200']:.1f} points** at 200 images ({100 * best['mae_shifted_200']:.1f} on the shifted "
+        f"cells, goal ≤ 5; `{DEFAULT_METHOD}` {100 * power.estimation_error(DEFAULT_METHOD)['mae_shifted_200']:.1f}), "
+        f"{100 * best[f'mae_{size}']:.1f} at {size}; the others at 200: {others}."]
+    if power.switched_method:
+        switched = power.estimation_error(power.switched_method)
+        lines.append(
+            f"  - `{power.switched_method}` (the default estimate inside its domain, `{best['method']}` outside): "
+            f"**{100 * switched['mae_200']:.1f} points** at 200 images ({100 * switched['mae_shifted_200']:.1f} "
+            f"shifted, {100 * switched['mae_own_200']:.1f} on the own stage), {100 * switched[f'mae_{size}']:.1f} "
+            f"at {size}.")
+        mark = power.fewest_unmarked(power.switched_method, size)
+        if mark is not None:
+            lines.append(
+                f"  - Marked when *{mark['mark'].split(': ', 1)[1]}*: {_pct(mark['marked_share'])} of the {size}-image "
+                f"estimates marked; {mark['unmarked']['off_20']:,} of "
+                f"{mark['marked']['off_20'] + mark['unmarked']['off_20']:,} more than 20 points off left unmarked "
+                f"(an unmarked one is more than 10 points off in {_pct(mark['unmarked_off_10_rate'])}).")
+    return lines
+
+
 def _estimate_lines(power: DriftPower, size: int) -> list[str]:
     error = power.estimation_error(DEFAULT_METHOD)
     agreement = power.estimation_error("agreement")
@@ -115,13 +145,15 @@ def _estimate_lines(power: DriftPower, size: int) -> list[str]:
         f"Two copies of the model agreeing (`agreement`, needs a second training) err by "
         f"{100 * agreement[f'mae_{size}']:.1f} points.",
         _domain_line(power, size),
+        *_models_lines(power, size),
         "",
         f"| rule, batches of {size} (the default in bold) | harmful batches (≥ 10 points) missed | harmless batches "
         "(< 5 points) retrained on | retrains per 7 batches | Original model on Original: retrained |",
         "|---|---|---|---|---|",
     ]
     default = default_policy_name(DecisionPolicy())
-    for name in POLICIES_SHOWN:
+    rules = POLICIES_SHOWN + ((f"drift_or_harm({power.switched_method}, 10)",) if power.switched_method else ())
+    for name in rules:
         row = power.policy(name, size)
         shown = f"**`{name}`**" if name == default else f"`{name}`"
         lines.append(f"| {shown} | {_pct(row['missed_rate'])} | {_pct(row['needless_rate'])} | "

@@ -64,6 +64,10 @@ class DriftPower:
     policies: tuple[dict[str, Any], ...] = ()  # per (batch size, policy): harmful missed, needless retrains
     # Per (batch size, α): the default estimate's validity domain, how often marked and unmarked ones are far off.
     domain: tuple[dict[str, Any], ...] = ()
+    # Per (batch size, mark): the loop's-own-models estimates under the class mix or a gap to the default's.
+    marks: tuple[dict[str, Any], ...] = ()
+    earlier_champions: int = 0  # how many champions before the serving model the models' estimates use
+    switched_method: str = ""  # the default estimate inside its domain, a models' estimate outside it
 
     @classmethod
     def load(cls, path: Path = RESULTS_FILE) -> DriftPower | None:
@@ -85,7 +89,10 @@ class DriftPower:
                    batch_sizes=tuple(int(b) for b in setup["batch_sizes"]), seeds=tuple(setup["seeds"]),
                    cells=tuple(cells), validation_images=int(results["models"][0]["calibration"]["val"]["n"]),
                    estimation=tuple(results["summary"]["estimation"]),
-                   policies=tuple(results["summary"]["policies"]), domain=tuple(results["summary"]["domain"]))
+                   policies=tuple(results["summary"]["policies"]), domain=tuple(results["summary"]["domain"]),
+                   marks=tuple(results["summary"].get("marks", ())),
+                   earlier_champions=int(setup.get("earlier_champions", 0)),
+                   switched_method=str(setup.get("switched_method", "")))
 
     def measured_for(self, config: DriftConfig) -> bool:
         """Whether these figures are for ``config``'s detector (features, correction, α)."""
@@ -114,6 +121,15 @@ class DriftPower:
 
     def domain_at(self, batch_size: int, alpha: float) -> dict[str, Any]:
         return next(d for d in self.domain if d["batch_size"] == batch_size and d["alpha"] == alpha)
+
+    def best_of(self, methods: tuple[str, ...], batch_size: int) -> dict[str, Any]:
+        """The errors of the method among ``methods`` with the smallest error at ``batch_size``."""
+        return min((self.estimation_error(m) for m in methods), key=lambda e: e[f"mae_{batch_size}"])
+
+    def fewest_unmarked(self, estimator: str, batch_size: int, far: int = 20) -> dict[str, Any] | None:
+        """The mark of ``estimator``'s estimates that leaves the fewest more than ``far`` points off unmarked."""
+        found = [m for m in self.marks if m["batch_size"] == batch_size and m["mark"].startswith(f"{estimator}:")]
+        return min(found, key=lambda m: (m["unmarked"][f"off_{far}"], m["marked_share"]), default=None)
 
     def cell(self, model: str, test_set: str) -> Cell | None:
         return next((c for c in self.cells if (c.model, c.test_set) == (model, test_set)), None)

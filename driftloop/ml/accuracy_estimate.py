@@ -27,6 +27,14 @@ One more method needs a second model, so it sits beside the others (``estimate_a
   on which their predicted classes agree. No calibration; it sees a model that is confidently
   wrong (which no confidence-based method can) when the two copies are wrong differently.
 
+The loop's own models (``estimate_with_models``, issue 24): the serving model and the champions before
+it, each trained on another stage, all scored on the batch and on the serving model's labelled
+validation set (``ModelsCalibration``). ``triplet`` solves agreement(i, j) = a_i a_j over every pair
+(independent errors; Platanios et al., UAI 2014) and is the best of them on the benchmark (10.4 points
+at 200 images against ATC's 12.8; docs/benchmarks.md section 6.2); ``aline`` is ALine-S (Baek et al.,
+NeurIPS 2022), ``previous_agreement`` and ``previous_scaled`` use the newest earlier champion alone.
+The loop does not run them yet: the serve step does not have the earlier champions.
+
 Intervals (``AccuracyEstimate.lower``/``upper``, at ``confidence``, 0.95 by default):
 
 * ``average_confidence`` and ``cbpe`` say each image is right with its own probability ``p_i``; if

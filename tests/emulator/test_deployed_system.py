@@ -371,8 +371,8 @@ def test_delete_stack_leaves_nothing_behind(deployed: DeployedSystem, failed_ser
     assert {r["ResourceType"] for r in resources} <= set(GONE_PROBES), "a new resource type needs a probe here"
     assert deployed.keys(f"s3://{deployed.bucket}/runs/"), "the scenario left artifacts for the teardown to delete"
     # ... and model packages: CloudFormation deletes the group only once the custom resource has emptied it.
-    assert deployed.client("sagemaker").list_model_packages(
-        ModelPackageGroupName=deployed.package_group)["ModelPackageSummaryList"], "no package for the teardown to delete"
+    packages = deployed.client("sagemaker").list_model_packages(ModelPackageGroupName=deployed.package_group)
+    assert packages["ModelPackageSummaryList"], "no package for the teardown to delete"
     destroy(deployed.server, deployed.assembly)
     deployed.destroyed = True
     wait_until(  # a deleted stack is described by its id only
