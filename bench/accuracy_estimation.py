@@ -371,9 +371,9 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
     second = outputs.second[key][:, 1:]
     correct = probabilities.argmax(axis=1) == labels
     members = family.predictions[stage]
-    pool = {c: {m: e.accuracy for m, e in _estimates(probabilities, second, cal,
-                                                      (members, family.calibration),
-                                                      _outside_domain(probabilities, calibrations["val"])).items()}
+    pool_outside = _outside_domain(probabilities, calibrations["val"])
+    pool = {c: {m: e.accuracy for m, e in _estimates(probabilities, second, cal, (members, family.calibration),
+                                                      pool_outside).items()}
             for c, cal in calibrations.items()}
     methods = all_methods()
     cell: dict[str, Any] = {
@@ -410,20 +410,19 @@ def _cell(outputs: ModelOutputs, stage: str, calibrations: dict[str, Any], own_a
             n_drift += is_drift
             drop: dict[str, float] = {}
             outside = _outside_domain(probabilities[indices], calibrations["val"])
-            shared = {m: e for m, e in _estimates(probabilities[indices], second[indices], calibrations["val"],
-                                                   (members[:, indices], family.calibration), outside).items()
-                      if m not in METHODS}
+            with_val = _estimates(probabilities[indices], second[indices], calibrations["val"],
+                                  (members[:, indices], family.calibration), outside)
+            shared = {m: e for m, e in with_val.items() if m not in METHODS}
             for c, calibration in calibrations.items():
-                found = {**ae.estimate_all(probabilities[indices], calibration), **shared}
+                found = with_val if c == "val" else {**ae.estimate_all(probabilities[indices], calibration), **shared}
                 for m, result in found.items():
                     errors[c][m].append(result.accuracy - truth)
                     covered[c][m] += result.lower <= truth <= result.upper
                     widths[c][m].append(result.upper - result.lower)
                     if c == "val":
                         drop[m] = calibration.accuracy - result.accuracy
-            mix_marked = _tally_domain(domain, probabilities[indices], calibrations["val"],
-                                       errors["val"][DEFAULT_METHOD][-1])
-            _tally_marks(marks, mix_marked, {m: truth + errors["val"][m][-1] for m in methods}, truth)
+            _tally_domain(domain, probabilities[indices], calibrations["val"], errors["val"][DEFAULT_METHOD][-1])
+            _tally_marks(marks, outside, {m: truth + errors["val"][m][-1] for m in methods}, truth)
             true_drop = own_accuracy - truth
             for policy in policy_list:
                 fired = policy.fires(is_drift, drop)
@@ -453,23 +452,19 @@ def _empty_domain_tally(names: Sequence[str]) -> dict[str, dict[str, dict[str, i
 
 
 def _tally_domain(tally: dict[str, dict[str, dict[str, int]]], batch: np.ndarray, calibration: Any,
-                  error: float) -> bool:
-    """Count one batch's default estimate as marked (outside the domain) or not, per α, and how far off it
-    is; whether the default α marks it."""
-    from driftloop.ml.accuracy_estimate import DOMAIN_ALPHA, class_mix_domain
+                  error: float) -> None:
+    """Count one batch's default estimate as marked (outside the domain) or not, per α, and how far off it is."""
+    from driftloop.ml.accuracy_estimate import class_mix_domain
 
-    marked_at_default = False
     for alpha in DOMAIN_ALPHAS:
         found = class_mix_domain(batch, calibration, alpha)
         if found is None:
             raise RuntimeError("the calibration has no class mix: it predates the validity domain")
         distance, limit = found
         side = tally[str(alpha)]["marked" if distance > limit else "unmarked"]
-        marked_at_default |= alpha == DOMAIN_ALPHA and distance > limit
         side["n"] += 1
         for far in FAR_OFF:
             side[f"off_{100 * far:.0f}"] += abs(error) > far
-    return marked_at_default
 
 
 GAPS = (0.10, 0.20)  # a second mark: the default estimate and a models' estimate this far apart

@@ -171,9 +171,10 @@ def promote(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             return {"promoted": False, "summary": summary}
         record = loop.approved_in_registry(_stores(), arn)
     except loop.NotApprovable as refused:
-        message = f"driftloop: {'rejection' if status == 'Rejected' else 'approval'} of {arn} refused: {refused}"
+        decision = "rejection" if status == "Rejected" else "approval"
+        message = f"driftloop: {decision} of {arn} refused: {refused}"
         logger.warning(message)
-        _notify(f"driftloop: {'rejection' if status == 'Rejected' else 'approval'} refused", message)
+        _notify(f"driftloop: {decision} refused", message)
         return {"promoted": False, "summary": message}
     logger.info(record.summary(), extra={"package": arn})
     return {"promoted": True, "summary": record.summary()}
