@@ -274,10 +274,14 @@ class ControlStepFunctions(Construct):
     def _uses_registry(self, function: lambda_.Function, *actions: str) -> None:
         """Lets the function list and describe this stack's model packages, and do ``actions`` on them."""
         function.node.add_dependency(self.package_group)
+        self._acts_on_packages(function, ["sagemaker:DescribeModelPackage", *actions],
+                               [self.group_arn(), self.packages_arn()])
+
+    def _acts_on_packages(self, function: lambda_.Function, actions: list[str], resources: list[str]) -> None:
+        """Lets the function list model packages (the action takes no narrower resource) and do ``actions`` on
+        ``resources`` (this stack's group and packages), each wildcard told to cdk-nag with its reason."""
         function.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:ListModelPackages"], resources=["*"]))
-        function.add_to_role_policy(iam.PolicyStatement(
-            actions=["sagemaker:DescribeModelPackage", *actions],
-            resources=[self.group_arn(), self.packages_arn()]))
+        function.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=resources))
         assert function.role is not None
         packages = nag.arn("sagemaker", f"model-package/{self.config.package_group.lower()}/*")
         nag.wildcards(function.role, LISTS_MODEL_PACKAGES, resources=("*",))
@@ -302,13 +306,7 @@ class ControlStepFunctions(Construct):
         empty = self._function("EmptyPackageGroup", "empty_package_group",
                                "on the stack's delete: the model package group's packages deleted",
                                skips=checkov.TEARDOWN_LAMBDA)
-        empty.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:ListModelPackages"], resources=["*"]))
-        empty.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:DeleteModelPackage"],
-                                                     resources=[self.packages_arn()]))
-        assert empty.role is not None
-        nag.wildcards(empty.role, LISTS_MODEL_PACKAGES, resources=("*",))
-        nag.wildcards(empty.role, PACKAGES_OF_THE_GROUP,
-                      resources=(nag.arn("sagemaker", f"model-package/{self.config.package_group.lower()}/*"),))
+        self._acts_on_packages(empty, ["sagemaker:DeleteModelPackage"], [self.packages_arn()])
         provider = custom_resources.Provider(self, "EmptyPackageGroupProvider", on_event_handler=empty,
                                              log_group=log_group(self, "EmptyPackageGroupProviderLogs", self.config))
         self._suppress_provider_findings(provider, empty)
